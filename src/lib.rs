@@ -1,0 +1,14 @@
+//! chute: validate, transform and upsert product CSVs into MongoDB.
+//!
+//! The engine (schema, rules, planning, transform, dedup, report model) is pure: bytes in, documents
+//! and rejections out. The adapters (`store`, `blob`, `notify`, `lambda`) are thin layers over the
+//! MongoDB driver and the AWS SDK, used by the Lambda binaries in `functions/`.
+
+pub mod bsonw;
+pub mod dedup;
+pub mod header;
+pub mod memory;
+pub mod plan;
+pub mod rules;
+pub mod schema;
+pub mod transform;

@@ -1,0 +1,70 @@
+//! The whole engine over a file held in memory: plan, resolve duplicates, transform every chunk.
+//! The Lambdas do the same steps over S3; tests, benchmarks and fuzzing use this.
+
+use crate::dedup::{rows_in_chunk, Occurrences};
+use crate::header::FileError;
+use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
+use crate::schema::Schema;
+use crate::transform::{transform_chunk, ChunkOutcome, RowRules};
+
+/// Everything one file produced.
+pub struct FileOutcome {
+    pub plan: Plan,
+    pub superseded: Vec<u64>,
+    pub chunks: Vec<ChunkOutcome>,
+    /// Staged BSON documents of all chunks, in file order.
+    pub staged: Vec<u8>,
+}
+
+impl FileOutcome {
+    pub fn valid(&self) -> u64 {
+        self.chunks.iter().map(|c| c.valid).sum()
+    }
+    pub fn rejected(&self) -> u64 {
+        self.chunks.iter().map(|c| c.rejected.len() as u64).sum()
+    }
+    pub fn duplicate(&self) -> u64 {
+        self.chunks.iter().map(|c| c.duplicate).sum()
+    }
+}
+
+/// Runs the engine over `bytes` exactly as the pipeline does chunk by chunk.
+pub fn process(
+    bytes: &[u8],
+    schema: &Schema,
+    options: &PlanOptions,
+) -> Result<FileOutcome, FileError> {
+    let plan = plan(bytes, schema, options)?;
+    let rules = RowRules::new(schema, &plan.header);
+    let slice = |c: &crate::plan::ChunkPlan| &bytes[c.start as usize..c.end as usize];
+    let superseded = if plan.duplicate_fingerprints.is_empty() {
+        Vec::new()
+    } else {
+        let duplicated: FingerprintSet = plan.duplicate_fingerprints.iter().copied().collect();
+        let mut occurrences = Occurrences::default();
+        for chunk in &plan.chunks {
+            occurrences.scan_chunk(&rules, &plan.header, chunk, slice(chunk), &duplicated);
+        }
+        occurrences.superseded()
+    };
+    let mut staged = Vec::new();
+    let chunks = plan
+        .chunks
+        .iter()
+        .map(|chunk| {
+            transform_chunk(
+                &rules,
+                chunk,
+                slice(chunk),
+                rows_in_chunk(&superseded, chunk),
+                &mut staged,
+            )
+        })
+        .collect();
+    Ok(FileOutcome {
+        superseded,
+        chunks,
+        staged,
+        plan: plan.clone(),
+    })
+}

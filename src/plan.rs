@@ -1,0 +1,383 @@
+//! The chunk planner: one streaming pass over a file that cuts it into chunks at exact record
+//! boundaries and finds keys that occur more than once.
+//!
+//! Quoted fields may hold newlines, so a chunk boundary can only come from the parser itself: each
+//! chunk starts where a record starts, and carries the row and line numbers of that record so reading
+//! chunks one by one numbers rows exactly as a single pass would.
+//!
+//! ```
+//! use chute::{plan::{plan, PlanOptions}, schema::Schema};
+//! let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,Desk,99.5,2,home\nA,Lamp,11,1,home\n";
+//! let options = PlanOptions { chunk_bytes: 20, ..PlanOptions::default() };
+//! let plan = plan(csv.as_bytes(), &Schema::products(), &options).unwrap();
+//! assert_eq!(plan.rows, 3);
+//! assert_eq!(plan.chunks.len(), 2);
+//! assert_eq!(plan.duplicate_fingerprints.len(), 1); // `A` twice
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{BufRead, BufReader, Read};
+
+use serde::{Deserialize, Serialize};
+
+use crate::header::{FileError, Header};
+use crate::schema::Schema;
+
+/// Limits and sizes for planning; all are configuration with safe defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanOptions {
+    /// Target chunk size in bytes; a chunk ends at the first record boundary at or past it.
+    pub chunk_bytes: u64,
+    /// Largest file accepted.
+    pub max_file_bytes: u64,
+    /// Largest single record (a runaway quote can swallow the rest of a file into one record).
+    pub max_record_bytes: usize,
+    /// Most header columns accepted.
+    pub max_columns: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            chunk_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 50 * 1024 * 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
+            max_columns: 1000,
+        }
+    }
+}
+
+/// One chunk: a byte range of the file holding whole records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub index: u32,
+    /// Byte offset of the chunk's first record.
+    pub start: u64,
+    /// Byte offset one past the chunk's end (the next chunk's start, or the file length).
+    pub end: u64,
+    /// Data record number of the first record (the first record after the header is row 1).
+    pub first_row: u64,
+    /// Physical line where the first record starts (the header is line 1).
+    pub first_line: u64,
+    pub rows: u64,
+}
+
+/// The result of planning a file.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub header: Header,
+    /// Byte offset where data starts (after the BOM and header).
+    pub data_start: u64,
+    pub file_bytes: u64,
+    pub rows: u64,
+    pub chunks: Vec<ChunkPlan>,
+    /// Fingerprints of keys seen more than once, sorted. Rows carrying them need a second look
+    /// (see [`crate::dedup`]) to decide which occurrence wins.
+    pub duplicate_fingerprints: Vec<u128>,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Separates key parts so `("ab","c")` and `("a","bc")` differ.
+const KEY_SEPARATOR: u8 = 0x1F;
+
+/// Fingerprint of a record's natural key: 16 bytes whatever the key length. Cells are trimmed, as
+/// the row rules trim them.
+pub fn key_fingerprint(record: &csv::ByteRecord, key_cells: &[usize]) -> Option<u128> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    for (i, &cell) in key_cells.iter().enumerate() {
+        let value = trim_cell(record.get(cell)?);
+        if value.is_empty() {
+            return None;
+        }
+        if i > 0 {
+            hasher.update(&[KEY_SEPARATOR]);
+        }
+        hasher.update(value);
+    }
+    Some(hasher.digest128())
+}
+
+/// Trims as the row rules do (Unicode whitespace), so equal keys get equal fingerprints.
+fn trim_cell(cell: &[u8]) -> &[u8] {
+    if cell.is_ascii() {
+        return cell.trim_ascii();
+    }
+    match std::str::from_utf8(cell) {
+        Ok(text) => text.trim().as_bytes(),
+        Err(_) => cell.trim_ascii(),
+    }
+}
+
+/// Fingerprints are already uniformly distributed; hashing them again is wasted work.
+#[derive(Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+pub type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+
+/// Builds a CSV reader with the settings every pass uses (so all passes agree on records).
+pub fn csv_reader<R: Read>(schema: &Schema, input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(schema.delimiter)
+        .buffer_capacity(256 * 1024)
+        .from_reader(input)
+}
+
+/// Reads a whole file once: resolves the header, cuts chunks, finds duplicate keys.
+pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result<Plan, FileError> {
+    let mut input = BufReader::with_capacity(256 * 1024, LineCounter::new(input));
+    let bom = {
+        let head = input.fill_buf().map_err(io_error)?;
+        if head.starts_with(UTF8_BOM) {
+            UTF8_BOM.len()
+        } else {
+            0
+        }
+    };
+    input.consume(bom);
+    let bom = bom as u64;
+
+    let mut reader = csv_reader(schema, input);
+    let mut record = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+        return Err(FileError::new(
+            "empty_file",
+            "the file is empty: it has no header row",
+        ));
+    }
+    if record.len() > options.max_columns {
+        return Err(FileError::new(
+            "too_many_columns",
+            format!(
+                "the header has {} columns; at most {} are accepted",
+                record.len(),
+                options.max_columns
+            ),
+        ));
+    }
+    let cells: Vec<&[u8]> = record.iter().collect();
+    let header = Header::resolve(schema, &cells)?;
+    let key_cells = header.key_cells(schema);
+    let data_start = bom + reader.position().byte();
+
+    let mut chunks = Vec::new();
+    let mut seen = FingerprintSet::default();
+    let mut duplicated = FingerprintSet::default();
+    let mut rows: u64 = 0;
+    let mut current: Option<ChunkPlan> = None;
+    while reader.read_byte_record(&mut record).map_err(csv_error)? {
+        rows += 1;
+        let position = record
+            .position()
+            .expect("records read from a reader have a position");
+        let start = bom + position.byte();
+        let line = reader.get_mut().get_mut().line_at(start);
+        check_size(start, options)?;
+        if record.as_slice().len() > options.max_record_bytes {
+            return Err(FileError::new(
+                "record_too_large",
+                format!(
+                    "row {rows} (line {line}) is {} bytes; records over {} bytes are refused (often an unclosed quote)",
+                    record.as_slice().len(),
+                    options.max_record_bytes
+                ),
+            ));
+        }
+        match &mut current {
+            Some(chunk) if start - chunk.start < options.chunk_bytes => chunk.rows += 1,
+            _ => {
+                if let Some(mut done) = current.take() {
+                    done.end = start;
+                    chunks.push(done);
+                }
+                current = Some(ChunkPlan {
+                    index: chunks.len() as u32,
+                    start,
+                    end: start,
+                    first_row: rows,
+                    first_line: line,
+                    rows: 1,
+                });
+            }
+        }
+        if let Some(fingerprint) = key_fingerprint(&record, &key_cells) {
+            if !seen.insert(fingerprint) {
+                duplicated.insert(fingerprint);
+            }
+        }
+    }
+    let file_bytes = bom + reader.position().byte();
+    check_size(file_bytes, options)?;
+    if let Some(mut done) = current.take() {
+        done.end = file_bytes;
+        chunks.push(done);
+    }
+    let mut duplicate_fingerprints: Vec<u128> = duplicated.into_iter().collect();
+    duplicate_fingerprints.sort_unstable();
+    Ok(Plan {
+        header,
+        data_start,
+        file_bytes,
+        rows,
+        chunks,
+        duplicate_fingerprints,
+    })
+}
+
+fn check_size(bytes: u64, options: &PlanOptions) -> Result<(), FileError> {
+    if bytes > options.max_file_bytes {
+        return Err(FileError::new(
+            "too_large",
+            format!(
+                "the file is larger than the {} byte limit",
+                options.max_file_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn io_error(e: std::io::Error) -> FileError {
+    FileError::new("unreadable", format!("the file could not be read: {e}"))
+}
+
+fn csv_error(e: csv::Error) -> FileError {
+    FileError::new("unreadable", format!("the file could not be read: {e}"))
+}
+
+/// Counts newlines in the bytes flowing to the CSV reader, so a record's physical line is known.
+/// (The csv crate counts records, not newlines inside quoted fields or blank lines.) Keeps only the
+/// CR/LF offsets not yet passed by a record start: a window of about one read buffer.
+struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    /// Offsets of CR and LF bytes (`true` for LF) at or after the last record start.
+    pending: VecDeque<(u64, bool)>,
+    passed: u64,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter {
+            inner,
+            offset: 0,
+            pending: VecDeque::new(),
+            passed: 0,
+        }
+    }
+
+    /// The 1-based line of the record whose span starts at `start`; starts must not decrease.
+    fn line_at(&mut self, start: u64) -> u64 {
+        while self.pending.front().is_some_and(|&(at, _)| at < start) {
+            let (_, lf) = self.pending.pop_front().expect("checked");
+            self.passed += u64::from(lf);
+        }
+        self.passed + 1 + leading_newlines(self.pending.iter().copied(), start)
+    }
+}
+
+/// A record's span (as the csv crate reports it) can begin with the rest of the previous line
+/// ending and with blank lines; its content, and so its line, starts after them.
+fn leading_newlines(line_ends: impl Iterator<Item = (u64, bool)>, start: u64) -> u64 {
+    let mut at = start;
+    let mut newlines = 0;
+    for (offset, lf) in line_ends {
+        if offset != at {
+            break;
+        }
+        newlines += u64::from(lf);
+        at += 1;
+    }
+    newlines
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let base = self.offset;
+        self.pending.extend(
+            memchr::memchr2_iter(b'\r', b'\n', &buf[..n])
+                .map(|i| (base + i as u64, buf[i] == b'\n')),
+        );
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a chunk's bytes record by record, numbering rows and lines as a single pass over the
+/// whole file would.
+pub struct ChunkRecords<'a> {
+    bytes: &'a [u8],
+    reader: csv::Reader<&'a [u8]>,
+    next_row: u64,
+    /// Line and chunk offset where the previous record's content starts.
+    line: u64,
+    offset: usize,
+    started: bool,
+}
+
+/// A record and where it sits in the file.
+pub struct Located<'r> {
+    pub row: u64,
+    pub line: u64,
+    pub record: &'r csv::ByteRecord,
+}
+
+impl<'a> ChunkRecords<'a> {
+    pub fn new(schema: &Schema, chunk: &ChunkPlan, bytes: &'a [u8]) -> Self {
+        ChunkRecords {
+            bytes,
+            reader: csv_reader(schema, bytes),
+            next_row: chunk.first_row,
+            line: chunk.first_line,
+            offset: 0,
+            started: false,
+        }
+    }
+
+    /// Reads the next record into `record`; `None` at the end of the chunk.
+    pub fn next<'r>(&mut self, record: &'r mut csv::ByteRecord) -> Option<Located<'r>> {
+        // Reading from a byte slice cannot fail with I/O; csv reports no other error for ByteRecords.
+        if !self.reader.read_byte_record(record).unwrap_or(false) {
+            return None;
+        }
+        let row = self.next_row;
+        self.next_row += 1;
+        let span = record.position().map_or(self.offset, |p| p.byte() as usize);
+        let content = span
+            + self.bytes[span..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+        if self.started {
+            self.line +=
+                memchr::memchr_iter(b'\n', &self.bytes[self.offset..content]).count() as u64;
+        }
+        self.started = true;
+        self.offset = content;
+        Some(Located {
+            row,
+            line: self.line,
+            record,
+        })
+    }
+}

@@ -1,0 +1,333 @@
+//! Cell rules: how one trimmed, non-empty cell becomes a typed value or a rejection.
+//!
+//! This is the one place every rule lives. Each column type has one parser below, and the checks a
+//! schema declares ([`Constraints`]) are applied right after it:
+//!
+//! | type | accepts | checks |
+//! |---|---|---|
+//! | string | any text (trimmed) | `min_length`/`max_length` in characters, `charset`, then `case` |
+//! | decimal | `123`, `123.45`, `-1` (plain digits, optional `.`, no exponent or grouping) | `min`, `max`, `scale` (digits after `.`) |
+//! | integer | `42`, `-7` | `min`, `max` |
+//! | boolean | `true/false/yes/no/1/0`, any case | |
+//! | timestamp | RFC 3339, or `YYYY-MM-DD` (midnight UTC) | |
+//! | list | items split on `separator`, trimmed, empties dropped, duplicates dropped | |
+//!
+//! ```
+//! use chute::{rules, schema::Schema};
+//! let schema = Schema::products();
+//! let price = schema.column("price").unwrap();
+//! assert!(rules::parse_cell(price, "19.99").is_ok());
+//! let err = rules::parse_cell(price, "19.999").unwrap_err();
+//! assert_eq!(err.code, rules::Code::Constraint);
+//! ```
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::schema::{Case, Column, ColumnType};
+
+/// Stable rejection codes; reports, tests and people filter on these strings.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// A required cell is empty after trimming.
+    MissingValue,
+    /// The cell does not parse as the column's type.
+    TypeError,
+    /// The cell parses but breaks a declared constraint (length, charset, range, scale).
+    Constraint,
+    /// The record has a different number of fields than the header.
+    FieldCount,
+    /// The record is not valid UTF-8.
+    Encoding,
+    /// The header lacks a required column (file-level).
+    MissingColumn,
+    /// The database refused the document (validator, key or size); the message is the server's.
+    Database,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::MissingValue => "missing_value",
+            Code::TypeError => "type_error",
+            Code::Constraint => "constraint",
+            Code::FieldCount => "field_count",
+            Code::Encoding => "encoding",
+            Code::MissingColumn => "missing_column",
+            Code::Database => "database",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one cell was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl CellError {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        CellError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A parsed cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellValue {
+    String(String),
+    Decimal(Decimal),
+    Integer(i64),
+    Boolean(bool),
+    /// Milliseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+    List(Vec<String>),
+}
+
+/// Most significant digits a BSON Decimal128 holds.
+const MAX_DECIMAL_DIGITS: usize = 34;
+
+/// An exact decimal: `coefficient × 10^-scale`, negative when `negative`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    pub negative: bool,
+    pub coefficient: u128,
+    pub scale: u32,
+}
+
+impl Decimal {
+    /// Parses plain decimal text: optional `-`, digits, optional `.` and digits. No exponent, no `+`,
+    /// no grouping, at most 34 significant digits (what Decimal128 holds exactly).
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let (negative, body) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (int, frac) = match body.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (body, ""),
+        };
+        if int.is_empty() || (body.contains('.') && frac.is_empty()) {
+            return None;
+        }
+        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = int.trim_start_matches('0').len() + frac.len();
+        if digits > MAX_DECIMAL_DIGITS {
+            return None;
+        }
+        let mut coefficient: u128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            coefficient = coefficient * 10 + u128::from(b - b'0');
+        }
+        Some(Decimal {
+            negative: negative && coefficient != 0,
+            coefficient,
+            scale: frac.len() as u32,
+        })
+    }
+
+    /// The IEEE 754-2008 BID encoding BSON uses for Decimal128 (little-endian), keeping the written
+    /// scale so `19.90` stays `19.90`.
+    pub fn to_decimal128_bytes(self) -> [u8; 16] {
+        const EXPONENT_BIAS: i32 = 6176;
+        let exponent = (EXPONENT_BIAS - self.scale as i32) as u128;
+        let bits = (u128::from(self.negative) << 127) | (exponent << 113) | self.coefficient;
+        bits.to_le_bytes()
+    }
+
+    fn cmp_value(&self, other: &Decimal) -> Ordering {
+        let sign = |d: &Decimal| if d.negative { -1 } else { 1 };
+        match (self.negative, other.negative) {
+            (false, true) => return Ordering::Greater,
+            (true, false) => return Ordering::Less,
+            _ => {}
+        }
+        // Same sign: compare magnitudes at a common scale (fits: both are < 10^34, scales ≤ 34).
+        let scale = self.scale.max(other.scale);
+        let a = self.coefficient.checked_mul(10u128.pow(scale - self.scale));
+        let b = other
+            .coefficient
+            .checked_mul(10u128.pow(scale - other.scale));
+        let magnitude = match (a, b) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (None, _) => Ordering::Greater,
+            (_, None) => Ordering::Less,
+        };
+        if sign(self) < 0 {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.coefficient.to_string();
+        let scale = self.scale as usize;
+        let sign = if self.negative { "-" } else { "" };
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int}.{frac}")
+    }
+}
+
+/// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
+pub fn parse_cell(column: &Column, text: &str) -> Result<CellValue, CellError> {
+    let c = &column.constraints;
+    match column.kind {
+        ColumnType::String => parse_string(column, text).map(CellValue::String),
+        ColumnType::Decimal => {
+            let d = Decimal::parse(text).ok_or_else(|| {
+                CellError::new(
+                    Code::TypeError,
+                    "is not a decimal number (plain digits with an optional `.`, like 19.99)",
+                )
+            })?;
+            if let Some(scale) = c.scale {
+                if d.scale > scale {
+                    return Err(CellError::new(
+                        Code::Constraint,
+                        format!("has more than {scale} decimal places"),
+                    ));
+                }
+            }
+            check_range(column, &d)?;
+            Ok(CellValue::Decimal(d))
+        }
+        ColumnType::Integer => {
+            let n = parse_integer(text)
+                .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
+            let as_decimal = Decimal {
+                negative: n < 0,
+                coefficient: u128::from(n.unsigned_abs()),
+                scale: 0,
+            };
+            check_range(column, &as_decimal)?;
+            Ok(CellValue::Integer(n))
+        }
+        ColumnType::Boolean => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(CellValue::Boolean(true)),
+            "false" | "no" | "0" => Ok(CellValue::Boolean(false)),
+            _ => Err(CellError::new(
+                Code::TypeError,
+                "is not a boolean (true/false, yes/no, 1/0)",
+            )),
+        },
+        ColumnType::Timestamp => parse_timestamp(text)
+            .map(CellValue::Timestamp)
+            .ok_or_else(|| {
+                CellError::new(
+                    Code::TypeError,
+                    "is not a timestamp (RFC 3339 like 2026-11-22T10:00:00Z, or 2026-11-22)",
+                )
+            }),
+        ColumnType::List => {
+            let mut items: Vec<String> = Vec::new();
+            for item in text
+                .split(c.separator.as_str())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                if !items.iter().any(|seen| seen == item) {
+                    items.push(item.to_string());
+                }
+            }
+            Ok(CellValue::List(items))
+        }
+    }
+}
+
+fn parse_string(column: &Column, text: &str) -> Result<String, CellError> {
+    let c = &column.constraints;
+    let length = text.chars().count();
+    if let Some(min) = c.min_length {
+        if length < min {
+            return Err(CellError::new(
+                Code::Constraint,
+                format!("is {length} characters long; at least {min} needed"),
+            ));
+        }
+    }
+    if let Some(max) = c.max_length {
+        if length > max {
+            return Err(CellError::new(
+                Code::Constraint,
+                format!("is {length} characters long; at most {max} allowed"),
+            ));
+        }
+    }
+    if let Some(charset) = &c.charset {
+        if let Some(bad) = text.chars().find(|ch| !charset.contains(*ch)) {
+            return Err(CellError::new(
+                Code::Constraint,
+                format!(
+                    "contains {bad:?}; only the characters {} are allowed",
+                    charset.spec
+                ),
+            ));
+        }
+    }
+    Ok(match c.case {
+        Some(Case::Upper) => text.to_uppercase(),
+        Some(Case::Lower) => text.to_lowercase(),
+        None => text.to_string(),
+    })
+}
+
+fn parse_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn check_range(column: &Column, value: &Decimal) -> Result<(), CellError> {
+    let c = &column.constraints;
+    if let Some(min) = &c.min {
+        if value.cmp_value(min) == Ordering::Less {
+            return Err(CellError::new(
+                Code::Constraint,
+                format!("is below the minimum {min}"),
+            ));
+        }
+    }
+    if let Some(max) = &c.max {
+        if value.cmp_value(max) == Ordering::Greater {
+            return Err(CellError::new(
+                Code::Constraint,
+                format!("is above the maximum {max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339, or a bare `YYYY-MM-DD` taken as midnight UTC; milliseconds since the epoch.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let is_date = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    let parsed = if is_date {
+        bson::DateTime::parse_rfc3339_str(format!("{text}T00:00:00Z"))
+    } else {
+        bson::DateTime::parse_rfc3339_str(text)
+    };
+    parsed.ok().map(|d| d.timestamp_millis())
+}

@@ -1,0 +1,403 @@
+//! Rows to documents: validate every cell of a record against the schema, and write the valid
+//! ones as BSON documents ready for staging, collecting every failing cell of the rest.
+//!
+//! A staged document is the product document plus `_import: {row, line, hash, defaults}`:
+//! `hash` fingerprints the content so the writer can skip unchanged rows, and `defaults` holds the
+//! defaults of columns the file does not have, which the writer sets only when it inserts (a file
+//! without `active` must not reset `active` on products another feed maintains).
+//!
+//! ```
+//! use chute::{plan::{plan, PlanOptions}, schema::Schema, transform::{RowRules, transform_chunk}};
+//! let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,,x,1,home\n";
+//! let schema = Schema::products();
+//! let plan = plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+//! let rules = RowRules::new(&schema, &plan.header);
+//! let chunk = &plan.chunks[0];
+//! let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
+//! let mut staged = Vec::new();
+//! let outcome = transform_chunk(&rules, chunk, bytes, &[], &mut staged);
+//! assert_eq!((outcome.valid, outcome.rejected.len()), (1, 1));
+//! assert_eq!(outcome.rejected[0].issues.len(), 2); // empty name and bad price, both reported
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::bsonw::DocWriter;
+use crate::header::{Header, Target};
+use crate::plan::{ChunkPlan, ChunkRecords};
+use crate::rules::{self, CellValue, Code};
+use crate::schema::{Column, Schema};
+
+/// Longest cell value quoted back in a rejection; longer ones are cut with `…`.
+pub const MAX_QUOTED_VALUE: usize = 500;
+
+/// Column name used for problems with a record as a whole (wrong field count).
+pub const WHOLE_ROW: &str = "(row)";
+
+/// One failing cell (or a whole-record problem) of a rejected row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issue {
+    pub column: String,
+    pub code: Code,
+    pub message: String,
+    pub value: String,
+}
+
+/// A rejected row with every problem found in it and its original fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    pub row: u64,
+    pub line: u64,
+    pub issues: Vec<Issue>,
+    pub fields: Vec<String>,
+}
+
+/// What transforming one chunk produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkOutcome {
+    pub rows: u64,
+    /// Documents written to the staging buffer.
+    pub valid: u64,
+    /// Valid rows superseded by a later occurrence of their key.
+    pub duplicate: u64,
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// A document field fed by one slot, or a sub-document of such fields.
+#[derive(Debug)]
+struct Node {
+    key: String,
+    slot: Option<usize>,
+    children: Vec<Node>,
+}
+
+fn insert_path(nodes: &mut Vec<Node>, path: &str, slot: usize) {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let index = match nodes.iter().position(|n| n.key == head) {
+        Some(i) => i,
+        None => {
+            nodes.push(Node {
+                key: head.to_string(),
+                slot: None,
+                children: Vec::new(),
+            });
+            nodes.len() - 1
+        }
+    };
+    match rest {
+        Some(rest) => insert_path(&mut nodes[index].children, rest, slot),
+        None => nodes[index].slot = Some(slot),
+    }
+}
+
+/// The schema applied to one file's header: which cell feeds which column, and the document shape.
+pub struct RowRules<'s> {
+    pub schema: &'s Schema,
+    header: &'s Header,
+    /// Every column that can produce a value (schema columns, then pattern columns), with the
+    /// header cell that feeds it.
+    slots: Vec<(&'s Column, Option<usize>)>,
+    /// Which slot a header cell feeds (for quoting values in rejections).
+    cell_slots: Vec<Option<usize>>,
+    key_slots: Vec<usize>,
+    layout: Vec<Node>,
+    /// Defaults of columns missing from the header: applied on insert only.
+    insert_defaults: Vec<usize>,
+    defaults_layout: Vec<Node>,
+}
+
+impl<'s> RowRules<'s> {
+    pub fn new(schema: &'s Schema, header: &'s Header) -> Self {
+        let mut slots: Vec<(&Column, Option<usize>)> = schema
+            .columns
+            .iter()
+            .zip(&header.column_cells)
+            .map(|(c, cell)| (c, *cell))
+            .collect();
+        slots.extend(
+            header
+                .pattern_columns
+                .iter()
+                .map(|(c, cell)| (c, Some(*cell))),
+        );
+        let mut cell_slots = vec![None; header.names.len()];
+        for (slot, (_, cell)) in slots.iter().enumerate() {
+            if let Some(cell) = cell {
+                cell_slots[*cell] = Some(slot);
+            }
+        }
+        debug_assert!(header
+            .targets
+            .iter()
+            .zip(&cell_slots)
+            .all(|(t, s)| (*t == Target::Unknown) == s.is_none()));
+        let key_slots = schema
+            .key
+            .iter()
+            .map(|k| {
+                schema
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == k)
+                    .expect("key columns exist")
+            })
+            .collect();
+        let mut layout = Vec::new();
+        let mut defaults_layout = Vec::new();
+        let mut insert_defaults = Vec::new();
+        for (slot, (column, cell)) in slots.iter().enumerate() {
+            if cell.is_none() {
+                if column.default.is_some() {
+                    insert_defaults.push(slot);
+                    insert_path(&mut defaults_layout, &column.field, slot);
+                }
+            } else {
+                insert_path(&mut layout, &column.field, slot);
+            }
+        }
+        RowRules {
+            schema,
+            header,
+            slots,
+            cell_slots,
+            key_slots,
+            layout,
+            insert_defaults,
+            defaults_layout,
+        }
+    }
+
+    /// Validates one record. On success `values` holds one optional value per slot and the key;
+    /// on failure `issues` lists every failing cell.
+    pub fn check(
+        &self,
+        record: &csv::ByteRecord,
+        values: &mut Vec<Option<CellValue>>,
+        issues: &mut Vec<Issue>,
+    ) -> bool {
+        values.clear();
+        issues.clear();
+        if record.len() != self.header.names.len() {
+            issues.push(Issue {
+                column: WHOLE_ROW.to_string(),
+                code: Code::FieldCount,
+                message: format!(
+                    "has {} fields; the header has {}",
+                    record.len(),
+                    self.header.names.len()
+                ),
+                value: quote(&String::from_utf8_lossy(record.as_slice())),
+            });
+            return false;
+        }
+        if let Some((cell, bytes)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, b)| std::str::from_utf8(b).is_err())
+        {
+            issues.push(Issue {
+                column: self.header.names[cell].clone(),
+                code: Code::Encoding,
+                message:
+                    "is not valid UTF-8 (is the file Latin-1 or Windows-1252? save it as UTF-8)"
+                        .to_string(),
+                value: quote(&String::from_utf8_lossy(bytes)),
+            });
+            return false;
+        }
+        for (column, cell) in &self.slots {
+            // Checked above: every cell is UTF-8.
+            let text = cell
+                .map(|c| std::str::from_utf8(&record[c]).unwrap_or_default().trim())
+                .unwrap_or("");
+            let parsed = if text.is_empty() {
+                None
+            } else {
+                match rules::parse_cell(column, text) {
+                    Ok(CellValue::List(items)) if items.is_empty() => None,
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        issues.push(Issue {
+                            column: column.name.clone(),
+                            code: e.code,
+                            message: format!("{} {}", column.name, e.message),
+                            value: quote(text),
+                        });
+                        values.push(None);
+                        continue;
+                    }
+                }
+            };
+            let value = match parsed {
+                Some(v) => Some(v),
+                None if column.required => {
+                    issues.push(Issue {
+                        column: column.name.clone(),
+                        code: Code::MissingValue,
+                        message: format!("{} is required but empty", column.name),
+                        value: text.to_string(),
+                    });
+                    None
+                }
+                // Present but empty: the default applies. Absent columns are left to insert_defaults.
+                None if cell.is_some() => column.default.clone(),
+                None => None,
+            };
+            values.push(value);
+        }
+        issues.is_empty()
+    }
+
+    /// The natural key of a checked row (`values` from a successful [`RowRules::check`]), key parts
+    /// joined by U+001F.
+    pub fn key(&self, values: &[Option<CellValue>]) -> String {
+        let mut key = String::new();
+        for (i, slot) in self.key_slots.iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1f}');
+            }
+            if let Some(CellValue::String(s)) = &values[*slot] {
+                key.push_str(s);
+            }
+        }
+        key
+    }
+
+    /// Writes a checked row as a staged document.
+    pub fn write_document(
+        &self,
+        values: &[Option<CellValue>],
+        row: u64,
+        line: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let mut doc = DocWriter::new(out);
+        write_nodes(&mut doc, &self.layout, values);
+        let hash = xxhash_rust::xxh3::xxh3_128(doc.elements());
+        let mut meta = doc.begin("_import", false);
+        meta.int64("row", row as i64);
+        meta.int64("line", line as i64);
+        meta.string("hash", &format!("{hash:032x}"));
+        if !self.insert_defaults.is_empty() {
+            let defaults: Vec<Option<CellValue>> = self
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(slot, (c, _))| {
+                    if self.insert_defaults.contains(&slot) {
+                        c.default.clone()
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let mut sub = meta.begin("defaults", false);
+            write_nodes(&mut sub, &self.defaults_layout, &defaults);
+            sub.end();
+        }
+        meta.end();
+        doc.end();
+    }
+
+    /// The original fields of a record, for rejects.csv.
+    fn fields(&self, record: &csv::ByteRecord) -> Vec<String> {
+        record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect()
+    }
+
+    /// Which schema column a header cell feeds, if any.
+    pub fn column_of_cell(&self, cell: usize) -> Option<&Column> {
+        self.cell_slots
+            .get(cell)
+            .copied()
+            .flatten()
+            .map(|s| self.slots[s].0)
+    }
+}
+
+fn write_nodes(doc: &mut DocWriter<'_>, nodes: &[Node], values: &[Option<CellValue>]) {
+    for node in nodes {
+        if let Some(slot) = node.slot {
+            if let Some(value) = &values[slot] {
+                write_value(doc, &node.key, value);
+            }
+        } else if node.children.iter().any(|c| has_value(c, values)) {
+            let mut sub = doc.begin(&node.key, false);
+            write_nodes(&mut sub, &node.children, values);
+            sub.end();
+        }
+    }
+}
+
+fn has_value(node: &Node, values: &[Option<CellValue>]) -> bool {
+    node.slot.is_some_and(|s| values[s].is_some())
+        || node.children.iter().any(|c| has_value(c, values))
+}
+
+fn write_value(doc: &mut DocWriter<'_>, key: &str, value: &CellValue) {
+    match value {
+        CellValue::String(s) => doc.string(key, s),
+        CellValue::Decimal(d) => doc.decimal128(key, d.to_decimal128_bytes()),
+        CellValue::Integer(n) => match i32::try_from(*n) {
+            Ok(small) => doc.int32(key, small),
+            Err(_) => doc.int64(key, *n),
+        },
+        CellValue::Boolean(b) => doc.boolean(key, *b),
+        CellValue::Timestamp(ms) => doc.datetime(key, *ms),
+        CellValue::List(items) => {
+            let mut array = doc.begin(key, true);
+            for (i, item) in items.iter().enumerate() {
+                array.string(&i.to_string(), item);
+            }
+            array.end();
+        }
+    }
+}
+
+/// Cuts long values so one runaway cell cannot blow up a report.
+pub fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_VALUE) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Transforms one chunk: every valid row not in `superseded` (sorted row numbers) is written to
+/// `staged` as a BSON document; every invalid row is returned with all its problems.
+pub fn transform_chunk(
+    rules: &RowRules<'_>,
+    chunk: &ChunkPlan,
+    bytes: &[u8],
+    superseded: &[u64],
+    staged: &mut Vec<u8>,
+) -> ChunkOutcome {
+    let mut records = ChunkRecords::new(rules.schema, chunk, bytes);
+    let mut record = csv::ByteRecord::new();
+    let mut values = Vec::new();
+    let mut issues = Vec::new();
+    let mut outcome = ChunkOutcome::default();
+    while let Some(located) = records.next(&mut record) {
+        outcome.rows += 1;
+        if !rules.check(located.record, &mut values, &mut issues) {
+            outcome.rejected.push(RejectedRow {
+                row: located.row,
+                line: located.line,
+                issues: std::mem::take(&mut issues),
+                fields: rules.fields(located.record),
+            });
+            continue;
+        }
+        if superseded.binary_search(&located.row).is_ok() {
+            outcome.duplicate += 1;
+            continue;
+        }
+        rules.write_document(&values, located.row, located.line, staged);
+        outcome.valid += 1;
+    }
+    outcome
+}

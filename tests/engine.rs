@@ -1,0 +1,367 @@
+//! The engine over whole files: documents, rejections and accounting for the products schema.
+
+use bson::{Bson, Document};
+use chute::memory::{process, FileOutcome};
+use chute::plan::PlanOptions;
+use chute::rules::Code;
+use chute::schema::Schema;
+
+const HEADER: &str =
+    "sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active";
+
+fn run(csv: &str) -> FileOutcome {
+    run_with(csv, PlanOptions::default())
+}
+
+fn run_with(csv: &str, options: PlanOptions) -> FileOutcome {
+    let outcome = process(csv.as_bytes(), &Schema::products(), &options).expect("file accepted");
+    assert_eq!(
+        outcome.plan.rows,
+        outcome.valid() + outcome.rejected() + outcome.duplicate(),
+        "accounting: total = valid + rejected + duplicate"
+    );
+    outcome
+}
+
+fn documents(outcome: &FileOutcome) -> Vec<Document> {
+    let mut bytes = outcome.staged.as_slice();
+    let mut docs = Vec::new();
+    while !bytes.is_empty() {
+        docs.push(Document::from_reader(&mut bytes).expect("staged bytes are BSON"));
+    }
+    docs
+}
+
+fn issues(outcome: &FileOutcome) -> Vec<(u64, u64, String, Code, String)> {
+    outcome
+        .chunks
+        .iter()
+        .flat_map(|c| &c.rejected)
+        .flat_map(|r| {
+            r.issues
+                .iter()
+                .map(move |i| (r.row, r.line, i.column.clone(), i.code, i.value.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_row_becomes_a_typed_document() {
+    let csv = format!(
+        "{HEADER}\nLAMP-1,  Desk lamp ,Warm light,19.90,eur,12,Home,Acme,Red, a|b | a||c ,2026-11-22T10:00:00+01:00,No\n"
+    );
+    let out = run(&csv);
+    let docs = documents(&out);
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    assert_eq!(d.get_str("sku").unwrap(), "LAMP-1");
+    assert_eq!(d.get_str("name").unwrap(), "Desk lamp");
+    assert_eq!(d.get_str("description").unwrap(), "Warm light");
+    match d.get("price").unwrap() {
+        Bson::Decimal128(p) => assert_eq!(p.to_string(), "19.90"),
+        other => panic!("price is {other:?}"),
+    }
+    assert_eq!(d.get_str("currency").unwrap(), "EUR");
+    assert_eq!(d.get_i32("stock").unwrap(), 12);
+    assert_eq!(d.get_str("category").unwrap(), "Home");
+    let attributes = d.get_document("attributes").unwrap();
+    assert_eq!(attributes.get_str("brand").unwrap(), "Acme");
+    assert_eq!(attributes.get_str("color").unwrap(), "Red");
+    let tags: Vec<&str> = d
+        .get_array("tags")
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["a", "b", "c"]);
+    assert_eq!(
+        d.get_datetime("created_at").unwrap().timestamp_millis(),
+        1_795_338_000_000
+    );
+    assert!(!d.get_bool("active").unwrap());
+    let meta = d.get_document("_import").unwrap();
+    assert_eq!(
+        (meta.get_i64("row").unwrap(), meta.get_i64("line").unwrap()),
+        (1, 2)
+    );
+    assert_eq!(meta.get_str("hash").unwrap().len(), 32);
+}
+
+#[test]
+fn empty_optional_cells_are_left_out_or_take_their_default() {
+    let out = run(&format!("{HEADER}\nA,Lamp,,5,,0,Home,,,,2026-01-31,\n"));
+    let d = &documents(&out)[0];
+    assert!(d.get("description").is_none());
+    assert!(
+        d.get("attributes").is_none(),
+        "no attribute cell, no attributes sub-document"
+    );
+    assert!(d.get("tags").is_none());
+    assert_eq!(d.get_str("currency").unwrap(), "USD");
+    assert!(d.get_bool("active").unwrap());
+    assert_eq!(
+        d.get_datetime("created_at").unwrap().timestamp_millis(),
+        1_769_817_600_000
+    );
+}
+
+#[test]
+fn defaults_of_columns_missing_from_the_header_apply_on_insert_only() {
+    let out = run("sku,name,price,stock,category\nA,Lamp,5,1,Home\n");
+    let d = &documents(&out)[0];
+    assert!(
+        d.get("active").is_none() && d.get("currency").is_none(),
+        "not set on update"
+    );
+    let defaults = d
+        .get_document("_import")
+        .unwrap()
+        .get_document("defaults")
+        .unwrap();
+    assert!(defaults.get_bool("active").unwrap());
+    assert_eq!(defaults.get_str("currency").unwrap(), "USD");
+}
+
+#[test]
+fn header_matches_aliases_case_insensitively_and_attr_columns() {
+    let csv = " Product_ID ,TITLE,Price,Inventory_Count,category,Colour,attr.Material,Weight\nA,Lamp,5,3,Home,Blue,Oak,2kg\n";
+    let out = run(csv);
+    assert_eq!(
+        out.plan.header.warnings,
+        ["unknown columns ignored: Weight"]
+    );
+    let d = &documents(&out)[0];
+    assert_eq!(d.get_str("sku").unwrap(), "A");
+    assert_eq!(d.get_str("name").unwrap(), "Lamp");
+    assert_eq!(d.get_i32("stock").unwrap(), 3);
+    let attributes = d.get_document("attributes").unwrap();
+    assert_eq!(attributes.get_str("color").unwrap(), "Blue");
+    assert_eq!(attributes.get_str("Material").unwrap(), "Oak");
+    assert!(d.get("Weight").is_none());
+}
+
+#[test]
+fn every_failing_column_of_a_row_is_reported() {
+    let csv = format!("{HEADER}\nbad sku!,,,-1.5,US,many,Home,,,,yesterday,maybe\n");
+    let out = run(&csv);
+    assert_eq!(out.valid(), 0);
+    let got: Vec<(String, Code)> = issues(&out)
+        .into_iter()
+        .map(|(_, _, c, code, _)| (c, code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("sku".to_string(), Code::Constraint),
+            ("name".to_string(), Code::MissingValue),
+            ("price".to_string(), Code::Constraint),
+            ("currency".to_string(), Code::Constraint),
+            ("stock".to_string(), Code::TypeError),
+            ("created_at".to_string(), Code::TypeError),
+            ("active".to_string(), Code::TypeError),
+        ]
+    );
+}
+
+#[test]
+fn each_rule_rejects_with_its_code_and_value() {
+    let cases: &[(&str, &str, Code, &str)] = &[
+        ("A,Lamp,5,1,", "category", Code::MissingValue, ""),
+        ("A,Lamp,5.999,1,Home", "price", Code::Constraint, "5.999"),
+        ("A,Lamp,1e3,1,Home", "price", Code::TypeError, "1e3"),
+        ("A,Lamp,\"1,000\",1,Home", "price", Code::TypeError, "1,000"),
+        (
+            "A,Lamp,5,2147483648,Home",
+            "stock",
+            Code::Constraint,
+            "2147483648",
+        ),
+        ("A,Lamp,5,-1,Home", "stock", Code::Constraint, "-1"),
+        ("A,Lamp,5,1.5,Home", "stock", Code::TypeError, "1.5"),
+        ("A/B,Lamp,5,1,Home", "sku", Code::Constraint, "A/B"),
+    ];
+    for (row, column, code, value) in cases {
+        let out = run(&format!("sku,name,price,stock,category\n{row}\n"));
+        let got = issues(&out);
+        assert_eq!(got.len(), 1, "{row}: {got:?}");
+        assert_eq!(
+            (got[0].2.as_str(), got[0].3, got[0].4.as_str()),
+            (*column, *code, *value),
+            "{row}"
+        );
+    }
+    let long_sku = "S".repeat(65);
+    let out = run(&format!(
+        "sku,name,price,stock,category\n{long_sku},Lamp,5,1,Home\n"
+    ));
+    assert_eq!(issues(&out)[0].3, Code::Constraint);
+    let long_name = "n".repeat(201);
+    let out = run(&format!(
+        "sku,name,price,stock,category\nA,{long_name},5,1,Home\nB,{},5,1,Home\n",
+        "n".repeat(200)
+    ));
+    assert_eq!(out.valid(), 1);
+    assert_eq!(issues(&out)[0].2, "name");
+}
+
+#[test]
+fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
+    let mut csv =
+        b"sku,name,price,stock,category\nA,Lamp,5,1\nB,L\xe4mpe,5,1,Home\nC,Lamp,5,1,Home\n"
+            .to_vec();
+    csv.extend_from_slice(b"D,Lamp,5,1,Home,extra\n");
+    let out = process(&csv, &Schema::products(), &PlanOptions::default()).unwrap();
+    assert_eq!(out.valid(), 1);
+    let got: Vec<(u64, String, Code)> = out.chunks[0]
+        .rejected
+        .iter()
+        .map(|r| (r.row, r.issues[0].column.clone(), r.issues[0].code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "(row)".to_string(), Code::FieldCount),
+            (2, "name".to_string(), Code::Encoding),
+            (4, "(row)".to_string(), Code::FieldCount)
+        ]
+    );
+    assert!(out.chunks[0].rejected[1].issues[0]
+        .value
+        .contains("L\u{fffd}mpe"));
+}
+
+#[test]
+fn rows_and_lines_follow_quoted_newlines_bom_and_crlf() {
+    let csv = "\u{feff}sku,name,price,stock,category\r\nA,\"two\r\nlines\",5,1,Home\r\nB,Lamp,x,1,Home\r\n\r\nC,Lamp,y,1,Home\r\n";
+    let out = run(csv);
+    let got: Vec<(u64, u64)> = issues(&out)
+        .into_iter()
+        .map(|(row, line, ..)| (row, line))
+        .collect();
+    assert_eq!(got, [(2, 4), (3, 6)]);
+    assert_eq!(documents(&out)[0].get_str("name").unwrap(), "two\r\nlines");
+}
+
+#[test]
+fn the_last_valid_occurrence_of_a_key_wins_across_chunks() {
+    // A: rows 1 and 3 valid, row 5 invalid -> row 3 wins, row 1 duplicate, row 5 rejected.
+    let csv = "sku,name,price,stock,category\nA,first,1,1,Home\nB,b,1,1,Home\nA,second,2,1,Home\nC,c,1,1,Home\nA,third,bad,1,Home\n";
+    for chunk_bytes in [1, 20, 40, 1 << 20] {
+        let out = run_with(
+            csv,
+            PlanOptions {
+                chunk_bytes,
+                ..PlanOptions::default()
+            },
+        );
+        assert_eq!(out.superseded, [1]);
+        assert_eq!(
+            (out.valid(), out.duplicate(), out.rejected()),
+            (3, 1, 1),
+            "chunk_bytes {chunk_bytes}"
+        );
+        let docs = documents(&out);
+        let a: Vec<&Document> = docs
+            .iter()
+            .filter(|d| d.get_str("sku").unwrap() == "A")
+            .collect();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].get_str("name").unwrap(), "second");
+    }
+}
+
+#[test]
+fn header_problems_fail_the_whole_file() {
+    let schema = Schema::products();
+    let options = PlanOptions::default();
+    let err = process(
+        b"sku,title,price,category\nA,Lamp,5,Home\n",
+        &schema,
+        &options,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.code, "missing_column");
+    assert!(
+        err.message
+            .contains("`stock` (or inventory_count, quantity, stock_level)"),
+        "{}",
+        err.message
+    );
+    let err = process(b"sku,id,name,price,stock,category\n", &schema, &options)
+        .err()
+        .unwrap();
+    assert_eq!(err.code, "duplicate_column");
+    let err = process(b"", &schema, &options).err().unwrap();
+    assert_eq!(err.code, "empty_file");
+    let err = process(b"sku,n\xe4me,price\n", &schema, &options)
+        .err()
+        .unwrap();
+    assert_eq!(err.code, "encoding");
+    let err = process(
+        b"sku;name;price;stock;category\nA;L;1;1;H\n",
+        &schema,
+        &options,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        err.code, "missing_column",
+        "a `;` file read with `,` has one odd column"
+    );
+    let wide = (0..10_000)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let err = process(wide.as_bytes(), &schema, &options).err().unwrap();
+    assert_eq!(err.code, "too_many_columns");
+}
+
+#[test]
+fn a_header_only_file_has_no_chunks_and_no_rows() {
+    let out = run("sku,name,price,stock,category\n");
+    assert_eq!((out.plan.rows, out.plan.chunks.len()), (0, 0));
+}
+
+#[test]
+fn oversized_records_are_refused_with_their_row() {
+    let csv = format!(
+        "sku,name,price,stock,category\nA,\"{}\",1,1,H\n",
+        "x".repeat(2000)
+    );
+    let options = PlanOptions {
+        max_record_bytes: 1000,
+        ..PlanOptions::default()
+    };
+    let err = process(csv.as_bytes(), &Schema::products(), &options)
+        .err()
+        .unwrap();
+    assert_eq!(err.code, "record_too_large");
+    assert!(err.message.contains("row 1 (line 2)"), "{}", err.message);
+}
+
+#[test]
+fn a_second_schema_needs_no_code() {
+    let toml = r#"
+        name = "stock_levels"
+        key = ["sku", "warehouse"]
+        delimiter = ";"
+        [[columns]]
+        name = "sku"
+        type = "string"
+        required = true
+        [[columns]]
+        name = "warehouse"
+        type = "string"
+        required = true
+        [[columns]]
+        name = "quantity"
+        type = "integer"
+        required = true
+        min = "0"
+    "#;
+    let schema = Schema::from_toml(toml, "stock_levels.toml").unwrap();
+    let csv = b"sku;warehouse;quantity\nA;north;5\nA;south;6\nA;north;7\n";
+    let out = process(csv, &schema, &PlanOptions::default()).unwrap();
+    assert_eq!((out.valid(), out.duplicate()), (2, 1));
+}
