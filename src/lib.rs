@@ -6,9 +6,12 @@
 
 pub mod bsonw;
 pub mod dedup;
+pub mod error;
 pub mod header;
 pub mod memory;
 pub mod plan;
 pub mod rules;
 pub mod schema;
+#[cfg(feature = "adapters")]
+pub mod store;
 pub mod transform;

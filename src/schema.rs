@@ -73,6 +73,8 @@ struct SchemaSpec {
     columns: Vec<ColumnSpec>,
     #[serde(default)]
     column_patterns: Vec<PatternSpec>,
+    #[serde(default)]
+    indexes: Vec<Vec<String>>,
 }
 
 fn default_delimiter() -> String {
@@ -170,6 +172,8 @@ pub struct Schema {
     pub delimiter: u8,
     pub columns: Vec<Column>,
     pub patterns: Vec<ColumnPattern>,
+    /// Secondary indexes (column names, ascending) the queries on this collection need.
+    pub indexes: Vec<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +338,18 @@ impl Schema {
                 field_prefix: p.field_prefix,
             })
             .collect();
+        for index in &spec.indexes {
+            if let Some(unknown) = index
+                .iter()
+                .find(|f| !columns.iter().any(|c| &c.name == *f))
+            {
+                return Err(SchemaError::Invalid(format!(
+                    "index column `{unknown}` is not a column"
+                )));
+            }
+        }
         Ok(Schema {
+            indexes: spec.indexes,
             collection: spec.collection.unwrap_or_else(|| spec.name.clone()),
             name: spec.name,
             key: spec.key,

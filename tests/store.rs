@@ -1,0 +1,365 @@
+//! The MongoDB writer against a real server: counts, merge, last-wins, refusals, outages, ledger.
+
+mod support;
+
+use bson::{doc, Bson, DateTime, Document};
+use chute::memory::process;
+use chute::plan::PlanOptions;
+use chute::schema::Schema;
+use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
+use futures_util::TryStreamExt;
+use support::MongoServer;
+
+const HEADER: &str = "sku,name,price,stock,category,brand,active";
+
+fn staged(csv: &str, chunk_bytes: u64) -> Vec<Vec<u8>> {
+    let schema = Schema::products();
+    let out = process(
+        csv.as_bytes(),
+        &schema,
+        &PlanOptions {
+            chunk_bytes,
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(out.rejected(), 0, "test data is valid");
+    // Split the staged stream back per chunk, by the number of documents each chunk wrote.
+    let docs = chute::store::split_staged(&out.staged).unwrap();
+    let mut at = 0;
+    out.chunks
+        .iter()
+        .map(|c| {
+            let bytes: Vec<u8> = docs[at..at + c.valid as usize]
+                .iter()
+                .flat_map(|d| d.as_bytes().to_vec())
+                .collect();
+            at += c.valid as usize;
+            bytes
+        })
+        .collect()
+}
+
+fn ctx(run: &str) -> WriteContext {
+    WriteContext {
+        run_id: run.to_string(),
+        source: format!("s3://bucket/incoming/{run}.csv"),
+        at: DateTime::now(),
+    }
+}
+
+async fn store(server: &MongoServer) -> Store {
+    let store = Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
+        .await
+        .unwrap();
+    store.ensure_collection(&Schema::products()).await.unwrap();
+    store
+}
+
+async fn products(store: &Store) -> Vec<Document> {
+    let cursor = store
+        .database()
+        .collection::<Document>("products")
+        .find(doc! {})
+        .sort(doc! {"sku": 1})
+        .await
+        .unwrap();
+    cursor.try_collect().await.unwrap()
+}
+
+fn counts(o: &WriteOutcome) -> (u64, u64, u64, usize) {
+    (o.inserted, o.updated, o.unchanged, o.refused.len())
+}
+
+fn rows(n: usize, price: impl Fn(usize) -> String) -> String {
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "SKU-{i:04},Item {i},{},{i},Cat{},Brand{i},yes\n",
+            price(i),
+            i % 3
+        ));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn first_run_rerun_and_corrected_rerun_count_exactly() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    let original = staged(&rows(50, |i| format!("{i}.50")), 1 << 20).concat();
+    let first = store
+        .upsert_staged(&schema, &original, &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&first), (50, 0, 0, 0));
+    let again = store
+        .upsert_staged(&schema, &original, &ctx("run-2"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&again), (0, 0, 50, 0));
+    // Two prices change and one row is new.
+    let corrected = staged(
+        &rows(51, |i| {
+            if i == 3 || i == 7 {
+                "99.99".into()
+            } else {
+                format!("{i}.50")
+            }
+        }),
+        1 << 20,
+    )
+    .concat();
+    let fixed = store
+        .upsert_staged(&schema, &corrected, &ctx("run-3"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&fixed), (1, 2, 48, 0));
+
+    let docs = products(&store).await;
+    assert_eq!(docs.len(), 51);
+    let d3 = &docs[3];
+    assert_eq!(
+        d3.get("price").unwrap(),
+        &Bson::Decimal128("99.99".parse().unwrap())
+    );
+    assert_eq!(d3.get_i32("stock").unwrap(), 3);
+    assert_eq!(
+        d3.get_document("_import")
+            .unwrap()
+            .get_str("run_id")
+            .unwrap(),
+        "run-3"
+    );
+    assert_eq!(d3.get_str("first_run_id").unwrap(), "run-1");
+    assert_eq!(
+        docs[4]
+            .get_document("_import")
+            .unwrap()
+            .get_str("run_id")
+            .unwrap(),
+        "run-1",
+        "unchanged rows are not rewritten"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_batch_counts_as_the_write_it_was() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    let data = staged(&rows(20, |i| format!("{i}")), 1 << 20).concat();
+    let first = store
+        .upsert_staged(&schema, &data, &ctx("run-1"))
+        .await
+        .unwrap();
+    let retried = store
+        .upsert_staged(&schema, &data, &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&first), (20, 0, 0, 0));
+    assert_eq!(
+        retried, first,
+        "same run, same chunk: same counts, nothing written twice"
+    );
+    assert_eq!(products(&store).await.len(), 20);
+}
+
+#[tokio::test]
+async fn rows_merge_into_stored_documents() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    let full = staged(
+        "sku,name,price,stock,category,brand,active\nA,Lamp,5,1,Home,Acme,no\n",
+        1 << 20,
+    )
+    .concat();
+    store
+        .upsert_staged(&schema, &full, &ctx("run-1"))
+        .await
+        .unwrap();
+    // Another feed without brand/active/currency: those keep their stored values.
+    let partial = staged(
+        "sku,name,price,stock,category\nA,Lamp XL,6,2,Home\nB,Desk,7,3,Office\n",
+        1 << 20,
+    )
+    .concat();
+    let outcome = store
+        .upsert_staged(&schema, &partial, &ctx("run-2"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&outcome), (1, 1, 0, 0));
+    let docs = products(&store).await;
+    let a = &docs[0];
+    assert_eq!(a.get_str("name").unwrap(), "Lamp XL");
+    assert_eq!(
+        a.get_document("attributes")
+            .unwrap()
+            .get_str("brand")
+            .unwrap(),
+        "Acme"
+    );
+    assert!(
+        !a.get_bool("active").unwrap(),
+        "an absent column does not reset a stored value"
+    );
+    assert_eq!(a.get_str("currency").unwrap(), "USD");
+    let b = &docs[1];
+    assert!(b.get_bool("active").unwrap(), "defaults apply on insert");
+    assert!(b.get_datetime("first_imported_at").is_ok());
+}
+
+#[tokio::test]
+async fn last_occurrence_wins_whatever_order_chunks_are_written() {
+    let server = MongoServer::start().await;
+    let store = Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
+        .await
+        .unwrap();
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..30 {
+        csv.push_str(&format!("K{},v{i},{i},{i},Cat,B,yes\n", i % 7));
+    }
+    let chunks = staged(&csv, 120);
+    assert!(chunks.len() >= 3, "the file spans chunks");
+    let schema = Schema::products();
+    for (database, order) in [("forward", false), ("backward", true)] {
+        let store = Store::connect(&StoreConfig::new(server.uri(), database))
+            .await
+            .unwrap();
+        store.ensure_collection(&schema).await.unwrap();
+        let mut total = WriteOutcome::default();
+        let mut list: Vec<&Vec<u8>> = chunks.iter().collect();
+        if order {
+            list.reverse();
+        }
+        for chunk in list {
+            total.add(
+                store
+                    .upsert_staged(&schema, chunk, &ctx("run-1"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            counts(&total),
+            (7, 0, 0, 0),
+            "{database}: only winners are written"
+        );
+        let docs = products(&store).await;
+        let names: Vec<&str> = docs.iter().map(|d| d.get_str("name").unwrap()).collect();
+        assert_eq!(
+            names,
+            ["v28", "v29", "v23", "v24", "v25", "v26", "v27"],
+            "{database}"
+        );
+    }
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_document_the_validator_refuses_is_reported_with_its_row() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    let good = staged("sku,name,price,stock,category\nA,Lamp,5,1,Home\n", 1 << 20).concat();
+    // A staged document another writer got wrong: stock as a string.
+    let mut bad = doc! {"sku": "B", "name": "Desk", "price": Bson::Decimal128("7".parse().unwrap()), "stock": "lots", "category": "Office",
+    "_import": {"row": 2i64, "line": 3i64, "hash": "00"}};
+    let mut bytes = good.clone();
+    bad.to_writer(&mut bytes).unwrap();
+    let outcome = store
+        .upsert_staged(&schema, &bytes, &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&outcome), (1, 0, 0, 1));
+    let refusal = &outcome.refused[0];
+    assert_eq!((refusal.row, refusal.line, refusal.code), (2, 3, 121));
+    assert!(refusal.message.contains("stock"), "{}", refusal.message);
+    assert_eq!(products(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
+    let mut server = MongoServer::start().await;
+    let mut config = StoreConfig::new(server.uri(), "chute_test");
+    config.server_selection_timeout = std::time::Duration::from_secs(2);
+    config.batch_size = 100;
+    let store = Store::connect(&config).await.unwrap();
+    let schema = Schema::products();
+    store.ensure_collection(&schema).await.unwrap();
+    let data = staged(&rows(600, |i| format!("{i}")), 1 << 20).concat();
+    let writing = {
+        let store = store.clone();
+        let data = data.clone();
+        let schema = schema.clone();
+        tokio::spawn(async move { store.upsert_staged(&schema, &data, &ctx("run-1")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+    let first = writing.await.unwrap();
+    match first {
+        Err(e) => assert_eq!(e.error_type(), "Chute.Transient", "{e}"),
+        Ok(o) => panic!("the write finished before the kill ({o:?}); raise the row count"),
+    }
+    server.launch().await;
+    let retried = store
+        .upsert_staged(&schema, &data, &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        counts(&retried),
+        (600, 0, 0, 0),
+        "the retry counts every row once"
+    );
+    let docs = products(&store).await;
+    assert_eq!(docs.len(), 600);
+    assert!(docs
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d.get_i32("stock").unwrap() == i as i32));
+}
+
+#[tokio::test]
+async fn the_ledger_remembers_finished_chunks() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    assert_eq!(store.finished_chunk("run-9", 0).await.unwrap(), None);
+    let outcome = WriteOutcome {
+        inserted: 3,
+        updated: 2,
+        unchanged: 1,
+        refused: vec![],
+    };
+    store.record_chunk("run-9", 0, &outcome).await.unwrap();
+    store
+        .record_run("run-9", doc! {"status": "RUNNING"})
+        .await
+        .unwrap();
+    assert_eq!(
+        store.finished_chunk("run-9", 0).await.unwrap(),
+        Some(outcome)
+    );
+    assert_eq!(store.finished_chunk("run-9", 1).await.unwrap(), None);
+    let run = store.run("run-9").await.unwrap().unwrap();
+    assert_eq!(run.get_str("status").unwrap(), "RUNNING");
+}
+
+#[tokio::test]
+async fn collection_setup_is_idempotent_and_builds_indexes() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    store.ensure_collection(&Schema::products()).await.unwrap();
+    let names: Vec<String> = store
+        .database()
+        .collection::<Document>("products")
+        .list_index_names()
+        .await
+        .unwrap();
+    assert!(names.contains(&"products_key".to_string()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("category_1_price_1")),
+        "{names:?}"
+    );
+}
