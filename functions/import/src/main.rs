@@ -1,1 +1,6 @@
-fn main() {}
+//! The `import` Lambda; the handler is `chute::lambda::import::handle`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    chute::lambda::serve(chute::lambda::import::handle).await
+}

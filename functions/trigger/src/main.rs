@@ -1,1 +1,6 @@
-fn main() {}
+//! The `trigger` Lambda; the handler is `chute::lambda::trigger::handle`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    chute::lambda::serve(chute::lambda::trigger::handle).await
+}

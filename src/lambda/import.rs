@@ -1,0 +1,100 @@
+//! `import`: one chunk's staged documents upserted into MongoDB. The run ledger makes a re-invoked,
+//! finished chunk a no-op; the writer's per-run recount makes a retried, half-finished one exact.
+
+use std::time::Instant;
+
+use bson::DateTime;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tracing::Instrument;
+
+use super::transform::chunk_object;
+use super::{diagnostic, elapsed_ms, emit_metrics, Env, ImportOutput, TransformOutput};
+use crate::error::ChuteError;
+use crate::store::WriteContext;
+
+pub async fn handle(
+    env: &Env,
+    event: LambdaEvent<TransformOutput>,
+) -> Result<ImportOutput, Diagnostic> {
+    let input = event.payload;
+    let span = tracing::info_span!("import", run_id = %input.run_id, chunk = input.chunk);
+    run(env, &input).instrument(span).await.map_err(diagnostic)
+}
+
+async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteError> {
+    let started = Instant::now();
+    let store = env.store().await?;
+    let record_key = env
+        .config
+        .staging_key(&input.run_id, &chunk_object(input.chunk, "import.json"));
+    if store
+        .finished_chunk(&input.run_id, input.chunk)
+        .await?
+        .is_some()
+    {
+        if let Some(bytes) = env.blob.get_if_exists(&input.bucket, &record_key).await? {
+            let mut recorded: ImportOutput = serde_json::from_slice(&bytes)
+                .map_err(|e| ChuteError::Fatal(format!("{record_key} is unreadable: {e}")))?;
+            tracing::info!("chunk already imported; nothing written");
+            recorded.replayed = true;
+            recorded.refusals.clear();
+            return Ok(recorded);
+        }
+    }
+    let schema = env.config.schema(&input.schema)?;
+    let staged = env.blob.get(&input.bucket, &input.staged_key).await?;
+    let ctx = WriteContext {
+        run_id: input.run_id.clone(),
+        source: format!("s3://{}/{}", input.bucket, input.key),
+        at: DateTime::now(),
+    };
+    let outcome = store.upsert_staged(&schema, &staged, &ctx).await?;
+    let mut output = ImportOutput {
+        run_id: input.run_id.clone(),
+        chunk: input.chunk,
+        inserted: outcome.inserted,
+        updated: outcome.updated,
+        unchanged: outcome.unchanged,
+        refused: outcome.refused.len() as u64,
+        duration_ms: elapsed_ms(started),
+        replayed: false,
+        refusals: outcome.refused.clone(),
+    };
+    env.blob
+        .put(
+            &input.bucket,
+            &record_key,
+            serde_json::to_vec(&output).expect("serialisable"),
+            "application/json",
+        )
+        .await?;
+    let mut ledger = outcome;
+    ledger.refused.clear();
+    store
+        .record_chunk(&input.run_id, input.chunk, &ledger)
+        .await?;
+    output.refusals.clear();
+    tracing::info!(
+        inserted = output.inserted,
+        updated = output.updated,
+        unchanged = output.unchanged,
+        refused = output.refused,
+        ms = output.duration_ms,
+        "chunk imported"
+    );
+    emit_metrics(
+        "import",
+        &input.run_id,
+        &[
+            (
+                "RowsWritten",
+                (output.inserted + output.updated) as f64,
+                "Count",
+            ),
+            ("RowsUnchanged", output.unchanged as f64, "Count"),
+            ("RowsRefused", output.refused as f64, "Count"),
+            ("Duration", output.duration_ms as f64, "Milliseconds"),
+        ],
+    );
+    Ok(output)
+}

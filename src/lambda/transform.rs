@@ -1,0 +1,114 @@
+//! `transform`: one chunk. Ranged GET, validate rows, build documents, stage them in S3 as BSON
+//! (`bsondump` reads it) with the chunk's rejected rows beside them.
+
+use std::time::Instant;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tracing::Instrument;
+
+use super::{diagnostic, elapsed_ms, emit_metrics, ChunkInput, Env, StoredPlan, TransformOutput};
+use crate::dedup::rows_in_chunk;
+use crate::error::ChuteError;
+use crate::header::Header;
+use crate::transform::{transform_chunk, RowRules};
+
+pub async fn handle(
+    env: &Env,
+    event: LambdaEvent<ChunkInput>,
+) -> Result<TransformOutput, Diagnostic> {
+    let input = event.payload;
+    let span = tracing::info_span!("transform", run_id = %input.run_id, chunk = input.chunk.index);
+    run(env, &input).instrument(span).await.map_err(diagnostic)
+}
+
+/// Name of a chunk's staged objects: `chunk-00007.bson`, `chunk-00007.transform.json`, …
+pub fn chunk_object(index: u32, suffix: &str) -> String {
+    format!("chunk-{index:05}.{suffix}")
+}
+
+async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteError> {
+    let started = Instant::now();
+    let schema = env.config.schema(&input.schema)?;
+    let stored: StoredPlan = serde_json::from_slice(
+        &env.blob.get(&input.bucket, &input.plan_key).await?,
+    )
+    .map_err(|e| ChuteError::Fatal(format!("plan {} is unreadable: {e}", input.plan_key)))?;
+    let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
+    let header = Header::resolve(&schema, &cells)?;
+    let rules = RowRules::new(&schema, &header);
+    let chunk = &input.chunk;
+    let bytes = env
+        .blob
+        .get_range(
+            &input.bucket,
+            &input.key,
+            chunk.start,
+            chunk.end,
+            Some(&input.etag),
+        )
+        .await?;
+    let mut staged = Vec::with_capacity(bytes.len() + bytes.len() / 2);
+    let outcome = transform_chunk(
+        &rules,
+        chunk,
+        &bytes,
+        rows_in_chunk(&stored.superseded, chunk),
+        &mut staged,
+    );
+    if outcome.rows != chunk.rows {
+        return Err(ChuteError::Fatal(format!(
+            "chunk {} held {} rows; the plan says {}",
+            chunk.index, outcome.rows, chunk.rows
+        )));
+    }
+    let staged_key = env
+        .config
+        .staging_key(&input.run_id, &chunk_object(chunk.index, "bson"));
+    env.blob
+        .put(&input.bucket, &staged_key, staged, "application/bson")
+        .await?;
+    let mut output = TransformOutput {
+        run_id: input.run_id.clone(),
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        schema: input.schema.clone(),
+        chunk: chunk.index,
+        rows: outcome.rows,
+        valid: outcome.valid,
+        duplicate: outcome.duplicate,
+        rejected: outcome.rejected.len() as u64,
+        staged_key,
+        duration_ms: elapsed_ms(started),
+        rejected_rows: outcome.rejected,
+    };
+    let record_key = env
+        .config
+        .staging_key(&input.run_id, &chunk_object(chunk.index, "transform.json"));
+    env.blob
+        .put(
+            &input.bucket,
+            &record_key,
+            serde_json::to_vec(&output).expect("serialisable"),
+            "application/json",
+        )
+        .await?;
+    output.rejected_rows.clear();
+    tracing::info!(
+        rows = output.rows,
+        valid = output.valid,
+        rejected = output.rejected,
+        duplicate = output.duplicate,
+        ms = output.duration_ms,
+        "chunk transformed"
+    );
+    emit_metrics(
+        "transform",
+        &input.run_id,
+        &[
+            ("RowsRead", output.rows as f64, "Count"),
+            ("RowsRejected", output.rejected as f64, "Count"),
+            ("Duration", output.duration_ms as f64, "Milliseconds"),
+        ],
+    );
+    Ok(output)
+}

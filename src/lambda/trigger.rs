@@ -1,0 +1,238 @@
+//! `trigger`: S3 "object created" (S3 notification or EventBridge) → one Step Functions execution
+//! per object version. The execution name is derived from bucket, key and version/ETag, so a
+//! re-delivered event finds the execution already there, which counts as success.
+
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{diagnostic, now_rfc3339, Env, RunInput};
+use crate::error::ChuteError;
+
+/// One object the event names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerOutput {
+    pub started: Vec<Started>,
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub run_id: String,
+    pub key: String,
+    /// False when the execution already existed (a duplicate delivery).
+    pub new: bool,
+}
+
+/// Objects named by an S3 notification (`Records[]`) or an EventBridge "Object Created" event.
+pub fn objects(event: &Value) -> Result<Vec<ObjectRef>, ChuteError> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        return records
+            .iter()
+            .filter(|r| {
+                r.get("eventName")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| n.starts_with("ObjectCreated"))
+            })
+            .map(|r| {
+                let s3 = &r["s3"];
+                Ok(ObjectRef {
+                    bucket: text(&s3["bucket"]["name"]).ok_or_else(|| bad("s3.bucket.name"))?,
+                    // Keys in S3 notifications are URL-encoded, spaces as `+`.
+                    key: url_decode(
+                        &text(&s3["object"]["key"]).ok_or_else(|| bad("s3.object.key"))?,
+                    ),
+                    etag: text(&s3["object"]["eTag"]),
+                    version_id: text(&s3["object"]["versionId"]),
+                })
+            })
+            .collect();
+    }
+    if event.get("detail-type").and_then(Value::as_str) == Some("Object Created") {
+        let detail = &event["detail"];
+        return Ok(vec![ObjectRef {
+            bucket: text(&detail["bucket"]["name"]).ok_or_else(|| bad("detail.bucket.name"))?,
+            key: text(&detail["object"]["key"]).ok_or_else(|| bad("detail.object.key"))?,
+            etag: text(&detail["object"]["etag"]),
+            version_id: text(&detail["object"]["version-id"]),
+        }]);
+    }
+    Err(ChuteError::Fatal(
+        "the event is neither an S3 notification nor an EventBridge Object Created event".into(),
+    ))
+}
+
+fn bad(field: &str) -> ChuteError {
+    ChuteError::Fatal(format!("the S3 event has no {field}"))
+}
+
+/// Decodes `%XX` escapes and `+` (space) as S3 notifications encode keys.
+pub fn url_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A Step Functions execution name (≤ 80 of `A-Za-z0-9-_`) unique to this object version:
+/// readable file stem plus a hash of bucket, key and version (or ETag).
+pub fn run_id(object: &ObjectRef, etag: &str) -> String {
+    let version = object.version_id.as_deref().unwrap_or(etag);
+    let hash = xxhash_rust::xxh3::xxh3_64(
+        format!("{}\u{0}{}\u{0}{}", object.bucket, object.key, version).as_bytes(),
+    );
+    let stem = object
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".csv");
+    let readable: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{readable}-{hash:016x}")
+}
+
+pub async fn handle(env: &Env, event: LambdaEvent<Value>) -> Result<TriggerOutput, Diagnostic> {
+    run(env, &event.payload).await.map_err(diagnostic)
+}
+
+async fn run(env: &Env, event: &Value) -> Result<TriggerOutput, ChuteError> {
+    let arn = env
+        .config
+        .state_machine_arn
+        .as_deref()
+        .ok_or_else(|| ChuteError::Fatal("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
+    let mut output = TriggerOutput::default();
+    for object in objects(event)? {
+        let wanted = object.key.starts_with(&env.config.incoming_prefix)
+            && object.key.to_ascii_lowercase().ends_with(".csv");
+        if !wanted {
+            tracing::info!(bucket = %object.bucket, key = %object.key, prefix = %env.config.incoming_prefix, "ignored: not a .csv under the incoming prefix");
+            output.ignored.push(object.key);
+            continue;
+        }
+        // HEAD gives the ETag when the event lacks it, and the per-file overrides in user metadata.
+        let info = env.blob.head(&object.bucket, &object.key).await?;
+        let etag = object
+            .etag
+            .clone()
+            .map(|e| e.trim_matches('"').to_string())
+            .unwrap_or(info.etag.clone());
+        let run_id = run_id(&object, &etag);
+        let input = RunInput {
+            run_id: run_id.clone(),
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag,
+            version_id: object.version_id.clone().or(info.version_id.clone()),
+            schema: info
+                .metadata
+                .get("chute-schema")
+                .cloned()
+                .unwrap_or_else(|| env.config.default_schema.clone()),
+            chunk_bytes: info
+                .metadata
+                .get("chute-chunk-bytes")
+                .and_then(|v| v.parse().ok()),
+            requested_at: now_rfc3339(),
+        };
+        let started = env
+            .sfn
+            .start_execution()
+            .state_machine_arn(arn)
+            .name(&run_id)
+            .input(serde_json::to_string(&input).expect("serialisable"))
+            .send()
+            .await;
+        let new = match started {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                false
+            }
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => false,
+            Err(e) => return Err(crate::aws::classify("StartExecution", e)),
+        };
+        tracing::info!(run_id = %run_id, key = %object.key, new, "execution started");
+        output.started.push(Started {
+            run_id,
+            key: object.key,
+            new,
+        });
+    }
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_url_decoded() {
+        assert_eq!(
+            url_decode("incoming/shoes/Spring+sale%2C+2026.csv"),
+            "incoming/shoes/Spring sale, 2026.csv"
+        );
+        assert_eq!(url_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn run_ids_are_valid_execution_names_and_stable_per_version() {
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: "incoming/Spring sale (v2).csv".into(),
+            etag: None,
+            version_id: None,
+        };
+        let id = run_id(&object, "abc");
+        assert!(id.starts_with("Spring-sale--v2--"), "{id}");
+        assert!(
+            id.len() <= 80
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_eq!(id, run_id(&object, "abc"));
+        assert_ne!(id, run_id(&object, "def"), "a new upload is a new run");
+    }
+}

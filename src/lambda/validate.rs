@@ -1,0 +1,128 @@
+//! `validate`: file-level checks and the chunk plan. Streams the file once (planner), and a second
+//! time over the chunks only when some key occurs more than once (to find which occurrence wins).
+
+use std::time::Instant;
+
+use bson::doc;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tracing::Instrument;
+
+use super::{diagnostic, elapsed_ms, emit_metrics, Env, PlanOutput, RunInput, StoredPlan};
+use crate::dedup::Occurrences;
+use crate::error::ChuteError;
+use crate::header::FileError;
+use crate::plan::{plan, FingerprintSet, PlanOptions};
+use crate::transform::RowRules;
+
+pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
+    let input = event.payload;
+    let span = tracing::info_span!("validate", run_id = %input.run_id);
+    run(env, &input).instrument(span).await.map_err(diagnostic)
+}
+
+async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
+    let started = Instant::now();
+    let schema = env.config.schema(&input.schema)?;
+    let store = env.store().await?;
+    store
+        .record_run(
+            &input.run_id,
+            doc! {"status": "RUNNING", "source": {"bucket": &input.bucket, "key": &input.key, "etag": &input.etag},
+                  "schema": &schema.name, "requested_at": &input.requested_at},
+        )
+        .await?;
+    store.ensure_collection(&schema).await?;
+
+    let options = PlanOptions {
+        chunk_bytes: input
+            .chunk_bytes
+            .unwrap_or(env.config.plan.chunk_bytes)
+            .max(1),
+        ..env.config.plan.clone()
+    };
+    let info = env.blob.head(&input.bucket, &input.key).await?;
+    if info.size > options.max_file_bytes {
+        return Err(FileError::new(
+            "too_large",
+            format!(
+                "the file is {} bytes; the limit is {}",
+                info.size, options.max_file_bytes
+            ),
+        )
+        .into());
+    }
+    let body = env
+        .blob
+        .stream(&input.bucket, &input.key, Some(&input.etag))
+        .await?;
+    let reader = tokio_util::io::SyncIoBridge::new(body.into_async_read());
+    let planned = {
+        let schema = schema.clone();
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
+            .await
+            .map_err(|e| ChuteError::Fatal(format!("planner stopped: {e}")))??
+    };
+    tracing::info!(
+        rows = planned.rows,
+        chunks = planned.chunks.len(),
+        bytes = planned.file_bytes,
+        "planned"
+    );
+
+    let mut occurrences = Occurrences::default();
+    if !planned.duplicate_fingerprints.is_empty() {
+        let duplicated: FingerprintSet = planned.duplicate_fingerprints.iter().copied().collect();
+        let rules = RowRules::new(&schema, &planned.header);
+        for chunk in &planned.chunks {
+            let bytes = env
+                .blob
+                .get_range(
+                    &input.bucket,
+                    &input.key,
+                    chunk.start,
+                    chunk.end,
+                    Some(&input.etag),
+                )
+                .await?;
+            occurrences.scan_chunk(&rules, &planned.header, chunk, &bytes, &duplicated);
+        }
+    }
+    let superseded = occurrences.superseded();
+    let stored = StoredPlan {
+        header: planned.header.names.clone(),
+        chunks: planned.chunks.clone(),
+        superseded: superseded.clone(),
+        warnings: planned.header.warnings.clone(),
+    };
+    let plan_key = env.config.staging_key(&input.run_id, "plan.json");
+    env.blob
+        .put(
+            &input.bucket,
+            &plan_key,
+            serde_json::to_vec(&stored).expect("serialisable"),
+            "application/json",
+        )
+        .await?;
+    let output = PlanOutput {
+        rows: planned.rows,
+        file_bytes: planned.file_bytes,
+        chunk_count: planned.chunks.len() as u64,
+        chunks: planned.chunks,
+        plan_key,
+        warnings: planned.header.warnings,
+        duplicate_keys: occurrences.duplicated_keys() as u64,
+        superseded_rows: superseded.len() as u64,
+        duration_ms: elapsed_ms(started),
+    };
+    emit_metrics(
+        "validate",
+        &input.run_id,
+        &[
+            ("RowsRead", output.rows as f64, "Count"),
+            ("Chunks", output.chunk_count as f64, "Count"),
+            ("Duration", output.duration_ms as f64, "Milliseconds"),
+        ],
+    );
+    Ok(output)
+}

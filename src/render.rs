@@ -1,0 +1,90 @@
+//! The report for people: an HTML summary and a plain-text email body, rendered from templates in
+//! `templates/` with every value escaped.
+
+use std::collections::BTreeMap;
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+use crate::report::{thousands, ErrorEntry, Report};
+
+/// Rows quoted in the "first rejected rows" table.
+const FIRST_ERRORS: usize = 20;
+/// Entries in the "most common problems" table.
+const TOP_PROBLEMS: usize = 10;
+
+/// An artifact to link: a presigned URL in AWS, or just its S3 location locally.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub label: String,
+    pub name: String,
+    pub url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    column: &'a str,
+    code: &'a str,
+    count: u64,
+    example: &'a ErrorEntry,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Autoescape follows the template name: `.html` escapes HTML, `.txt` nothing.
+    env.add_template("summary.html", include_str!("../templates/summary.html"))
+        .expect("template parses");
+    env.add_template("summary.txt", include_str!("../templates/summary.txt"))
+        .expect("template parses");
+    env
+}
+
+/// Renders `(html, text)`.
+pub fn render(report: &Report, links: &[Link]) -> (String, String) {
+    let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut examples: BTreeMap<(&str, &str), &ErrorEntry> = BTreeMap::new();
+    // Counts per (column, code) come from the sample; the per-code totals are in the report.
+    for e in &report.errors {
+        *counts.entry((&e.column, &e.code)).or_default() += 1;
+        examples.entry((&e.column, &e.code)).or_insert(e);
+    }
+    let mut problems: Vec<Problem> = counts
+        .iter()
+        .map(|(&(column, code), &count)| Problem {
+            column,
+            code,
+            count,
+            example: examples[&(column, code)],
+        })
+        .collect();
+    problems.sort_by(|a, b| b.count.cmp(&a.count).then(a.column.cmp(b.column)));
+    problems.truncate(TOP_PROBLEMS);
+    let r = report;
+    let seconds = r.timings.duration_ms as f64 / 1000.0;
+    let numbers = context! {
+        total => thousands(r.rows.total), valid => thousands(r.rows.valid), rejected => thousands(r.rows.rejected),
+        duplicate => thousands(r.rows.duplicate), unprocessed => thousands(r.rows.unprocessed),
+        inserted => thousands(r.written.inserted), updated => thousands(r.written.updated),
+        unchanged => thousands(r.written.unchanged), rate => thousands(r.timings.rows_per_second),
+    };
+    let ctx = context! {
+        r => report,
+        n => numbers,
+        subject => report.subject(),
+        file_name => report.file_name(),
+        duration => format!("{seconds:.1} s"),
+        problems => problems,
+        first_errors => &report.errors[..report.errors.len().min(FIRST_ERRORS)],
+        links => links,
+    };
+    let env = environment();
+    let html = env
+        .get_template("summary.html")
+        .and_then(|t| t.render(&ctx))
+        .expect("summary.html renders");
+    let text = env
+        .get_template("summary.txt")
+        .and_then(|t| t.render(&ctx))
+        .expect("summary.txt renders");
+    (html, text)
+}
