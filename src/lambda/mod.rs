@@ -54,6 +54,9 @@ pub struct Config {
     pub email_attempts: u32,
     /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email; 0 names S3 keys instead.
     pub presign_seconds: u64,
+    /// `CHUTE_MAP_CONCURRENCY` (default 10) and `CHUTE_TOLERATED_FAILURE_PERCENT` (default 0).
+    pub map_concurrency: u32,
+    pub tolerated_failure_percent: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -127,6 +130,8 @@ impl Config {
             },
             email_attempts: number("CHUTE_EMAIL_ATTEMPTS", 4)?,
             presign_seconds: number("CHUTE_PRESIGN_SECONDS", 0)?,
+            map_concurrency: number("CHUTE_MAP_CONCURRENCY", 10)?,
+            tolerated_failure_percent: number("CHUTE_TOLERATED_FAILURE_PERCENT", 0)?,
         })
     }
 
@@ -244,6 +249,10 @@ pub struct RunInput {
     pub chunk_bytes: Option<u64>,
     /// When the object event was handled (RFC 3339).
     pub requested_at: String,
+    /// Chunks processed at once (the Map's `MaxConcurrencyPath`).
+    pub map_concurrency: u32,
+    /// Share of chunks that may fail before the Map fails (`ToleratedFailurePercentagePath`).
+    pub tolerated_failure_percent: u32,
 }
 
 /// What `validate` returns (the state's `$.plan`): small, whatever the file size.

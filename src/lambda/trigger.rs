@@ -173,6 +173,8 @@ async fn run(env: &Env, event: &Value) -> Result<TriggerOutput, ChuteError> {
                 .get("chute-chunk-bytes")
                 .and_then(|v| v.parse().ok()),
             requested_at: now_rfc3339(),
+            map_concurrency: env.config.map_concurrency,
+            tolerated_failure_percent: env.config.tolerated_failure_percent,
         };
         let started = env
             .sfn

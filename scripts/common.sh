@@ -1,0 +1,33 @@
+# Shared by the scripts: paths, the pinned tool venv, the stack's ports.
+# shellcheck shell=bash
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEV="$ROOT/.dev"
+# One target dir for tests, benchmarks and `cargo lambda watch`, outside the clone so CI reuses it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chute/target}"
+export SAM_CLI_TELEMETRY=0
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# A venv per requirements file, keyed by its hash under ~/.cache (rebuilt when missing).
+ensure_venv() { # NAME REQUIREMENTS -> prints the venv path
+  local name=$1 requirements=$2 hash venv
+  hash=$(sha256sum "$requirements" | cut -c1-16)
+  venv="$HOME/.cache/chute/venvs/$name-$hash"
+  if [ ! -f "$venv/.complete" ]; then
+    log "installing $name tools from $(basename "$requirements") (first use only)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2 || die "pip install failed for $requirements"
+    touch "$venv/.complete"
+  fi
+  echo "$venv"
+}
+
+stack_venv() {
+  local venv
+  venv=$(ensure_venv stack "$ROOT/tools/requirements.txt")
+  mkdir -p "$DEV"
+  ln -sfn "$venv" "$DEV/venv"
+  echo "$venv"
+}
