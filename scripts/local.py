@@ -214,17 +214,12 @@ def run(args):
 
 def sent_email(report):
     """The email as moto's SES received it (moto keeps the HTML part when both are sent)."""
-    subject = (report.get("email") or {}).get("subject")
-    if not subject:
+    message_id = (report.get("email") or {}).get("message_id")
+    if not message_id:
         return None
     moto = ports()["MOTO_SERVER_PORT"]
     data = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{moto}/moto-api/data.json", timeout=10).read())
-    for region in data.get("ses", {}).values():
-        for account in (region.values() if isinstance(region, dict) else []):
-            for message in account.get("sent_messages", []) if isinstance(account, dict) else []:
-                if message.get("subject") == subject:
-                    return message
-    return None
+    return next((m for m in data.get("ses", {}).get("Message", []) if m.get("id") == message_id), None)
 
 
 def main():

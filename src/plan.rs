@@ -298,16 +298,11 @@ impl<R> LineCounter<R> {
 /// A record's span (as the csv crate reports it) can begin with the rest of the previous line
 /// ending and with blank lines; its content, and so its line, starts after them.
 fn leading_newlines(line_ends: impl Iterator<Item = (u64, bool)>, start: u64) -> u64 {
-    let mut at = start;
-    let mut newlines = 0;
-    for (offset, lf) in line_ends {
-        if offset != at {
-            break;
-        }
-        newlines += u64::from(lf);
-        at += 1;
-    }
-    newlines
+    (start..)
+        .zip(line_ends)
+        .take_while(|(at, (offset, _))| offset == at)
+        .map(|(_, (_, lf))| u64::from(lf))
+        .sum()
 }
 
 impl<R: Read> Read for LineCounter<R> {

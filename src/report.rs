@@ -258,8 +258,8 @@ impl ReportBuilder {
         artifacts: Artifacts,
         header: &[String],
     ) -> (Report, Vec<u8>) {
-        self.rejects
-            .sort_by(|a, b| (a.entry.row, &a.entry.column).cmp(&(b.entry.row, &b.entry.column)));
+        // Stable: a row's problems keep the schema's column order.
+        self.rejects.sort_by_key(|l| l.entry.row);
         let r = &mut self.report;
         r.errors = self
             .rejects
@@ -299,7 +299,10 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn rejects_csv(lines: &[RejectLine], header: &[String]) -> Vec<u8> {
-    let mut out = csv::WriterBuilder::new().from_writer(Vec::new());
+    // Flexible: a rejected record may have more or fewer fields than the header.
+    let mut out = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
     let mut head: Vec<String> = ["row", "line", "column", "code", "message", "value"]
         .iter()
         .map(|s| s.to_string())
@@ -343,7 +346,7 @@ impl Report {
             subject.push_str(
                 self.reason
                     .as_deref()
-                    .map(|r| first_sentence(r))
+                    .map(first_sentence)
                     .unwrap_or("failed"),
             );
         } else {

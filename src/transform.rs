@@ -189,7 +189,11 @@ impl<'s> RowRules<'s> {
                     record.len(),
                     self.header.names.len()
                 ),
-                value: quote(&String::from_utf8_lossy(record.as_slice())),
+                value: quote(
+                    &self
+                        .fields(record)
+                        .join(&char::from(self.schema.delimiter).to_string()),
+                ),
             });
             return false;
         }

@@ -265,7 +265,7 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
     let schema = Schema::products();
     let good = staged("sku,name,price,stock,category\nA,Lamp,5,1,Home\n", 1 << 20).concat();
     // A staged document another writer got wrong: stock as a string.
-    let mut bad = doc! {"sku": "B", "name": "Desk", "price": Bson::Decimal128("7".parse().unwrap()), "stock": "lots", "category": "Office",
+    let bad = doc! {"sku": "B", "name": "Desk", "price": Bson::Decimal128("7".parse().unwrap()), "stock": "lots", "category": "Office",
     "_import": {"row": 2i64, "line": 3i64, "hash": "00"}};
     let mut bytes = good.clone();
     bad.to_writer(&mut bytes).unwrap();

@@ -137,11 +137,9 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
         rows_per_second: 0,
     };
     let (mut report, rejects) = builder.finish(timings, artifacts.clone(), &header);
-    report.timings.rows_per_second = if duration_ms > 0 {
-        report.rows.total * 1000 / duration_ms
-    } else {
-        0
-    };
+    report.timings.rows_per_second = (report.rows.total * 1000)
+        .checked_div(duration_ms)
+        .unwrap_or(0);
 
     let links = links(env, &run.bucket, &artifacts).await;
     let (html, text) = render(&report, &links);

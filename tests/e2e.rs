@@ -1,0 +1,356 @@
+//! End to end through the local stack: `scripts/run-local` uploads the file, the trigger Lambda
+//! starts the real state machine (moto runs statemachine/chute.asl.json), the functions run under
+//! `cargo lambda watch` against SecantusDB; these tests check what a user sees: the report JSON,
+//! rejects.csv, the email as sent, and the documents in MongoDB.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bson::{doc, Bson, Document};
+use futures_util::TryStreamExt;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A prefix no earlier run used, so tests stay independent on the persistent local database.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+struct Run {
+    code: i32,
+    report: Value,
+    out: PathBuf,
+    stderr: String,
+}
+
+fn run_local(name: &str, csv: &str, args: &[&str]) -> Run {
+    let dir = std::env::temp_dir().join(unique("chute-e2e-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, csv).unwrap();
+    let out = dir.join("out");
+    let output = Command::new(root().join("scripts/run-local"))
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .args(args)
+        .output()
+        .expect("scripts/run-local runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is only the report JSON ({e}); stderr:\n{stderr}"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        report,
+        out,
+        stderr,
+    }
+}
+
+fn stack_env(name: &str) -> String {
+    let out = Command::new(root().join("scripts/stack"))
+        .arg("env")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("stack env has {name}"));
+    line.split_once('=')
+        .unwrap()
+        .1
+        .trim_matches('\'')
+        .to_string()
+}
+
+async fn documents(prefix: &str) -> Vec<Document> {
+    let client = mongodb::Client::with_uri_str(stack_env("CHUTE_MONGODB_URI"))
+        .await
+        .unwrap();
+    let filter = doc! {"sku": {"$regex": format!("^{prefix}")}};
+    let cursor = client
+        .database("chute")
+        .collection::<Document>("products")
+        .find(filter)
+        .sort(doc! {"sku": 1})
+        .await
+        .unwrap();
+    cursor.try_collect().await.unwrap()
+}
+
+fn n(report: &Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("report has {path}: {report}"))
+}
+
+fn accounting_holds(report: &Value) {
+    let total = n(report, "/rows/total");
+    let parts = ["valid", "rejected", "duplicate", "unprocessed"]
+        .iter()
+        .map(|k| n(report, &format!("/rows/{k}")))
+        .sum::<u64>();
+    assert_eq!(
+        total, parts,
+        "total = valid + rejected + duplicate + unprocessed: {report}"
+    );
+    let written = ["inserted", "updated", "unchanged"]
+        .iter()
+        .map(|k| n(report, &format!("/written/{k}")))
+        .sum::<u64>();
+    assert_eq!(written, n(report, "/rows/valid"));
+}
+
+fn email(out: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(out.join("email.json")).expect("the email as sent is in --out"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_clean_file_is_imported_and_a_rerun_changes_nothing() {
+    let p = unique("C");
+    let csv = format!(
+        "sku,name,price,currency,stock,category,brand,tags,created_at,active\n\
+         {p}-1,Desk lamp,19.90,eur,12,Home,Lumo,a|b|a,2026-11-01,no\n\
+         {p}-2,Chair,149,,3,Office,,,,\n"
+    );
+    let run = run_local("clean.csv", &csv, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["status"], "SUCCEEDED");
+    assert_eq!(
+        (
+            n(&run.report, "/rows/total"),
+            n(&run.report, "/written/inserted")
+        ),
+        (2, 2)
+    );
+    accounting_holds(&run.report);
+    let docs = documents(&p).await;
+    assert_eq!(docs.len(), 2);
+    assert_eq!(
+        docs[0].get("price"),
+        Some(&Bson::Decimal128("19.90".parse().unwrap()))
+    );
+    assert_eq!(docs[0].get_str("currency").unwrap(), "EUR");
+    assert_eq!(docs[0].get_i32("stock").unwrap(), 12);
+    assert_eq!(
+        docs[0]
+            .get_document("attributes")
+            .unwrap()
+            .get_str("brand")
+            .unwrap(),
+        "Lumo"
+    );
+    assert_eq!(docs[0].get_array("tags").unwrap().len(), 2);
+    assert!(!docs[0].get_bool("active").unwrap());
+    assert!(docs[1].get_bool("active").unwrap(), "default");
+    assert_eq!(
+        docs[0]
+            .get_document("_import")
+            .unwrap()
+            .get_str("source")
+            .unwrap(),
+        "s3://chute-local/incoming/clean.csv"
+    );
+    let mail = email(&run.out);
+    assert_eq!(
+        mail["destinations"]["ToAddresses"],
+        serde_json::json!(["data-team@chute.local"])
+    );
+    assert_eq!(
+        mail["subject"],
+        "[chute] SUCCEEDED clean.csv: 2 imported, 0 rejected"
+    );
+
+    let again = run_local("clean.csv", &csv, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_ne!(
+        again.report["run_id"], run.report["run_id"],
+        "a re-dropped file is a new run"
+    );
+    assert_eq!(
+        (
+            n(&again.report, "/written/unchanged"),
+            n(&again.report, "/written/inserted"),
+            n(&again.report, "/written/updated")
+        ),
+        (2, 0, 0)
+    );
+    assert_eq!(documents(&p).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_dirty_file_reports_every_problem_and_imports_the_rest() {
+    let p = unique("D");
+    let csv = format!(
+        "sku,name,price,stock,category,weight\n\
+         {p}-1,Good,10.00,5,Home,1kg\n\
+         {p} 2,,12.345,-3,Home,2kg\n\
+         {p}-3,Bad price,=1+2,1,Home,\n\
+         {p}-4,Too,many,1,Home,x,extra\n"
+    );
+    let run = run_local("dirty.csv", &csv, &[]);
+    assert_eq!(run.code, 0, "PARTIAL is a finished run: {}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["status"], "PARTIAL");
+    assert_eq!(
+        (
+            n(r, "/rows/total"),
+            n(r, "/rows/valid"),
+            n(r, "/rows/rejected")
+        ),
+        (4, 1, 3)
+    );
+    accounting_holds(r);
+    assert_eq!(
+        r["warnings"],
+        serde_json::json!(["unknown columns ignored: weight"])
+    );
+    let codes: Vec<(u64, &str, &str)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["column"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (2, "sku", "constraint"),
+            (2, "name", "missing_value"),
+            (2, "price", "constraint"),
+            (2, "stock", "constraint"),
+            (3, "price", "type_error"),
+            (4, "(row)", "field_count")
+        ]
+    );
+    let rejects = std::fs::read_to_string(run.out.join("rejects.csv")).unwrap();
+    assert_eq!(rejects.lines().count(), 1 + 6, "{rejects}");
+    assert!(
+        rejects.contains(",'=1+2,"),
+        "formulas are neutralised: {rejects}"
+    );
+    assert!(rejects.contains(",'-3,"), "{rejects}");
+    let mail = email(&run.out);
+    assert_eq!(
+        mail["destinations"]["ToAddresses"],
+        serde_json::json!(["data-team@chute.local", "oncall@chute.local"])
+    );
+    assert_eq!(
+        mail["subject"],
+        "[chute] PARTIAL dirty.csv: 1 imported, 3 rejected"
+    );
+    assert_eq!(documents(&p).await.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicates_across_chunks_keep_the_last_valid_row() {
+    let p = unique("K");
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..12 {
+        csv.push_str(&format!("{p}-{},v{i},{i},1,Home\n", i % 4));
+    }
+    csv.push_str(&format!("{p}-0,broken,x,1,Home\n"));
+    let run = run_local("dups.csv", &csv, &["--chunk-bytes", "64"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert!(n(r, "/chunks/total") >= 4, "the file spans chunks: {r}");
+    assert_eq!(
+        (
+            n(r, "/rows/total"),
+            n(r, "/rows/valid"),
+            n(r, "/rows/duplicate"),
+            n(r, "/rows/rejected")
+        ),
+        (13, 4, 8, 1)
+    );
+    accounting_holds(r);
+    let names: Vec<String> = documents(&p)
+        .await
+        .iter()
+        .map(|d| d.get_str("name").unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["v8", "v9", "v10", "v11"]);
+}
+
+#[tokio::test]
+async fn quirky_headers_bom_crlf_and_quoted_newlines() {
+    let p = unique("Q");
+    let csv = format!("\u{feff} Product_ID ,TITLE,Price,Quantity,Category,Colour\r\n{p}-1,\"two\r\nlines\",1,1,Home,Red\r\n{p}-2,ok,bad,1,Home,\r\n");
+    let run = run_local("quirky.csv", &csv, &["--team", "shoes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(
+        r["errors"][0]["line"], 4,
+        "the quoted newline counts as a line: {r}"
+    );
+    assert_eq!(r["errors"][0]["row"], 2);
+    let docs = documents(&p).await;
+    assert_eq!(docs[0].get_str("name").unwrap(), "two\r\nlines");
+    assert_eq!(
+        docs[0]
+            .get_document("attributes")
+            .unwrap()
+            .get_str("color")
+            .unwrap(),
+        "Red"
+    );
+    assert_eq!(
+        email(&run.out)["destinations"]["ToAddresses"],
+        serde_json::json!(["shoes-team@chute.local", "oncall@chute.local"])
+    );
+}
+
+#[tokio::test]
+async fn a_missing_required_column_fails_the_file_with_a_report() {
+    let p = unique("M");
+    let run = run_local(
+        "nostock.csv",
+        &format!("sku,name,price,category\n{p}-1,Lamp,5,Home\n"),
+        &[],
+    );
+    assert_eq!(run.code, 1, "FAILED exits non-zero: {}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["status"], "FAILED");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`stock`") && reason.contains("missing_column"),
+        "{reason}"
+    );
+    assert!(run.stderr.contains("FAILED"), "the reason is on stderr too");
+    assert_eq!(documents(&p).await.len(), 0);
+    assert!(email(&run.out)["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("[chute] FAILED nostock.csv: the header lacks required column"));
+}
+
+#[tokio::test]
+async fn a_header_only_file_succeeds_with_nothing_to_do() {
+    let run = run_local("empty-rows.csv", "sku,name,price,stock,category\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["status"], "SUCCEEDED");
+    assert_eq!(
+        (
+            n(&run.report, "/rows/total"),
+            n(&run.report, "/chunks/total")
+        ),
+        (0, 0)
+    );
+}
