@@ -1,0 +1,296 @@
+//! Each Lambda handler called directly with a fixture (`LambdaEvent::new`), against the local
+//! stack's S3, SES, Step Functions (moto) and MongoDB (SecantusDB).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use chute::lambda::{self, ChunkInput, Env, ReportInput, RunInput, TransformOutput};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Brings the stack up once and points this process at it, as `cargo lambda watch` is.
+fn stack() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let up = Command::new(root().join("scripts/stack"))
+            .arg("up")
+            .status()
+            .unwrap();
+        assert!(up.success(), "scripts/stack up");
+        let out = Command::new(root().join("scripts/stack"))
+            .arg("env")
+            .output()
+            .unwrap();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            for pair in line.trim_start_matches("export ").split(' ') {
+                if let Some((k, v)) = pair.split_once('=') {
+                    std::env::set_var(k, v.trim_matches('\''));
+                }
+            }
+        }
+        std::env::set_var("CHUTE_SCHEMA_DIR", root().join("schemas"));
+        std::env::set_var("CHUTE_EMAIL_FROM", "chute@chute.local");
+        std::env::set_var("CHUTE_EMAIL_DEFAULT", "data-team@chute.local");
+        std::env::set_var("CHUTE_EMAIL_ATTEMPTS", "1");
+    });
+}
+
+async fn env() -> Env {
+    stack();
+    Env::load().await.unwrap()
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn event<T>(payload: T) -> LambdaEvent<T> {
+    LambdaEvent::new(payload, Context::default())
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(root().join("events").join(name)).unwrap()).unwrap()
+}
+
+async fn upload(env: &Env, key: &str, csv: &str) -> String {
+    env.blob
+        .put("chute-local", key, csv.as_bytes().to_vec(), "text/csv")
+        .await
+        .unwrap();
+    env.blob.head("chute-local", key).await.unwrap().etag
+}
+
+fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
+    let mut input: RunInput = serde_json::from_value(fixture("validate.json")).unwrap();
+    input.run_id = run_id.to_string();
+    input.key = key.to_string();
+    input.etag = etag.to_string();
+    input.requested_at = lambda::now_rfc3339();
+    input
+}
+
+#[tokio::test]
+async fn trigger_starts_one_execution_per_object_version() {
+    let env = env().await;
+    let key = format!("incoming/{}.csv", unique("trigger"));
+    upload(
+        &env,
+        &key,
+        "sku,name,price,stock,category\nA,Lamp,1,1,Home\n",
+    )
+    .await;
+    let mut s3_event = fixture("trigger.json");
+    s3_event["Records"][0]["s3"]["object"]["key"] = key.clone().into();
+    s3_event["Records"][0]["s3"]["object"]["eTag"] = Value::Null;
+    // Two deliveries at once, then a third later, and the EventBridge form of the same upload.
+    let (a, b) = tokio::join!(
+        lambda::trigger::handle(&env, event(s3_event.clone())),
+        lambda::trigger::handle(&env, event(s3_event.clone()))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.started[0].run_id, b.started[0].run_id);
+    assert_eq!(
+        [a.started[0].new, b.started[0].new]
+            .iter()
+            .filter(|n| **n)
+            .count(),
+        1,
+        "exactly one execution: {a:?} {b:?}"
+    );
+    let again = lambda::trigger::handle(&env, event(s3_event))
+        .await
+        .unwrap();
+    assert!(!again.started[0].new);
+    let mut bridge = fixture("trigger-eventbridge.json");
+    bridge["detail"]["object"]["key"] = key.clone().into();
+    bridge["detail"]["object"]["etag"] = Value::Null;
+    let via_bridge = lambda::trigger::handle(&env, event(bridge)).await.unwrap();
+    assert_eq!(via_bridge.started[0].run_id, a.started[0].run_id);
+    assert!(!via_bridge.started[0].new);
+
+    let mut other = fixture("trigger.json");
+    other["Records"][0]["s3"]["object"]["key"] = "incoming/notes.txt".into();
+    let ignored = lambda::trigger::handle(&env, event(other)).await.unwrap();
+    assert_eq!(
+        (ignored.started.len(), ignored.ignored.as_slice()),
+        (0, ["incoming/notes.txt".to_string()].as_slice())
+    );
+}
+
+#[tokio::test]
+async fn validate_transform_import_report_chain() {
+    let env = env().await;
+    let run_id = unique("chain");
+    let key = format!("incoming/{run_id}.csv");
+    let csv = format!("sku,name,price,stock,category\n{run_id}-1,Lamp,1,1,Home\n{run_id}-2,,1,1,Home\n{run_id}-1,Lamp 2,2,1,Home\n");
+    let etag = upload(&env, &key, &csv).await;
+    let input = run_input(&run_id, &key, &etag);
+
+    let plan = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            plan.rows,
+            plan.chunk_count,
+            plan.duplicate_keys,
+            plan.superseded_rows
+        ),
+        (3, 1, 1, 1)
+    );
+
+    let chunk = ChunkInput {
+        run_id: run_id.clone(),
+        bucket: input.bucket.clone(),
+        key: key.clone(),
+        etag: etag.clone(),
+        schema: "products".into(),
+        plan_key: plan.plan_key.clone(),
+        chunk: plan.chunks[0],
+    };
+    let transformed: TransformOutput = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    assert_eq!(
+        (
+            transformed.valid,
+            transformed.rejected,
+            transformed.duplicate
+        ),
+        (1, 1, 1)
+    );
+    assert!(
+        transformed.rejected_rows.is_empty(),
+        "the returned copy stays small"
+    );
+
+    let imported = lambda::import::handle(&env, event(transformed.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            imported.inserted,
+            imported.updated,
+            imported.unchanged,
+            imported.replayed
+        ),
+        (1, 0, 0, false)
+    );
+    let replay = lambda::import::handle(&env, event(transformed))
+        .await
+        .unwrap();
+    assert!(
+        replay.replayed,
+        "a re-invoked finished chunk changes nothing"
+    );
+    assert_eq!(
+        (replay.inserted, replay.updated, replay.unchanged),
+        (1, 0, 0)
+    );
+
+    let report_input = ReportInput {
+        run: input,
+        plan: Some(plan),
+        failure: None,
+    };
+    let out = lambda::report::handle(&env, event(report_input))
+        .await
+        .unwrap();
+    assert_eq!(out.status, chute::report::Status::Partial);
+    assert_eq!(out.email, "sent");
+    let report: Value =
+        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
+            .unwrap();
+    assert_eq!(
+        report["rows"],
+        serde_json::json!({"total": 3, "valid": 1, "rejected": 1, "duplicate": 1, "unprocessed": 0})
+    );
+    let run = env
+        .store()
+        .await
+        .unwrap()
+        .run(&run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.get_str("status").unwrap(), "PARTIAL");
+}
+
+#[tokio::test]
+async fn validate_refuses_a_bad_file_with_the_invalid_file_error() {
+    let env = env().await;
+    let run_id = unique("invalid");
+    let key = format!("incoming/{run_id}.csv");
+    let etag = upload(&env, &key, "sku,name,price\nA,B,1\n").await;
+    let err = lambda::validate::handle(&env, event(run_input(&run_id, &key, &etag)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Chute.InvalidFile");
+    let file_error: chute::header::FileError = serde_json::from_str(&err.error_message).unwrap();
+    assert_eq!(file_error.code, "missing_column");
+}
+
+#[tokio::test]
+async fn a_file_changed_during_the_run_is_not_read_half_old_half_new() {
+    let env = env().await;
+    let run_id = unique("changed");
+    let key = format!("incoming/{run_id}.csv");
+    let etag = upload(&env, &key, "sku,name,price,stock,category\nA,B,1,1,C\n").await;
+    upload(&env, &key, "sku,name,price,stock,category\nA,B,2,1,C\n").await;
+    let err = lambda::validate::handle(&env, event(run_input(&run_id, &key, &etag)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Chute.Fatal", "{}", err.error_message);
+    assert!(
+        err.error_message.contains("PreconditionFailed"),
+        "{}",
+        err.error_message
+    );
+}
+
+#[tokio::test]
+async fn a_failed_validation_still_gets_a_report_and_an_email_failure_is_recorded() {
+    let mut env = env().await;
+    env.config.email_from = Some("nobody@unverified.invalid".into());
+    let run_id = unique("failed");
+    let key = format!("incoming/{run_id}.csv");
+    let input = run_input(&run_id, &key, "0");
+    let failure = lambda::Failure {
+        error: "Chute.InvalidFile".into(),
+        cause: serde_json::json!({"errorType": "Chute.InvalidFile", "errorMessage": r#"{"code":"empty_file","message":"the file is empty: it has no header row"}"#}).to_string(),
+    };
+    let out = lambda::report::handle(
+        &env,
+        event(ReportInput {
+            run: input,
+            plan: None,
+            failure: Some(failure),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, chute::report::Status::Failed);
+    assert_eq!(
+        out.email, "failed",
+        "SES refused the unverified sender; the run still ends"
+    );
+    let report: Value =
+        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
+            .unwrap();
+    assert_eq!(
+        report["reason"],
+        "the file is empty: it has no header row (empty_file)"
+    );
+    assert_eq!(report["email"]["status"], "failed");
+    assert!(
+        report["email"]["error"].as_str().unwrap().contains("SES"),
+        "{report}"
+    );
+}
