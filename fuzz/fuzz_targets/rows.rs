@@ -6,13 +6,16 @@ use chute::memory::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+static SCHEMA: OnceLock<Schema> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let Some((&size, bytes)) = data.split_first() else { return };
-    let schema = Schema::products();
+    let schema = SCHEMA.get_or_init(Schema::products);
     // The first byte picks a chunk size, so chunk boundaries land everywhere.
     let options = PlanOptions { chunk_bytes: u64::from(size) + 1, max_record_bytes: 4096, ..PlanOptions::default() };
-    if let Ok(out) = process(bytes, &schema, &options) {
+    if let Ok(out) = process(bytes, schema, &options) {
         assert_eq!(out.plan.rows, out.valid() + out.rejected() + out.duplicate());
         let chunk_rows: u64 = out.plan.chunks.iter().map(|c| c.rows).sum();
         assert_eq!(chunk_rows, out.plan.rows);

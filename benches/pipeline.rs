@@ -1,0 +1,199 @@
+//! chute's throughput against the physical limits, in one run on one generated file.
+//! Run through `scripts/bench` (which adds the Python peer, the chart and the scaling plan):
+//!   cargo bench --bench pipeline -- --rows N --csv FILE --json OUT [--skip-db] [--mongod-uri URI]
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use chute::plan::{plan, PlanOptions};
+use chute::schema::Schema;
+use chute::transform::{transform_chunk, RowRules};
+use serde_json::{json, Map, Value};
+
+const CATEGORIES: [&str; 6] = ["Home", "Office", "Kitchen", "Garden", "Toys", "Outdoor"];
+
+/// A products CSV like a real catalogue export: 1 row in 100 invalid, a quoted description with a
+/// comma in every 7th row, tags, dates, attributes.
+fn generate(rows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * 140);
+    out.extend_from_slice(b"sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active\n");
+    for i in 0..rows {
+        let description = if i % 7 == 0 { format!("\"Model {i}, boxed\"") } else { format!("Model {i}") };
+        let price = if i % 100 == 42 { "12.345".to_string() } else { format!("{}.{:02}", i % 1000, i % 100) };
+        let line = format!(
+            "SKU-{i:09},Product number {i},{description},{price},{},{},{},Brand{},{},tag{}|tag{}|sale,2026-{:02}-{:02},{}\n",
+            if i % 3 == 0 { "eur" } else { "USD" },
+            i % 5000,
+            CATEGORIES[i % CATEGORIES.len()],
+            i % 50,
+            ["Red", "Blue", "Black"][i % 3],
+            i % 10,
+            i % 7,
+            1 + i % 12,
+            1 + i % 28,
+            if i % 2 == 0 { "yes" } else { "false" },
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+fn rate(rows: u64, start: Instant) -> f64 {
+    rows as f64 / start.elapsed().as_secs_f64()
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs in a child process so its peak RSS is its own: plan a file from disk (streaming), or
+/// transform its first chunk as the transform Lambda does.
+fn probe(kind: &str, path: &str, chunk_bytes: u64) {
+    let schema = Schema::products();
+    let options = PlanOptions { chunk_bytes, ..PlanOptions::default() };
+    let planned = plan(std::fs::File::open(path).unwrap(), &schema, &options).unwrap();
+    if kind == "transform" {
+        let chunk = planned.chunks[0];
+        let mut file = std::fs::File::open(path).unwrap();
+        file.seek(SeekFrom::Start(chunk.start)).unwrap();
+        let mut bytes = vec![0; (chunk.end - chunk.start) as usize];
+        file.read_exact(&mut bytes).unwrap();
+        let rules = RowRules::new(&schema, &planned.header);
+        let mut staged = Vec::new();
+        let outcome = transform_chunk(&rules, &chunk, &bytes, &[], &mut staged);
+        assert_eq!(outcome.rows, chunk.rows);
+        println!("{}", json!({"rss_mb": peak_rss_mb(), "chunk_bytes": chunk.end - chunk.start, "rows": chunk.rows}));
+    } else {
+        println!("{}", json!({"rss_mb": peak_rss_mb(), "keys": planned.rows}));
+    }
+}
+
+fn probe_child(kind: &str, path: &str, chunk_bytes: u64) -> Value {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--probe", kind, path, &chunk_bytes.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--probe") {
+        probe(&args[i + 1], &args[i + 2], args[i + 3].parse().unwrap());
+        return;
+    }
+    let rows: usize = arg(&args, "--rows").map_or(1_000_000, |r| r.parse().expect("--rows N"));
+    let csv_path = arg(&args, "--csv").expect("--csv FILE (the generated file is written there)");
+    let schema = Schema::products();
+    let mut results = Map::new();
+
+    let t = Instant::now();
+    let data = generate(rows);
+    std::fs::write(&csv_path, &data).unwrap();
+    eprintln!("generated {rows} rows ({:.1} MB) in {:.1}s", data.len() as f64 / 1e6, t.elapsed().as_secs_f64());
+    results.insert("rows".into(), json!(rows));
+    results.insert("file_mb".into(), json!(data.len() as f64 / 1e6));
+
+    // 1. The physical limit: the csv crate's ByteRecord loop.
+    let t = Instant::now();
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    let mut record = csv::ByteRecord::new();
+    let mut count = 0u64;
+    while reader.read_byte_record(&mut record).unwrap() {
+        count += 1;
+    }
+    let raw = rate(count, t);
+    results.insert("raw_parse_rows_per_s".into(), json!(raw));
+
+    // 2. Planner: chunk boundaries, line numbers and key fingerprints in one pass.
+    let options = PlanOptions::default();
+    let t = Instant::now();
+    let planned = plan(data.as_slice(), &schema, &options).unwrap();
+    let planner = rate(planned.rows, t);
+    results.insert("planner_rows_per_s".into(), json!(planner));
+    results.insert("chunks".into(), json!(planned.chunks.len()));
+
+    // 3. Transform: parse + validate + BSON, chunk by chunk as the Lambdas do.
+    let rules = RowRules::new(&schema, &planned.header);
+    let mut staged = Vec::new();
+    let (mut valid, mut rejected) = (0u64, 0u64);
+    let t = Instant::now();
+    for chunk in &planned.chunks {
+        staged.clear();
+        let outcome = transform_chunk(&rules, chunk, &data[chunk.start as usize..chunk.end as usize], &[], &mut staged);
+        valid += outcome.valid;
+        rejected += outcome.rejected.len() as u64;
+    }
+    let transform = rate(planned.rows, t);
+    results.insert("transform_rows_per_s".into(), json!(transform));
+    results.insert("transform_valid".into(), json!(valid));
+    results.insert("transform_rejected".into(), json!(rejected));
+    results.insert("planner_ratio".into(), json!(planner / raw));
+    results.insert("transform_ratio".into(), json!(transform / raw));
+
+    // 5. Memory: transform of one 64 MiB chunk, and the planner per million distinct keys.
+    let chunk_probe = probe_child("transform", &csv_path, 64 * 1024 * 1024);
+    results.insert("transform_peak_rss_mb".into(), chunk_probe["rss_mb"].clone());
+    results.insert("transform_probe_chunk_mb".into(), json!(chunk_probe["chunk_bytes"].as_f64().unwrap_or(0.0) / 1e6));
+    let plan_probe = probe_child("plan", &csv_path, 64 * 1024 * 1024);
+    let per_million = plan_probe["rss_mb"].as_f64().unwrap_or(0.0) / (rows as f64 / 1e6);
+    results.insert("planner_peak_rss_mb".into(), plan_probe["rss_mb"].clone());
+    results.insert("planner_rss_mb_per_million_keys".into(), json!(per_million));
+
+    // 4. Import against a real server: our path vs a raw insert_many of the same documents.
+    if !args.iter().any(|a| a == "--skip-db") {
+        let uri = arg(&args, "--mongodb-uri").expect("--mongodb-uri URI (or --skip-db)");
+        let docs: usize = arg(&args, "--db-docs").map_or(10_000, |n| n.parse().unwrap());
+        let (ours, raw_insert) = tokio::runtime::Runtime::new().unwrap().block_on(import_rates(&uri, &schema, &data, docs));
+        results.insert("import_docs_per_s".into(), json!(ours));
+        results.insert("raw_insert_docs_per_s".into(), json!(raw_insert));
+        results.insert("import_ratio".into(), json!(ours / raw_insert));
+        results.insert("db_docs".into(), json!(docs));
+    }
+
+    let json = Value::Object(results);
+    if let Some(path) = arg(&args, "--json") {
+        std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    }
+    println!("{json}");
+}
+
+async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (f64, f64) {
+    use chute::store::{split_staged, Store, StoreConfig, WriteContext};
+    // The first `docs` valid rows, staged exactly as the transform stages them.
+    let cut = data.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(docs + docs / 50 + 1).map_or(data.len(), |(i, _)| i + 1);
+    let out = chute::memory::process(&data[..cut], schema, &PlanOptions::default()).unwrap();
+    let staged_docs = split_staged(&out.staged).unwrap();
+    let staged_docs = &staged_docs[..docs.min(staged_docs.len())];
+    let staged: Vec<u8> = staged_docs.iter().flat_map(|d| d.as_bytes().to_vec()).collect();
+
+    let store = Store::connect(&StoreConfig::new(uri, "chute_bench")).await.unwrap();
+    store.database().drop().await.unwrap();
+    store.ensure_collection(schema).await.unwrap();
+    let ctx = WriteContext { run_id: "bench".into(), source: "s3://bench/bench.csv".into(), at: bson::DateTime::now() };
+    let t = Instant::now();
+    let outcome = store.upsert_staged(schema, &staged, &ctx).await.unwrap();
+    let ours = rate(outcome.inserted, t);
+    assert_eq!(outcome.inserted as usize, staged_docs.len());
+
+    let plain: Vec<bson::Document> = staged_docs.iter().map(|d| bson::Document::try_from(*d).unwrap()).collect();
+    let raw = store.database().collection::<bson::Document>("raw_insert");
+    let t = Instant::now();
+    for batch in plain.chunks(1000) {
+        raw.insert_many(batch).ordered(false).await.unwrap();
+    }
+    let raw_rate = rate(plain.len() as u64, t);
+    store.database().drop().await.unwrap();
+    (ours, raw_rate)
+}
