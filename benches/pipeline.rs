@@ -16,10 +16,20 @@ const CATEGORIES: [&str; 6] = ["Home", "Office", "Kitchen", "Garden", "Toys", "O
 /// comma in every 7th row, tags, dates, attributes.
 fn generate(rows: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows * 140);
-    out.extend_from_slice(b"sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active\n");
+    out.extend_from_slice(
+        b"sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active\n",
+    );
     for i in 0..rows {
-        let description = if i % 7 == 0 { format!("\"Model {i}, boxed\"") } else { format!("Model {i}") };
-        let price = if i % 100 == 42 { "12.345".to_string() } else { format!("{}.{:02}", i % 1000, i % 100) };
+        let description = if i % 7 == 0 {
+            format!("\"Model {i}, boxed\"")
+        } else {
+            format!("Model {i}")
+        };
+        let price = if i % 100 == 42 {
+            "12.345".to_string()
+        } else {
+            format!("{}.{:02}", i % 1000, i % 100)
+        };
         let line = format!(
             "SKU-{i:09},Product number {i},{description},{price},{},{},{},Brand{},{},tag{}|tag{}|sale,2026-{:02}-{:02},{}\n",
             if i % 3 == 0 { "eur" } else { "USD" },
@@ -56,7 +66,10 @@ fn peak_rss_mb() -> f64 {
 /// transform its first chunk as the transform Lambda does.
 fn probe(kind: &str, path: &str, chunk_bytes: u64) {
     let schema = Schema::products();
-    let options = PlanOptions { chunk_bytes, ..PlanOptions::default() };
+    let options = PlanOptions {
+        chunk_bytes,
+        ..PlanOptions::default()
+    };
     let planned = plan(std::fs::File::open(path).unwrap(), &schema, &options).unwrap();
     if kind == "transform" {
         let chunk = planned.chunks[0];
@@ -68,7 +81,10 @@ fn probe(kind: &str, path: &str, chunk_bytes: u64) {
         let mut staged = Vec::new();
         let outcome = transform_chunk(&rules, &chunk, &bytes, &[], &mut staged);
         assert_eq!(outcome.rows, chunk.rows);
-        println!("{}", json!({"rss_mb": peak_rss_mb(), "chunk_bytes": chunk.end - chunk.start, "rows": chunk.rows}));
+        println!(
+            "{}",
+            json!({"rss_mb": peak_rss_mb(), "chunk_bytes": chunk.end - chunk.start, "rows": chunk.rows})
+        );
     } else {
         println!("{}", json!({"rss_mb": peak_rss_mb(), "keys": planned.rows}));
     }
@@ -79,12 +95,19 @@ fn probe_child(kind: &str, path: &str, chunk_bytes: u64) -> Value {
         .args(["--probe", kind, path, &chunk_bytes.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn main() {
@@ -101,13 +124,19 @@ fn main() {
     let t = Instant::now();
     let data = generate(rows);
     std::fs::write(&csv_path, &data).unwrap();
-    eprintln!("generated {rows} rows ({:.1} MB) in {:.1}s", data.len() as f64 / 1e6, t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {rows} rows ({:.1} MB) in {:.1}s",
+        data.len() as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
     results.insert("rows".into(), json!(rows));
     results.insert("file_mb".into(), json!(data.len() as f64 / 1e6));
 
     // 1. The physical limit: the csv crate's ByteRecord loop.
     let t = Instant::now();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(data.as_slice());
     let mut record = csv::ByteRecord::new();
     let mut count = 0u64;
     while reader.read_byte_record(&mut record).unwrap() {
@@ -131,7 +160,13 @@ fn main() {
     let t = Instant::now();
     for chunk in &planned.chunks {
         staged.clear();
-        let outcome = transform_chunk(&rules, chunk, &data[chunk.start as usize..chunk.end as usize], &[], &mut staged);
+        let outcome = transform_chunk(
+            &rules,
+            chunk,
+            &data[chunk.start as usize..chunk.end as usize],
+            &[],
+            &mut staged,
+        );
         valid += outcome.valid;
         rejected += outcome.rejected.len() as u64;
     }
@@ -144,8 +179,14 @@ fn main() {
 
     // 5. Memory: transform of one 64 MiB chunk, and the planner per million distinct keys.
     let chunk_probe = probe_child("transform", &csv_path, 64 * 1024 * 1024);
-    results.insert("transform_peak_rss_mb".into(), chunk_probe["rss_mb"].clone());
-    results.insert("transform_probe_chunk_mb".into(), json!(chunk_probe["chunk_bytes"].as_f64().unwrap_or(0.0) / 1e6));
+    results.insert(
+        "transform_peak_rss_mb".into(),
+        chunk_probe["rss_mb"].clone(),
+    );
+    results.insert(
+        "transform_probe_chunk_mb".into(),
+        json!(chunk_probe["chunk_bytes"].as_f64().unwrap_or(0.0) / 1e6),
+    );
     let plan_probe = probe_child("plan", &csv_path, 64 * 1024 * 1024);
     let per_million = plan_probe["rss_mb"].as_f64().unwrap_or(0.0) / (rows as f64 / 1e6);
     results.insert("planner_peak_rss_mb".into(), plan_probe["rss_mb"].clone());
@@ -155,7 +196,9 @@ fn main() {
     if !args.iter().any(|a| a == "--skip-db") {
         let uri = arg(&args, "--mongodb-uri").expect("--mongodb-uri URI (or --skip-db)");
         let docs: usize = arg(&args, "--db-docs").map_or(10_000, |n| n.parse().unwrap());
-        let (ours, raw_insert) = tokio::runtime::Runtime::new().unwrap().block_on(import_rates(&uri, &schema, &data, docs));
+        let (ours, raw_insert) = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(import_rates(&uri, &schema, &data, docs));
         results.insert("import_docs_per_s".into(), json!(ours));
         results.insert("raw_insert_docs_per_s".into(), json!(raw_insert));
         results.insert("import_ratio".into(), json!(ours / raw_insert));
@@ -172,22 +215,39 @@ fn main() {
 async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (f64, f64) {
     use chute::store::{split_staged, Store, StoreConfig, WriteContext};
     // The first `docs` valid rows, staged exactly as the transform stages them.
-    let cut = data.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(docs + docs / 50 + 1).map_or(data.len(), |(i, _)| i + 1);
+    let cut = data
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(docs + docs / 50 + 1)
+        .map_or(data.len(), |(i, _)| i + 1);
     let out = chute::memory::process(&data[..cut], schema, &PlanOptions::default()).unwrap();
     let staged_docs = split_staged(&out.staged).unwrap();
     let staged_docs = &staged_docs[..docs.min(staged_docs.len())];
-    let staged: Vec<u8> = staged_docs.iter().flat_map(|d| d.as_bytes().to_vec()).collect();
+    let staged: Vec<u8> = staged_docs
+        .iter()
+        .flat_map(|d| d.as_bytes().to_vec())
+        .collect();
 
-    let store = Store::connect(&StoreConfig::new(uri, "chute_bench")).await.unwrap();
+    let store = Store::connect(&StoreConfig::new(uri, "chute_bench"))
+        .await
+        .unwrap();
     store.database().drop().await.unwrap();
     store.ensure_collection(schema).await.unwrap();
-    let ctx = WriteContext { run_id: "bench".into(), source: "s3://bench/bench.csv".into(), at: bson::DateTime::now() };
+    let ctx = WriteContext {
+        run_id: "bench".into(),
+        source: "s3://bench/bench.csv".into(),
+        at: bson::DateTime::now(),
+    };
     let t = Instant::now();
     let outcome = store.upsert_staged(schema, &staged, &ctx).await.unwrap();
     let ours = rate(outcome.inserted, t);
     assert_eq!(outcome.inserted as usize, staged_docs.len());
 
-    let plain: Vec<bson::Document> = staged_docs.iter().map(|d| bson::Document::try_from(*d).unwrap()).collect();
+    let plain: Vec<bson::Document> = staged_docs
+        .iter()
+        .map(|d| bson::Document::try_from(*d).unwrap())
+        .collect();
     let raw = store.database().collection::<bson::Document>("raw_insert");
     let t = Instant::now();
     for batch in plain.chunks(1000) {

@@ -18,7 +18,9 @@ pub async fn handle(
 ) -> Result<ImportOutput, Diagnostic> {
     let input = event.payload;
     let span = tracing::info_span!("import", run_id = %input.run_id, chunk = input.chunk);
-    run(env, &input).instrument(span).await.map_err(diagnostic)
+    async { run(env, &input).await.map_err(diagnostic) }
+        .instrument(span)
+        .await
 }
 
 async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteError> {

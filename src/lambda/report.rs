@@ -37,7 +37,9 @@ pub async fn handle(
 ) -> Result<ReportOutput, Diagnostic> {
     let input = event.payload;
     let span = tracing::info_span!("report", run_id = %input.run.run_id);
-    run(env, &input).instrument(span).await.map_err(diagnostic)
+    async { run(env, &input).await.map_err(diagnostic) }
+        .instrument(span)
+        .await
 }
 
 /// The readable reason of a caught failure: a file error's message, or the error message inside

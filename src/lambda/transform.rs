@@ -18,7 +18,9 @@ pub async fn handle(
 ) -> Result<TransformOutput, Diagnostic> {
     let input = event.payload;
     let span = tracing::info_span!("transform", run_id = %input.run_id, chunk = input.chunk.index);
-    run(env, &input).instrument(span).await.map_err(diagnostic)
+    async { run(env, &input).await.map_err(diagnostic) }
+        .instrument(span)
+        .await
 }
 
 /// Name of a chunk's staged objects: `chunk-00007.bson`, `chunk-00007.transform.json`, …

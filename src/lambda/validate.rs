@@ -17,7 +17,9 @@ use crate::transform::RowRules;
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
     let input = event.payload;
     let span = tracing::info_span!("validate", run_id = %input.run_id);
-    run(env, &input).instrument(span).await.map_err(diagnostic)
+    async { run(env, &input).await.map_err(diagnostic) }
+        .instrument(span)
+        .await
 }
 
 async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {

@@ -1,0 +1,165 @@
+//! Faults survived, through the whole local pipeline. Each test asserts exact numbers afterwards.
+//! Tests here stop servers of the shared local stack, so they run one at a time (a lock).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bson::{doc, Document};
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn stack(command: &str) -> String {
+    let out = Command::new(root().join("scripts/stack"))
+        .arg(command)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() || command == "status",
+        "scripts/stack {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn mongo_uri() -> String {
+    let env = stack("env");
+    let line = env
+        .lines()
+        .find(|l| l.contains("CHUTE_MONGODB_URI="))
+        .unwrap();
+    line.split_once('=')
+        .unwrap()
+        .1
+        .trim_matches('\'')
+        .to_string()
+}
+
+async fn count(prefix: &str) -> u64 {
+    let client = mongodb::Client::with_uri_str(mongo_uri()).await.unwrap();
+    let products = client.database("chute").collection::<Document>("products");
+    products
+        .count_documents(doc! {"sku": {"$regex": format!("^{prefix}-")}})
+        .await
+        .unwrap_or(0)
+}
+
+fn write_csv(name: &str, prefix: &str, rows: usize, price: impl Fn(usize) -> String) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("chute-fault-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{prefix}-{i:05},Item {i},{},{i},Cat\n", price(i)));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn report_of(output: std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "run-local failed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+fn n(report: &Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} in {report}"))
+}
+
+#[tokio::test]
+async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    stack("up");
+    let prefix = unique("F");
+    let rows = 3000;
+    let file = write_csv("outage.csv", &prefix, rows, |i| format!("{i}"));
+    let run = Command::new(root().join("scripts/run-local"))
+        .arg(&file)
+        .args(["--chunk-bytes", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until documents are arriving, then kill the server as a crash would.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&prefix).await == 0 {
+        assert!(Instant::now() < deadline, "the import never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = std::fs::read_to_string(root().join(".dev/pids/mongo.pid")).unwrap();
+    Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack("up"); // restarts what died: same port, same data
+    let report = report_of(
+        tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(n(&report, "/rows/total"), rows as u64);
+    assert_eq!(
+        n(&report, "/written/inserted"),
+        rows as u64,
+        "each row counted once across the retries: {report}"
+    );
+    assert_eq!(
+        count(&prefix).await,
+        rows as u64,
+        "no row lost, none duplicated"
+    );
+}
+
+#[tokio::test]
+async fn a_corrected_file_dropped_again_writes_only_what_changed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    stack("up");
+    let prefix = unique("R");
+    let first = write_csv("catalogue.csv", &prefix, 200, |i| format!("{i}.50"));
+    let out = Command::new(root().join("scripts/run-local"))
+        .arg(&first)
+        .args(["--chunk-bytes", "2000"])
+        .output()
+        .unwrap();
+    assert_eq!(n(&report_of(out), "/written/inserted"), 200);
+    let corrected = write_csv("catalogue.csv", &prefix, 205, |i| {
+        if i % 50 == 0 {
+            "1.00".into()
+        } else {
+            format!("{i}.50")
+        }
+    });
+    let report = report_of(
+        Command::new(root().join("scripts/run-local"))
+            .arg(&corrected)
+            .args(["--chunk-bytes", "2000"])
+            .output()
+            .unwrap(),
+    );
+    let written = (
+        n(&report, "/written/inserted"),
+        n(&report, "/written/updated"),
+        n(&report, "/written/unchanged"),
+    );
+    assert_eq!(written, (5, 4, 196), "{report}");
+    assert_eq!(count(&prefix).await, 205);
+}
