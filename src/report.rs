@@ -76,6 +76,18 @@ pub struct Timings {
     pub finished_at: String,
     pub duration_ms: u64,
     pub rows_per_second: u64,
+    /// Time spent in each step, summed over chunks (chunks run in parallel, so the sum can
+    /// exceed the wall time).
+    pub steps: StepTimings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTimings {
+    pub validate_ms: u64,
+    pub transform_ms: u64,
+    pub import_ms: u64,
+    /// The slowest chunk (transform + import): what bounds the wall time at full concurrency.
+    pub slowest_chunk_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

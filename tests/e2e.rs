@@ -3,25 +3,15 @@
 //! `cargo lambda watch` against SecantusDB; these tests check what a user sees: the report JSON,
 //! rejects.csv, the email as sent, and the documents in MongoDB.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A prefix no earlier run used, so tests stay independent on the persistent local database.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
-}
+use support::{root, unique};
 
 struct Run {
     code: i32,

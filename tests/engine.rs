@@ -369,15 +369,42 @@ fn a_second_schema_needs_no_code() {
 #[test]
 fn bad_input_gets_a_specific_message_never_a_panic() {
     let schema = Schema::products();
-    let small = PlanOptions { max_file_bytes: 64, ..PlanOptions::default() };
-    let long = format!("sku,name,price,stock,category\n{}", "A,B,1,1,C\n".repeat(10));
-    assert_eq!(process(long.as_bytes(), &schema, &small).err().unwrap().code, "too_large");
+    let small = PlanOptions {
+        max_file_bytes: 64,
+        ..PlanOptions::default()
+    };
+    let long = format!(
+        "sku,name,price,stock,category\n{}",
+        "A,B,1,1,C\n".repeat(10)
+    );
+    assert_eq!(
+        process(long.as_bytes(), &schema, &small)
+            .err()
+            .unwrap()
+            .code,
+        "too_large"
+    );
 
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let err = process(&garbage, &schema, &PlanOptions::default()).err().expect("garbage is refused as a file");
-    assert!(["encoding", "missing_column", "record_too_large", "duplicate_column"].contains(&err.code.as_str()), "{err:?}");
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let err = process(&garbage, &schema, &PlanOptions::default())
+        .err()
+        .expect("garbage is refused as a file");
+    assert!(
+        [
+            "encoding",
+            "missing_column",
+            "record_too_large",
+            "duplicate_column"
+        ]
+        .contains(&err.code.as_str()),
+        "{err:?}"
+    );
 
-    let blank_lines = process(b"\n\n\r\n", &schema, &PlanOptions::default()).err().unwrap();
+    let blank_lines = process(b"\n\n\r\n", &schema, &PlanOptions::default())
+        .err()
+        .unwrap();
     assert_eq!(blank_lines.code, "empty_file");
 
     // Latin-1 data rows: each one rejected with `encoding`, the header (ASCII) is fine.
@@ -387,9 +414,17 @@ fn bad_input_gets_a_specific_message_never_a_panic() {
     assert_eq!(out.chunks[0].rejected[0].issues[0].code, Code::Encoding);
 
     // An unclosed quote swallows the rest of the file into one record: refused with its row.
-    let runaway = format!("sku,name,price,stock,category\nA,\"oops,1,1,Home\n{}", "B,x,1,1,Home\n".repeat(200));
-    let options = PlanOptions { max_record_bytes: 1000, ..PlanOptions::default() };
-    let err = process(runaway.as_bytes(), &schema, &options).err().unwrap();
+    let runaway = format!(
+        "sku,name,price,stock,category\nA,\"oops,1,1,Home\n{}",
+        "B,x,1,1,Home\n".repeat(200)
+    );
+    let options = PlanOptions {
+        max_record_bytes: 1000,
+        ..PlanOptions::default()
+    };
+    let err = process(runaway.as_bytes(), &schema, &options)
+        .err()
+        .unwrap();
     assert_eq!(err.code, "record_too_large");
     assert!(err.message.contains("unclosed quote"), "{}", err.message);
 }

@@ -1,27 +1,17 @@
 //! Faults survived, through the whole local pipeline. Each test asserts exact numbers afterwards.
 //! Tests here stop servers of the shared local stack, so they run one at a time (a lock).
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 use serde_json::Value;
+use support::{root, unique};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
-}
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn stack(command: &str) -> String {
     let out = Command::new(root().join("scripts/stack"))
@@ -85,7 +75,7 @@ fn n(report: &Value, path: &str) -> u64 {
 
 #[tokio::test]
 async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     stack("up");
     let prefix = unique("F");
     let rows = 3000;
@@ -131,7 +121,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
 
 #[tokio::test]
 async fn a_corrected_file_dropped_again_writes_only_what_changed() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     stack("up");
     let prefix = unique("R");
     let first = write_csv("catalogue.csv", &prefix, 200, |i| format!("{i}.50"));

@@ -1,17 +1,15 @@
 //! Each Lambda handler called directly with a fixture (`LambdaEvent::new`), against the local
 //! stack's S3, SES, Step Functions (moto) and MongoDB (SecantusDB).
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 use std::sync::OnceLock;
 
 use chute::lambda::{self, ChunkInput, Env, ReportInput, RunInput, TransformOutput};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{root, unique};
 
 /// Brings the stack up once and points this process at it, as `cargo lambda watch` is.
 fn stack() {
@@ -43,14 +41,6 @@ fn stack() {
 async fn env() -> Env {
     stack();
     Env::load().await.unwrap()
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 fn event<T>(payload: T) -> LambdaEvent<T> {

@@ -19,8 +19,8 @@ use crate::header::FileError;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    Artifacts, ChunkTally, EmailStatus, Report, ReportBuilder, Source, Status, Timings,
-    TransformTally, WriteTally,
+    Artifacts, ChunkTally, EmailStatus, Report, ReportBuilder, Source, Status, StepTimings,
+    Timings, TransformTally, WriteTally,
 };
 
 /// The small result the state machine branches on.
@@ -69,7 +69,9 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
     };
     let mut builder = ReportBuilder::new(&run.run_id, source, &run.schema);
     let mut header = Vec::new();
+    let mut steps = StepTimings::default();
     if let Some(plan) = &input.plan {
+        steps.validate_ms = plan.duration_ms;
         let stored: StoredPlan = serde_json::from_slice(
             &env.blob.get(&run.bucket, &plan.plan_key).await?,
         )
@@ -97,6 +99,9 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
             )
             .await?;
             if let (Some(t), Some(i)) = (&transformed, &imported) {
+                steps.transform_ms += t.duration_ms;
+                steps.import_ms += i.duration_ms;
+                steps.slowest_chunk_ms = steps.slowest_chunk_ms.max(t.duration_ms + i.duration_ms);
                 tally.transformed = Some(TransformTally {
                     valid: t.valid,
                     duplicate: t.duplicate,
@@ -137,6 +142,7 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
         finished_at,
         duration_ms,
         rows_per_second: 0,
+        steps,
     };
     let (mut report, rejects) = builder.finish(timings, artifacts.clone(), &header);
     report.timings.rows_per_second = (report.rows.total * 1000)

@@ -8,6 +8,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A name no earlier run used, so tests stay independent on the persistent local stack.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// The repository root (scripts/, events/, schemas/).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 pub struct MongoServer {
     child: Option<Child>,
     pub port: u16,
