@@ -142,6 +142,18 @@ impl Blob {
         }
     }
 
+    /// Stores a value as JSON (plans, chunk outcomes).
+    pub async fn put_json<T: serde::Serialize>(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), ChuteError> {
+        let body =
+            serde_json::to_vec(value).map_err(|e| ChuteError::Fatal(format!("{key}: {e}")))?;
+        self.put(bucket, key, body, "application/json").await
+    }
+
     pub async fn put(
         &self,
         bucket: &str,

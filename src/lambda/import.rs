@@ -63,12 +63,7 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
         refusals: outcome.refused.clone(),
     };
     env.blob
-        .put(
-            &input.bucket,
-            &record_key,
-            serde_json::to_vec(&output).expect("serialisable"),
-            "application/json",
-        )
+        .put_json(&input.bucket, &record_key, &output)
         .await?;
     let mut ledger = outcome;
     ledger.refused.clear();

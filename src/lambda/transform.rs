@@ -87,12 +87,7 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
         .config
         .staging_key(&input.run_id, &chunk_object(chunk.index, "transform.json"));
     env.blob
-        .put(
-            &input.bucket,
-            &record_key,
-            serde_json::to_vec(&output).expect("serialisable"),
-            "application/json",
-        )
+        .put_json(&input.bucket, &record_key, &output)
         .await?;
     output.rejected_rows.clear();
     tracing::info!(

@@ -98,14 +98,7 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         warnings: planned.header.warnings.clone(),
     };
     let plan_key = env.config.staging_key(&input.run_id, "plan.json");
-    env.blob
-        .put(
-            &input.bucket,
-            &plan_key,
-            serde_json::to_vec(&stored).expect("serialisable"),
-            "application/json",
-        )
-        .await?;
+    env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
     let output = PlanOutput {
         rows: planned.rows,
         file_bytes: planned.file_bytes,
