@@ -4,6 +4,7 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::classify;
 use crate::error::ChuteError;
+use crate::plan::ChunkPlan;
 
 /// What HeadObject tells about a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +84,16 @@ impl Blob {
         Ok(out.body)
     }
 
-    /// Bytes `[start, end)` of an object (a chunk), failing if it changed since `etag` was seen.
-    pub async fn get_range(
+    /// One chunk's bytes (`[start, end)` of the object), failing if the object changed since the
+    /// run saw `etag`, so a run never reads half an old file and half a new one.
+    pub async fn get_chunk(
         &self,
         bucket: &str,
         key: &str,
-        start: u64,
-        end: u64,
-        etag: Option<&str>,
+        chunk: &ChunkPlan,
+        etag: &str,
     ) -> Result<Vec<u8>, ChuteError> {
+        let (start, end) = (chunk.start, chunk.end);
         if end <= start {
             return Ok(Vec::new());
         }
@@ -101,7 +103,7 @@ impl Blob {
             .bucket(bucket)
             .key(key)
             .range(format!("bytes={}-{}", start, end - 1))
-            .set_if_match(etag.map(quote_etag))
+            .if_match(quote_etag(etag))
             .send()
             .await
             .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;

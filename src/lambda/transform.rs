@@ -41,13 +41,7 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
     let chunk = &input.chunk;
     let bytes = env
         .blob
-        .get_range(
-            &input.bucket,
-            &input.key,
-            chunk.start,
-            chunk.end,
-            Some(&input.etag),
-        )
+        .get_chunk(&input.bucket, &input.key, chunk, &input.etag)
         .await?;
     let mut staged = Vec::with_capacity(bytes.len() + bytes.len() / 2);
     let outcome = transform_chunk(

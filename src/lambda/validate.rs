@@ -79,13 +79,7 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         for chunk in &planned.chunks {
             let bytes = env
                 .blob
-                .get_range(
-                    &input.bucket,
-                    &input.key,
-                    chunk.start,
-                    chunk.end,
-                    Some(&input.etag),
-                )
+                .get_chunk(&input.bucket, &input.key, chunk, &input.etag)
                 .await?;
             occurrences.scan_chunk(&rules, &planned.header, chunk, &bytes, &duplicated);
         }
