@@ -1,6 +1,8 @@
 //! chute's throughput against the physical limits, in one run on one generated file.
 //! Run through `scripts/bench` (which adds the Python peer, the chart and the scaling plan):
-//!   cargo bench --bench pipeline -- --rows N --csv FILE --json OUT [--skip-db] [--mongod-uri URI]
+//!   cargo bench --bench pipeline -- --rows N --csv FILE --json OUT [--skip-db] [--mongodb-uri URI]
+//! `--only raw|planner|transform` runs one phase (for `scripts/profile`); without the `adapters`
+//! feature the import phase is left out, so profiling builds only the pure engine.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
@@ -118,6 +120,8 @@ fn main() {
     }
     let rows: usize = arg(&args, "--rows").map_or(1_000_000, |r| r.parse().expect("--rows N"));
     let csv_path = arg(&args, "--csv").expect("--csv FILE (the generated file is written there)");
+    let only = arg(&args, "--only");
+    let runs = |phase: &str| only.as_deref().is_none_or(|o| o == phase);
     let schema = Schema::products();
     let mut results = Map::new();
 
@@ -133,18 +137,10 @@ fn main() {
     results.insert("file_mb".into(), json!(data.len() as f64 / 1e6));
 
     // 1. The physical limit: the csv crate's ByteRecord loop.
-    let t = Instant::now();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(data.as_slice());
-    let mut record = csv::ByteRecord::new();
-    let mut count = 0u64;
-    while reader.read_byte_record(&mut record).unwrap() {
-        count += 1;
+    if runs("raw") {
+        let raw = raw_parse(&data);
+        results.insert("raw_parse_rows_per_s".into(), json!(raw));
     }
-    let raw = rate(count, t);
-    results.insert("raw_parse_rows_per_s".into(), json!(raw));
-
     // 2. Planner: chunk boundaries, line numbers and key fingerprints in one pass.
     let options = PlanOptions::default();
     let t = Instant::now();
@@ -152,28 +148,45 @@ fn main() {
     let planner = rate(planned.rows, t);
     results.insert("planner_rows_per_s".into(), json!(planner));
     results.insert("chunks".into(), json!(planned.chunks.len()));
+    if only.as_deref() == Some("planner") {
+        for _ in 0..4 {
+            plan(data.as_slice(), &schema, &options).unwrap();
+        }
+    }
 
     // 3. Transform: parse + validate + BSON, chunk by chunk as the Lambdas do.
-    let rules = RowRules::new(&schema, &planned.header);
-    let mut staged = Vec::new();
-    let (mut valid, mut rejected) = (0u64, 0u64);
-    let t = Instant::now();
-    for chunk in &planned.chunks {
-        staged.clear();
-        let outcome = transform_chunk(
-            &rules,
-            chunk,
-            &data[chunk.start as usize..chunk.end as usize],
-            &[],
-            &mut staged,
-        );
-        valid += outcome.valid;
-        rejected += outcome.rejected.len() as u64;
+    if runs("transform") {
+        let rounds = if only.is_some() { 5 } else { 1 };
+        let rules = RowRules::new(&schema, &planned.header);
+        let mut staged = Vec::new();
+        let (mut valid, mut rejected) = (0u64, 0u64);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            (valid, rejected) = (0, 0);
+            for chunk in &planned.chunks {
+                staged.clear();
+                let outcome = transform_chunk(
+                    &rules,
+                    chunk,
+                    &data[chunk.start as usize..chunk.end as usize],
+                    &[],
+                    &mut staged,
+                );
+                valid += outcome.valid;
+                rejected += outcome.rejected.len() as u64;
+            }
+        }
+        let transform = rate(planned.rows * rounds, t);
+        results.insert("transform_rows_per_s".into(), json!(transform));
+        results.insert("transform_valid".into(), json!(valid));
+        results.insert("transform_rejected".into(), json!(rejected));
     }
-    let transform = rate(planned.rows, t);
-    results.insert("transform_rows_per_s".into(), json!(transform));
-    results.insert("transform_valid".into(), json!(valid));
-    results.insert("transform_rejected".into(), json!(rejected));
+    if only.is_some() {
+        println!("{}", Value::Object(results));
+        return;
+    }
+    let raw = results["raw_parse_rows_per_s"].as_f64().unwrap();
+    let transform = results["transform_rows_per_s"].as_f64().unwrap();
     results.insert("planner_ratio".into(), json!(planner / raw));
     results.insert("transform_ratio".into(), json!(transform / raw));
 
@@ -193,14 +206,16 @@ fn main() {
     results.insert("planner_rss_mb_per_million_keys".into(), json!(per_million));
 
     // 4. Import against a real server: our path vs a raw insert_many of the same documents.
+    #[cfg(feature = "adapters")]
     if !args.iter().any(|a| a == "--skip-db") {
         let uri = arg(&args, "--mongodb-uri").expect("--mongodb-uri URI (or --skip-db)");
         let docs: usize = arg(&args, "--db-docs").map_or(10_000, |n| n.parse().unwrap());
-        let (ours, raw_insert) = tokio::runtime::Runtime::new()
+        let (ours, raw_insert, bare_insert) = tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(import_rates(&uri, &schema, &data, docs));
         results.insert("import_docs_per_s".into(), json!(ours));
         results.insert("raw_insert_docs_per_s".into(), json!(raw_insert));
+        results.insert("raw_insert_bare_docs_per_s".into(), json!(bare_insert));
         results.insert("import_ratio".into(), json!(ours / raw_insert));
         results.insert("db_docs".into(), json!(docs));
     }
@@ -212,7 +227,21 @@ fn main() {
     println!("{json}");
 }
 
-async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (f64, f64) {
+fn raw_parse(data: &[u8]) -> f64 {
+    let t = Instant::now();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(data);
+    let mut record = csv::ByteRecord::new();
+    let mut count = 0u64;
+    while reader.read_byte_record(&mut record).unwrap() {
+        count += 1;
+    }
+    rate(count, t)
+}
+
+#[cfg(feature = "adapters")]
+async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (f64, f64, f64) {
     use chute::store::{split_staged, Store, StoreConfig, WriteContext};
     // The first `docs` valid rows, staged exactly as the transform stages them.
     let cut = data
@@ -248,12 +277,22 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
         .iter()
         .map(|d| bson::Document::try_from(*d).unwrap())
         .collect();
-    let raw = store.database().collection::<bson::Document>("raw_insert");
-    let t = Instant::now();
-    for batch in plain.chunks(1000) {
-        raw.insert_many(batch).ordered(false).await.unwrap();
+    // The baseline: the same documents through insert_many into a collection set up as ours is
+    // (validator, unique key and secondary indexes), and into a bare one.
+    let mut raw_rates = Vec::new();
+    for (collection, set_up) in [("raw_insert", true), ("raw_insert_bare", false)] {
+        if set_up {
+            let mut same = schema.clone();
+            same.collection = collection.to_string();
+            store.ensure_collection(&same).await.unwrap();
+        }
+        let raw = store.database().collection::<bson::Document>(collection);
+        let t = Instant::now();
+        for batch in plain.chunks(1000) {
+            raw.insert_many(batch).ordered(false).await.unwrap();
+        }
+        raw_rates.push(rate(plain.len() as u64, t));
     }
-    let raw_rate = rate(plain.len() as u64, t);
     store.database().drop().await.unwrap();
-    (ours, raw_rate)
+    (ours, raw_rates[0], raw_rates[1])
 }

@@ -8,6 +8,7 @@ the state machine's Retry and Catch see our error names. Everything else is forw
 
 import argparse
 import http.client
+import json
 import re
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,8 +43,12 @@ def main():
                 resp = conn.getresponse()
                 status, payload, resp_headers = resp.status, resp.read(), resp.getheaders()
             except OSError as e:
-                # The function process died or watch is down: what Lambda reports as a service error.
-                status, payload, resp_headers = 502, f'{{"errorType":"Lambda.ServiceException","errorMessage":"{e}"}}'.encode(), []
+                # Dropped mid-invocation: the function process died (as Lambda reports a crashed
+                # runtime). Not reachable at all: watch is down, a service error.
+                died = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                error = "Runtime.ExitError" if died else "Lambda.ServiceException"
+                status, payload, resp_headers = 502, json.dumps({"errorType": error, "errorMessage": str(e)}).encode(), []
+                print(f"{path}: {error}: {e}", flush=True)
             finally:
                 conn.close()
             extra = {}

@@ -137,11 +137,13 @@ def s3_event(key, size, etag, version):
 
 
 def run(args):
+    started = time.time()
+    if args.resume:
+        return resume(args, started)
     path = pathlib.Path(args.file)
     if not path.is_file():
         say(f"no such file: {path}")
         return 2
-    started = time.time()
     p = ports()
     s3 = client("s3")
     key = "incoming/" + (f"{args.team}/" if args.team else "") + path.name
@@ -167,8 +169,35 @@ def run(args):
     run_id = payload["started"][0]["run_id"]
     say(f"run {run_id} started")
 
-    sfn = client("stepfunctions")
     execution = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:{run_id}"
+    return follow(args, run_id, execution, started)
+
+
+def resume(args, started):
+    """Re-runs a failed run under its run id (what RedriveExecution does in AWS): a new execution
+    with the same input, so the import ledger turns every finished chunk into a no-op."""
+    sfn = client("stepfunctions")
+    run_id = args.resume
+    base = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}"
+    original = sfn.describe_execution(executionArn=f"{base}:{run_id}")
+    for attempt in range(1, 10):
+        name = f"{run_id}-r{attempt}"  # run ids are at most 77 characters; names 80
+        try:
+            sfn.describe_execution(executionArn=f"{base}:{name}")
+        except sfn.exceptions.ExecutionDoesNotExist:
+            break
+    else:
+        say(f"run {run_id} was resumed 9 times already")
+        return 2
+    execution = sfn.start_execution(stateMachineArn=original["stateMachineArn"], name=name, input=original["input"])["executionArn"]
+    say(f"run {run_id} resumed as execution {name}")
+    return follow(args, run_id, execution, started)
+
+
+def follow(args, run_id, execution, started):
+    """Prints the execution's events as they happen, then fetches and prints the report."""
+    sfn = client("stepfunctions")
+    s3 = client("s3")
     seen = 0
     deadline = time.time() + args.timeout
     while True:
@@ -176,7 +205,7 @@ def run(args):
         events = sfn.get_execution_history(executionArn=execution, maxResults=1000).get("events", [])
         for e in events[seen:]:
             details = next((v for k, v in e.items() if k.endswith("EventDetails")), {})
-            name = details.get("name") or details.get("resource") or details.get("error") or ""
+            name = details.get("error") or details.get("name") or details.get("resource") or ""
             say(f"  +{time.time() - started:6.1f}s {e['type']} {name}".rstrip())
         seen = len(events)
         if status != "RUNNING":
@@ -230,7 +259,8 @@ def main():
     w.add_argument("--http", type=int, action="append", default=[])
     sub.add_parser("provision")
     r = sub.add_parser("run")
-    r.add_argument("file")
+    r.add_argument("file", nargs="?")
+    r.add_argument("--resume", metavar="RUN_ID", help="re-run a failed run; finished chunks are not redone")
     r.add_argument("--out")
     r.add_argument("--schema")
     r.add_argument("--chunk-bytes", type=int)

@@ -55,6 +55,12 @@ impl<'a> DocWriter<'a> {
         self.buf.extend_from_slice(&millis.to_le_bytes());
     }
 
+    /// Embeds a complete BSON document (as written by another `DocWriter`) under `key`.
+    pub fn document(&mut self, key: &str, bson: &[u8]) {
+        self.key(0x03, key);
+        self.buf.extend_from_slice(bson);
+    }
+
     /// Opens a sub-document (`array = false`) or an array under `key`; finish it with [`DocWriter::end`].
     pub fn begin(&mut self, key: &str, array: bool) -> DocWriter<'_> {
         self.key(if array { 0x04 } else { 0x03 }, key);

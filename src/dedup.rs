@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 
 use crate::header::Header;
-use crate::plan::{key_fingerprint, ChunkPlan, ChunkRecords, FingerprintSet};
+use crate::plan::{key_fingerprint, ChunkPlan, ChunkRecords, Fields, FingerprintSet};
 use crate::schema::Schema;
-use crate::transform::RowRules;
+use crate::transform::{recycle, RowRules};
 
 /// Valid occurrences of possibly duplicated keys, gathered chunk by chunk.
 #[derive(Debug, Default)]
@@ -33,20 +33,24 @@ impl Occurrences {
         let schema: &Schema = rules.schema;
         let key_cells = header.key_cells(schema);
         let mut records = ChunkRecords::new(schema, chunk, bytes);
-        let mut record = csv::ByteRecord::new();
-        let (mut values, mut issues) = (Vec::new(), Vec::new());
+        let mut record = csv::StringRecord::new();
+        let (mut spare_values, mut issues) = (Vec::new(), Vec::new());
         while let Some(located) = records.next(&mut record) {
-            let Some(fingerprint) = key_fingerprint(located.record, &key_cells) else {
+            // A record that is not UTF-8 is rejected, so it is no occurrence.
+            let Fields::Text(text) = located.fields else {
                 continue;
             };
-            if duplicated.contains(&fingerprint)
-                && rules.check(located.record, &mut values, &mut issues)
-            {
+            let Some(fingerprint) = key_fingerprint(text.as_byte_record(), &key_cells) else {
+                continue;
+            };
+            let mut values = recycle(std::mem::take(&mut spare_values));
+            if duplicated.contains(&fingerprint) && rules.check(text, &mut values, &mut issues) {
                 self.rows_by_key
                     .entry(rules.key(&values))
                     .or_default()
                     .push(located.row);
             }
+            spare_values = recycle(values);
         }
     }
 

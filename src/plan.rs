@@ -73,8 +73,9 @@ pub struct Plan {
     pub rows: u64,
     pub chunks: Vec<ChunkPlan>,
     /// Fingerprints of keys seen more than once, sorted. Rows carrying them need a second look
-    /// (see [`crate::dedup`]) to decide which occurrence wins.
-    pub duplicate_fingerprints: Vec<u128>,
+    /// (see [`crate::dedup`]) to decide which occurrence wins; a fingerprint collision only costs
+    /// that look, since the second pass compares the keys themselves.
+    pub duplicate_fingerprints: Vec<u64>,
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -82,9 +83,13 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Separates key parts so `("ab","c")` and `("a","bc")` differ.
 const KEY_SEPARATOR: u8 = 0x1F;
 
-/// Fingerprint of a record's natural key: 16 bytes whatever the key length. Cells are trimmed, as
+/// Fingerprint of a record's natural key: 8 bytes whatever the key length. Cells are trimmed, as
 /// the row rules trim them.
-pub fn key_fingerprint(record: &csv::ByteRecord, key_cells: &[usize]) -> Option<u128> {
+pub fn key_fingerprint(record: &csv::ByteRecord, key_cells: &[usize]) -> Option<u64> {
+    if let [cell] = key_cells {
+        let value = trim_cell(record.get(*cell)?);
+        return (!value.is_empty()).then(|| xxhash_rust::xxh3::xxh3_64(value));
+    }
     let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
     for (i, &cell) in key_cells.iter().enumerate() {
         let value = trim_cell(record.get(cell)?);
@@ -96,7 +101,7 @@ pub fn key_fingerprint(record: &csv::ByteRecord, key_cells: &[usize]) -> Option<
         }
         hasher.update(value);
     }
-    Some(hasher.digest128())
+    Some(hasher.digest())
 }
 
 /// Trims as the row rules do (Unicode whitespace), so equal keys get equal fingerprints.
@@ -125,21 +130,26 @@ impl Hasher for FingerprintHasher {
             self.0 ^= u64::from_le_bytes(word);
         }
     }
-    fn write_u128(&mut self, value: u128) {
-        self.0 = value as u64;
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
     }
 }
 
-pub type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+pub type FingerprintSet = HashSet<u64, BuildHasherDefault<FingerprintHasher>>;
 
 /// Builds a CSV reader with the settings every pass uses (so all passes agree on records).
 pub fn csv_reader<R: Read>(schema: &Schema, input: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
+    reader_settings(schema.delimiter).from_reader(input)
+}
+
+fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
+    let mut builder = csv::ReaderBuilder::new();
+    builder
         .has_headers(false)
         .flexible(true)
-        .delimiter(schema.delimiter)
-        .buffer_capacity(256 * 1024)
-        .from_reader(input)
+        .delimiter(delimiter)
+        .buffer_capacity(256 * 1024);
+    builder
 }
 
 /// Reads a whole file once: resolves the header, cuts chunks, finds duplicate keys.
@@ -180,8 +190,9 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
     let data_start = bom + reader.position().byte();
 
     let mut chunks = Vec::new();
-    let mut seen = FingerprintSet::default();
-    let mut duplicated = FingerprintSet::default();
+    // Every key's fingerprint, sorted at the end to find repeats: appending is sequential and
+    // 8 bytes a row, where a hash set costs a cache miss per row and several times the memory.
+    let mut fingerprints: Vec<u64> = Vec::new();
     let mut rows: u64 = 0;
     let mut current: Option<ChunkPlan> = None;
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
@@ -219,11 +230,7 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
                 });
             }
         }
-        if let Some(fingerprint) = key_fingerprint(&record, &key_cells) {
-            if !seen.insert(fingerprint) {
-                duplicated.insert(fingerprint);
-            }
-        }
+        fingerprints.extend(key_fingerprint(&record, &key_cells));
     }
     let file_bytes = bom + reader.position().byte();
     check_size(file_bytes, options)?;
@@ -231,8 +238,7 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
         done.end = file_bytes;
         chunks.push(done);
     }
-    let mut duplicate_fingerprints: Vec<u128> = duplicated.into_iter().collect();
-    duplicate_fingerprints.sort_unstable();
+    let duplicate_fingerprints = repeated(fingerprints);
     Ok(Plan {
         header,
         data_start,
@@ -241,6 +247,18 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
         chunks,
         duplicate_fingerprints,
     })
+}
+
+/// The values that occur more than once, sorted and each once.
+fn repeated(mut values: Vec<u64>) -> Vec<u64> {
+    values.sort_unstable();
+    let mut repeats: Vec<u64> = values
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    repeats.dedup();
+    repeats
 }
 
 fn check_size(bytes: u64, options: &PlanOptions) -> Result<(), FileError> {
@@ -323,6 +341,7 @@ impl<R: Read> Read for LineCounter<R> {
 pub struct ChunkRecords<'a> {
     bytes: &'a [u8],
     reader: csv::Reader<&'a [u8]>,
+    delimiter: u8,
     next_row: u64,
     /// Line and chunk offset where the previous record's content starts.
     line: u64,
@@ -334,7 +353,26 @@ pub struct ChunkRecords<'a> {
 pub struct Located<'r> {
     pub row: u64,
     pub line: u64,
-    pub record: &'r csv::ByteRecord,
+    pub fields: Fields<'r>,
+}
+
+/// A record's fields: text, or (rarely) the raw bytes of a record that is not UTF-8.
+pub enum Fields<'r> {
+    Text(&'r csv::StringRecord),
+    NotUtf8 {
+        record: csv::ByteRecord,
+        /// The first field that is not UTF-8.
+        field: usize,
+    },
+}
+
+impl Fields<'_> {
+    pub fn bytes(&self) -> &csv::ByteRecord {
+        match self {
+            Fields::Text(record) => record.as_byte_record(),
+            Fields::NotUtf8 { record, .. } => record,
+        }
+    }
 }
 
 impl<'a> ChunkRecords<'a> {
@@ -342,6 +380,7 @@ impl<'a> ChunkRecords<'a> {
         ChunkRecords {
             bytes,
             reader: csv_reader(schema, bytes),
+            delimiter: schema.delimiter,
             next_row: chunk.first_row,
             line: chunk.first_line,
             offset: 0,
@@ -350,14 +389,31 @@ impl<'a> ChunkRecords<'a> {
     }
 
     /// Reads the next record into `record`; `None` at the end of the chunk.
-    pub fn next<'r>(&mut self, record: &'r mut csv::ByteRecord) -> Option<Located<'r>> {
-        // Reading from a byte slice cannot fail with I/O; csv reports no other error for ByteRecords.
-        if !self.reader.read_byte_record(record).unwrap_or(false) {
-            return None;
-        }
+    pub fn next<'r>(&mut self, record: &'r mut csv::StringRecord) -> Option<Located<'r>> {
+        // Reading from a byte slice cannot fail with I/O; the one other error is invalid UTF-8,
+        // after which the reader has consumed the record and goes on with the next.
+        let (span, fields) = match self.reader.read_record(record) {
+            Ok(false) => return None,
+            Ok(true) => (
+                record.position().map_or(self.offset, |p| p.byte() as usize),
+                Fields::Text(record),
+            ),
+            Err(e) => match e.into_kind() {
+                csv::ErrorKind::Utf8 { pos, err } => {
+                    let span = pos.map_or(self.offset, |p| p.byte() as usize);
+                    (
+                        span,
+                        Fields::NotUtf8 {
+                            record: self.raw_record(span),
+                            field: err.field(),
+                        },
+                    )
+                }
+                _ => return None,
+            },
+        };
         let row = self.next_row;
         self.next_row += 1;
-        let span = record.position().map_or(self.offset, |p| p.byte() as usize);
         let content = span
             + self.bytes[span..]
                 .iter()
@@ -372,7 +428,16 @@ impl<'a> ChunkRecords<'a> {
         Some(Located {
             row,
             line: self.line,
-            record,
+            fields,
         })
+    }
+
+    /// Re-reads the record starting at `span` as bytes (the text reader drops a non-UTF-8 record).
+    fn raw_record(&self, span: usize) -> csv::ByteRecord {
+        let mut raw = csv::ByteRecord::new();
+        let mut reader = reader_settings(self.delimiter).from_reader(&self.bytes[span..]);
+        // Same bytes, same settings: this reads the record the text reader refused.
+        let _ = reader.read_byte_record(&mut raw);
+        raw
     }
 }

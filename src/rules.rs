@@ -21,6 +21,7 @@
 //! assert_eq!(err.code, rules::Code::Constraint);
 //! ```
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -84,16 +85,50 @@ impl CellError {
     }
 }
 
-/// A parsed cell.
+/// A parsed cell. Text borrows from the record when it needs no change, so the hot path does not
+/// allocate per cell.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CellValue {
-    String(String),
+pub enum CellValue<'a> {
+    String(Cow<'a, str>),
     Decimal(Decimal),
     Integer(i64),
     Boolean(bool),
     /// Milliseconds since the Unix epoch, UTC.
     Timestamp(i64),
-    List(Vec<String>),
+    List(Vec<Cow<'a, str>>),
+}
+
+impl CellValue<'_> {
+    /// The same value borrowing from `self` (used to apply schema defaults without copying text).
+    pub fn borrowed(&self) -> CellValue<'_> {
+        match self {
+            CellValue::String(s) => CellValue::String(Cow::Borrowed(s)),
+            CellValue::List(items) => {
+                CellValue::List(items.iter().map(|i| Cow::Borrowed(i.as_ref())).collect())
+            }
+            CellValue::Decimal(d) => CellValue::Decimal(*d),
+            CellValue::Integer(n) => CellValue::Integer(*n),
+            CellValue::Boolean(b) => CellValue::Boolean(*b),
+            CellValue::Timestamp(t) => CellValue::Timestamp(*t),
+        }
+    }
+
+    /// The value with no borrow left (schema defaults outlive the text they were parsed from).
+    pub fn into_owned(self) -> CellValue<'static> {
+        match self {
+            CellValue::String(s) => CellValue::String(Cow::Owned(s.into_owned())),
+            CellValue::List(items) => CellValue::List(
+                items
+                    .into_iter()
+                    .map(|i| Cow::Owned(i.into_owned()))
+                    .collect(),
+            ),
+            CellValue::Decimal(d) => CellValue::Decimal(d),
+            CellValue::Integer(n) => CellValue::Integer(n),
+            CellValue::Boolean(b) => CellValue::Boolean(b),
+            CellValue::Timestamp(t) => CellValue::Timestamp(t),
+        }
+    }
 }
 
 /// Most significant digits a BSON Decimal128 holds.
@@ -156,6 +191,14 @@ impl Decimal {
             (true, false) => return Ordering::Less,
             _ => {}
         }
+        if self.scale == other.scale {
+            let magnitude = self.coefficient.cmp(&other.coefficient);
+            return if self.negative {
+                magnitude.reverse()
+            } else {
+                magnitude
+            };
+        }
         // Same sign: compare magnitudes at a common scale (fits: both are < 10^34, scales ≤ 34).
         let scale = self.scale.max(other.scale);
         let a = self.coefficient.checked_mul(10u128.pow(scale - self.scale));
@@ -189,8 +232,18 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// Trims Unicode whitespace as `str::trim` does, without scanning when the ends are plain ASCII.
+pub fn trim(text: &str) -> &str {
+    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
+    if plain(text.as_bytes().first()) && plain(text.as_bytes().last()) {
+        text
+    } else {
+        text.trim()
+    }
+}
+
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
-pub fn parse_cell(column: &Column, text: &str) -> Result<CellValue, CellError> {
+pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, CellError> {
     let c = &column.constraints;
     match column.kind {
         ColumnType::String => parse_string(column, text).map(CellValue::String),
@@ -223,14 +276,19 @@ pub fn parse_cell(column: &Column, text: &str) -> Result<CellValue, CellError> {
             check_range(column, &as_decimal)?;
             Ok(CellValue::Integer(n))
         }
-        ColumnType::Boolean => match text.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(CellValue::Boolean(true)),
-            "false" | "no" | "0" => Ok(CellValue::Boolean(false)),
-            _ => Err(CellError::new(
-                Code::TypeError,
-                "is not a boolean (true/false, yes/no, 1/0)",
-            )),
-        },
+        ColumnType::Boolean => {
+            let is = |words: [&str; 3]| words.iter().any(|w| w.eq_ignore_ascii_case(text));
+            if is(["true", "yes", "1"]) {
+                Ok(CellValue::Boolean(true))
+            } else if is(["false", "no", "0"]) {
+                Ok(CellValue::Boolean(false))
+            } else {
+                Err(CellError::new(
+                    Code::TypeError,
+                    "is not a boolean (true/false, yes/no, 1/0)",
+                ))
+            }
+        }
         ColumnType::Timestamp => parse_timestamp(text)
             .map(CellValue::Timestamp)
             .ok_or_else(|| {
@@ -240,14 +298,14 @@ pub fn parse_cell(column: &Column, text: &str) -> Result<CellValue, CellError> {
                 )
             }),
         ColumnType::List => {
-            let mut items: Vec<String> = Vec::new();
+            let mut items: Vec<Cow<'a, str>> = Vec::new();
             for item in text
                 .split(c.separator.as_str())
-                .map(str::trim)
+                .map(trim)
                 .filter(|s| !s.is_empty())
             {
                 if !items.iter().any(|seen| seen == item) {
-                    items.push(item.to_string());
+                    items.push(Cow::Borrowed(item));
                 }
             }
             Ok(CellValue::List(items))
@@ -255,7 +313,7 @@ pub fn parse_cell(column: &Column, text: &str) -> Result<CellValue, CellError> {
     }
 }
 
-fn parse_string(column: &Column, text: &str) -> Result<String, CellError> {
+fn parse_string<'a>(column: &Column, text: &'a str) -> Result<Cow<'a, str>, CellError> {
     let c = &column.constraints;
     let length = text.chars().count();
     if let Some(min) = c.min_length {
@@ -286,9 +344,13 @@ fn parse_string(column: &Column, text: &str) -> Result<String, CellError> {
         }
     }
     Ok(match c.case {
-        Some(Case::Upper) => text.to_uppercase(),
-        Some(Case::Lower) => text.to_lowercase(),
-        None => text.to_string(),
+        Some(Case::Upper) if text.chars().any(char::is_lowercase) => {
+            Cow::Owned(text.to_uppercase())
+        }
+        Some(Case::Lower) if text.chars().any(char::is_uppercase) => {
+            Cow::Owned(text.to_lowercase())
+        }
+        _ => Cow::Borrowed(text),
     })
 }
 
@@ -323,11 +385,88 @@ fn check_range(column: &Column, value: &Decimal) -> Result<(), CellError> {
 
 /// RFC 3339, or a bare `YYYY-MM-DD` taken as midnight UTC; milliseconds since the epoch.
 fn parse_timestamp(text: &str) -> Option<i64> {
-    let is_date = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
-    let parsed = if is_date {
-        bson::DateTime::parse_rfc3339_str(format!("{text}T00:00:00Z"))
-    } else {
-        bson::DateTime::parse_rfc3339_str(text)
+    let b = text.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        return parse_date(b).map(|days| days * 86_400_000);
+    }
+    bson::DateTime::parse_rfc3339_str(text)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (years 0000–9999, real calendar days only).
+fn parse_date(b: &[u8]) -> Option<i64> {
+    let number = |digits: &[u8]| {
+        digits.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
     };
-    parsed.ok().map(|d| d.timestamp_millis())
+    let (year, month, day) = (number(&b[..4])?, number(&b[5..7])?, number(&b[8..])?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > month_days {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_agree_with_the_rfc3339_parser_on_every_day_of_three_centuries() {
+        let mut day = bson::DateTime::parse_rfc3339_str("1900-01-01T00:00:00Z").unwrap();
+        let end = bson::DateTime::parse_rfc3339_str("2200-12-31T00:00:00Z").unwrap();
+        let mut checked = 0;
+        while day <= end {
+            let text = &day.try_to_rfc3339_string().unwrap()[..10];
+            assert_eq!(
+                parse_timestamp(text),
+                Some(day.timestamp_millis()),
+                "{text}"
+            );
+            day = bson::DateTime::from_millis(day.timestamp_millis() + 86_400_000);
+            checked += 1;
+        }
+        assert_eq!(checked, 301 * 365 + 73); // 73 leap days: 1904..=2196 but not 2100
+    }
+
+    #[test]
+    fn impossible_dates_are_refused() {
+        for text in [
+            "2025-02-29",
+            "2100-02-29",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-1a-01",
+            "+026-01-01",
+        ] {
+            assert_eq!(parse_timestamp(text), None, "{text}");
+        }
+        assert!(parse_timestamp("2024-02-29").is_some());
+        assert!(parse_timestamp("2000-02-29").is_some());
+    }
+
+    #[test]
+    fn trim_matches_str_trim() {
+        for text in ["a", " a", "a ", "\u{a0}a\u{2003}", "\ta\n", "", " ", "ab c"] {
+            assert_eq!(trim(text), text.trim(), "{text:?}");
+        }
+    }
 }

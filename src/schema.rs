@@ -104,6 +104,8 @@ pub struct Constraints {
 pub struct Charset {
     pub spec: String,
     ranges: Vec<(char, char)>,
+    /// Bit `c` set when ASCII character `c` is in the set: one test per character on the hot path.
+    ascii: u128,
 }
 
 impl Charset {
@@ -127,14 +129,26 @@ impl Charset {
                 i += 1;
             }
         }
+        let ascii = (0..128u8)
+            .filter(|&b| {
+                ranges
+                    .iter()
+                    .any(|&(lo, hi)| lo <= b as char && b as char <= hi)
+            })
+            .fold(0u128, |bits, b| bits | 1 << b);
         Ok(Charset {
             spec: spec.to_string(),
             ranges,
+            ascii,
         })
     }
 
     pub fn contains(&self, c: char) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
+        if c.is_ascii() {
+            self.ascii & (1 << c as u32) != 0
+        } else {
+            self.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
+        }
     }
 }
 
@@ -147,7 +161,7 @@ pub struct Column {
     pub kind: ColumnType,
     pub required: bool,
     /// Default value, already parsed, used when the cell is missing.
-    pub default: Option<CellValue>,
+    pub default: Option<CellValue<'static>>,
     /// Dotted document path (`attributes.brand`).
     pub field: String,
     pub constraints: Constraints,
@@ -295,12 +309,13 @@ impl Schema {
                         )))
                     }
                 };
-                column.default = Some(rules::parse_cell(&column, &text).map_err(|e| {
+                let default = rules::parse_cell(&column, &text).map_err(|e| {
                     SchemaError::Invalid(format!(
                         "default `{text}` of column `{}` fails its own rules: {}",
                         c.name, e.message
                     ))
-                })?);
+                })?;
+                column.default = Some(default.into_owned());
             }
             columns.push(column);
         }

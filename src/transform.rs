@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bsonw::DocWriter;
 use crate::header::{Header, Target};
-use crate::plan::{ChunkPlan, ChunkRecords};
+use crate::plan::{ChunkPlan, ChunkRecords, Fields};
 use crate::rules::{self, CellValue, Code};
 use crate::schema::{Column, Schema};
 
@@ -104,9 +104,9 @@ pub struct RowRules<'s> {
     cell_slots: Vec<Option<usize>>,
     key_slots: Vec<usize>,
     layout: Vec<Node>,
-    /// Defaults of columns missing from the header: applied on insert only.
-    insert_defaults: Vec<usize>,
-    defaults_layout: Vec<Node>,
+    /// BSON of the defaults of columns missing from the header (applied on insert only); the
+    /// same for every row, so written once.
+    insert_defaults: Option<Vec<u8>>,
 }
 
 impl<'s> RowRules<'s> {
@@ -147,17 +147,23 @@ impl<'s> RowRules<'s> {
             .collect();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
-        let mut insert_defaults = Vec::new();
+        let mut defaults = Vec::new();
         for (slot, (column, cell)) in slots.iter().enumerate() {
-            if cell.is_none() {
-                if column.default.is_some() {
-                    insert_defaults.push(slot);
-                    insert_path(&mut defaults_layout, &column.field, slot);
-                }
-            } else {
+            let missing_default = cell.is_none().then_some(column.default.as_ref()).flatten();
+            if cell.is_some() {
                 insert_path(&mut layout, &column.field, slot);
+            } else if missing_default.is_some() {
+                insert_path(&mut defaults_layout, &column.field, slot);
             }
+            defaults.push(missing_default.map(CellValue::borrowed));
         }
+        let insert_defaults = (!defaults_layout.is_empty()).then(|| {
+            let mut bytes = Vec::new();
+            let mut doc = DocWriter::new(&mut bytes);
+            write_nodes(&mut doc, &defaults_layout, &defaults);
+            doc.end();
+            bytes
+        });
         RowRules {
             schema,
             header,
@@ -166,57 +172,25 @@ impl<'s> RowRules<'s> {
             key_slots,
             layout,
             insert_defaults,
-            defaults_layout,
         }
     }
 
-    /// Validates one record. On success `values` holds one optional value per slot and the key;
-    /// on failure `issues` lists every failing cell.
-    pub fn check(
-        &self,
-        record: &csv::ByteRecord,
-        values: &mut Vec<Option<CellValue>>,
+    /// Validates one record. On success `values` holds one optional value per slot (borrowing the
+    /// record's text); on failure `issues` lists every failing cell.
+    pub fn check<'r>(
+        &'r self,
+        record: &'r csv::StringRecord,
+        values: &mut Vec<Option<CellValue<'r>>>,
         issues: &mut Vec<Issue>,
     ) -> bool {
         values.clear();
         issues.clear();
         if record.len() != self.header.names.len() {
-            issues.push(Issue {
-                column: WHOLE_ROW.to_string(),
-                code: Code::FieldCount,
-                message: format!(
-                    "has {} fields; the header has {}",
-                    record.len(),
-                    self.header.names.len()
-                ),
-                value: quote(
-                    &self
-                        .fields(record)
-                        .join(&char::from(self.schema.delimiter).to_string()),
-                ),
-            });
-            return false;
-        }
-        if let Some((cell, bytes)) = record
-            .iter()
-            .enumerate()
-            .find(|(_, b)| std::str::from_utf8(b).is_err())
-        {
-            issues.push(Issue {
-                column: self.header.names[cell].clone(),
-                code: Code::Encoding,
-                message:
-                    "is not valid UTF-8 (is the file Latin-1 or Windows-1252? save it as UTF-8)"
-                        .to_string(),
-                value: quote(&String::from_utf8_lossy(bytes)),
-            });
+            issues.push(self.field_count_issue(record.as_byte_record()));
             return false;
         }
         for (column, cell) in &self.slots {
-            // Checked above: every cell is UTF-8.
-            let text = cell
-                .map(|c| std::str::from_utf8(&record[c]).unwrap_or_default().trim())
-                .unwrap_or("");
+            let text = cell.and_then(|c| record.get(c)).map_or("", rules::trim);
             let parsed = if text.is_empty() {
                 None
             } else {
@@ -247,12 +221,43 @@ impl<'s> RowRules<'s> {
                     None
                 }
                 // Present but empty: the default applies. Absent columns are left to insert_defaults.
-                None if cell.is_some() => column.default.clone(),
+                None if cell.is_some() => column.default.as_ref().map(CellValue::borrowed),
                 None => None,
             };
             values.push(value);
         }
         issues.is_empty()
+    }
+
+    fn field_count_issue(&self, record: &csv::ByteRecord) -> Issue {
+        Issue {
+            column: WHOLE_ROW.to_string(),
+            code: Code::FieldCount,
+            message: format!(
+                "has {} fields; the header has {}",
+                record.len(),
+                self.header.names.len()
+            ),
+            value: quote(
+                &self
+                    .fields(record)
+                    .join(&char::from(self.schema.delimiter).to_string()),
+            ),
+        }
+    }
+
+    /// Why a record that is not UTF-8 is refused, naming its first bad field.
+    fn encoding_issue(&self, record: &csv::ByteRecord, field: usize) -> Issue {
+        if record.len() != self.header.names.len() {
+            return self.field_count_issue(record);
+        }
+        Issue {
+            column: self.header.names[field].clone(),
+            code: Code::Encoding,
+            message: "is not valid UTF-8 (is the file Latin-1 or Windows-1252? save it as UTF-8)"
+                .to_string(),
+            value: quote(&String::from_utf8_lossy(&record[field])),
+        }
     }
 
     /// The natural key of a checked row (`values` from a successful [`RowRules::check`]), key parts
@@ -284,23 +289,9 @@ impl<'s> RowRules<'s> {
         let mut meta = doc.begin("_import", false);
         meta.int64("row", row as i64);
         meta.int64("line", line as i64);
-        meta.string("hash", &format!("{hash:032x}"));
-        if !self.insert_defaults.is_empty() {
-            let defaults: Vec<Option<CellValue>> = self
-                .slots
-                .iter()
-                .enumerate()
-                .map(|(slot, (c, _))| {
-                    if self.insert_defaults.contains(&slot) {
-                        c.default.clone()
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            let mut sub = meta.begin("defaults", false);
-            write_nodes(&mut sub, &self.defaults_layout, &defaults);
-            sub.end();
+        meta.string("hash", hex32(hash, &mut [0; 32]));
+        if let Some(defaults) = &self.insert_defaults {
+            meta.document("defaults", defaults);
         }
         meta.end();
         doc.end();
@@ -363,6 +354,15 @@ fn write_value(doc: &mut DocWriter<'_>, key: &str, value: &CellValue) {
     }
 }
 
+/// Lower-case hex of a 128-bit hash, written into `buf` (no allocation per row).
+fn hex32(hash: u128, buf: &mut [u8; 32]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = DIGITS[(hash >> (124 - 4 * i) & 0xf) as usize];
+    }
+    std::str::from_utf8(buf).expect("hex digits are ASCII")
+}
+
 /// Cuts long values so one runaway cell cannot blow up a report.
 pub fn quote(text: &str) -> String {
     match text.char_indices().nth(MAX_QUOTED_VALUE) {
@@ -381,27 +381,43 @@ pub fn transform_chunk(
     staged: &mut Vec<u8>,
 ) -> ChunkOutcome {
     let mut records = ChunkRecords::new(rules.schema, chunk, bytes);
-    let mut record = csv::ByteRecord::new();
-    let mut values = Vec::new();
+    // Staged BSON is about as large as the CSV it comes from: reserve once instead of regrowing.
+    staged.reserve(bytes.len());
+    let mut record = csv::StringRecord::new();
+    let mut spare_values = Vec::new();
     let mut issues = Vec::new();
     let mut outcome = ChunkOutcome::default();
     while let Some(located) = records.next(&mut record) {
         outcome.rows += 1;
-        if !rules.check(located.record, &mut values, &mut issues) {
+        let mut values = recycle(std::mem::take(&mut spare_values));
+        let valid = match &located.fields {
+            Fields::Text(text) => rules.check(text, &mut values, &mut issues),
+            Fields::NotUtf8 { record, field } => {
+                issues.push(rules.encoding_issue(record, *field));
+                false
+            }
+        };
+        if !valid {
             outcome.rejected.push(RejectedRow {
                 row: located.row,
                 line: located.line,
                 issues: std::mem::take(&mut issues),
-                fields: rules.fields(located.record),
+                fields: rules.fields(located.fields.bytes()),
             });
-            continue;
-        }
-        if superseded.binary_search(&located.row).is_ok() {
+        } else if superseded.binary_search(&located.row).is_ok() {
             outcome.duplicate += 1;
-            continue;
+        } else {
+            rules.write_document(&values, located.row, located.line, staged);
+            outcome.valid += 1;
         }
-        rules.write_document(&values, located.row, located.line, staged);
-        outcome.valid += 1;
+        spare_values = recycle(values);
     }
     outcome
+}
+
+/// Hands a values vector's allocation from one record's lifetime to the next (it is emptied, so
+/// nothing borrowed survives; collecting in place keeps the buffer).
+pub fn recycle<'b>(mut values: Vec<Option<CellValue<'_>>>) -> Vec<Option<CellValue<'b>>> {
+    values.clear();
+    values.into_iter().map(|_| None).collect()
 }

@@ -84,7 +84,7 @@ proptest! {
         prop_assert_eq!(plan.file_bytes, bytes.len() as u64);
         let mut next_start = plan.data_start;
         let mut got = Vec::new();
-        let mut record = csv::ByteRecord::new();
+        let mut record = csv::StringRecord::new();
         for chunk in &plan.chunks {
             prop_assert_eq!(chunk.start, next_start, "chunks tile the data");
             prop_assert_eq!(chunk.first_row, got.len() as u64 + 1);
@@ -93,7 +93,7 @@ proptest! {
             let mut in_chunk = 0;
             while let Some(located) = records.next(&mut record) {
                 prop_assert_eq!(located.row, got.len() as u64 + 1);
-                let fields: Vec<String> = located.record.iter().map(|f| String::from_utf8(f.to_vec()).unwrap()).collect();
+                let fields: Vec<String> = located.fields.bytes().iter().map(|f| String::from_utf8(f.to_vec()).unwrap()).collect();
                 got.push((fields, located.line));
                 in_chunk += 1;
             }

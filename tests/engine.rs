@@ -228,6 +228,12 @@ fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
     assert!(out.chunks[0].rejected[1].issues[0]
         .value
         .contains("L\u{fffd}mpe"));
+    let lines: Vec<u64> = out.chunks[0].rejected.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [2, 3, 5]);
+    assert_eq!(
+        out.chunks[0].rejected[1].fields,
+        ["B", "L\u{fffd}mpe", "5", "1", "Home"]
+    );
 }
 
 #[test]

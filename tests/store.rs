@@ -212,6 +212,44 @@ async fn rows_merge_into_stored_documents() {
 }
 
 #[tokio::test]
+async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    // Two documents for one key in one batch: both look new at lookup time, so the second insert
+    // meets the first one's key, exactly as when another writer stores the key in between.
+    let first = staged(&format!("{HEADER}\nA,Lamp,5,1,Home,Acme,yes\n"), 1 << 20).concat();
+    let second = staged(&format!("{HEADER}\nA,Lamp v2,6,1,Home,Acme,yes\n"), 1 << 20).concat();
+    let outcome = store
+        .upsert_staged(&schema, &[first, second].concat(), &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&outcome), (1, 1, 0, 0));
+    let docs = products(&store).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].get_str("name").unwrap(), "Lamp v2");
+    let mut fields: Vec<&str> = docs[0].keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "_id",
+            "_import",
+            "active",
+            "attributes",
+            "category",
+            "currency",
+            "first_imported_at",
+            "first_run_id",
+            "name",
+            "price",
+            "sku",
+            "stock"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn last_occurrence_wins_whatever_order_chunks_are_written() {
     let server = MongoServer::start().await;
     let store = Store::connect(&StoreConfig::new(server.uri(), "chute_test"))

@@ -171,14 +171,16 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
 
     report.email = Some(send_email(env, &report, html, text).await);
     put_report(env, &report).await?;
-    env.store()
-        .await?
-        .record_run(
-            &run.run_id,
-            doc! {"status": report.status.as_str(), "finished_at": &report.timings.finished_at,
-            "report": bson::to_bson(&report).map_err(|e| ChuteError::Fatal(e.to_string()))?},
-        )
-        .await?;
+    // The ledger copy is bookkeeping: with MongoDB down (often why a run failed) the stored report
+    // and the email stand, and a retry here would send the email again.
+    let ledger = async {
+        let fields = doc! {"status": report.status.as_str(), "finished_at": &report.timings.finished_at,
+        "report": bson::to_bson(&report).map_err(|e| ChuteError::Fatal(e.to_string()))?};
+        env.store().await?.record_run(&run.run_id, fields).await
+    };
+    if let Err(e) = ledger.await {
+        tracing::warn!(error = %e, "run not recorded in the import_runs ledger; the report is stored");
+    }
     emit_metrics(
         "report",
         &run.run_id,

@@ -181,8 +181,8 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let stored = self.stored_state(schema, key_fields, &staged).await?;
         let mut outcome = WriteOutcome::default();
-        let mut statements = Vec::new();
-        let mut written: Vec<&StagedDoc> = Vec::new();
+        let mut new_docs: Vec<&StagedDoc> = Vec::new();
+        let mut changed: Vec<&StagedDoc> = Vec::new();
         for doc in &staged {
             match stored.get(&doc.key_text) {
                 Some(s)
@@ -196,27 +196,71 @@ impl Store {
                     }
                 }
                 Some(s) if s.hash.as_deref() == Some(&doc.hash) => outcome.unchanged += 1,
-                _ => {
-                    statements.push(doc.statement(ctx));
-                    written.push(doc);
-                }
+                Some(_) => changed.push(doc),
+                None => new_docs.push(doc),
             }
         }
-        if statements.is_empty() {
-            return Ok(outcome);
+        // Keys not stored yet are inserted whole: far cheaper for the server than an upsert. A
+        // key that appeared since the lookup (another writer) fails with a duplicate key and is
+        // upserted instead.
+        let mut raced = self
+            .insert_new(schema, &new_docs, ctx, &mut outcome)
+            .await?;
+        changed.append(&mut raced);
+        self.update_changed(schema, &changed, ctx, &mut outcome)
+            .await?;
+        outcome.refused.sort_by_key(|r| r.row);
+        Ok(outcome)
+    }
+
+    /// Inserts documents for keys that were not stored; returns those that turned out to exist.
+    async fn insert_new<'d>(
+        &self,
+        schema: &Schema,
+        docs: &[&'d StagedDoc],
+        ctx: &WriteContext,
+        outcome: &mut WriteOutcome,
+    ) -> Result<Vec<&'d StagedDoc>, ChuteError> {
+        const DUPLICATE_KEY: i32 = 11000;
+        if docs.is_empty() {
+            return Ok(Vec::new());
         }
+        let documents: Vec<Document> = docs.iter().map(|d| d.new_document(ctx)).collect();
         let reply = self
-            .db
-            .run_command(
+            .write_command(
+                doc! {"insert": &schema.collection, "documents": documents, "ordered": false},
+            )
+            .await?;
+        outcome.inserted += number(&reply, "n");
+        let mut raced = Vec::new();
+        for (doc, error) in write_errors(&reply, docs)? {
+            if error.code == DUPLICATE_KEY {
+                raced.push(doc);
+            } else {
+                outcome.refused.push(error.refusal(doc));
+            }
+        }
+        Ok(raced)
+    }
+
+    /// `$set`s the fields of documents whose stored content differs (upserting, so a key deleted
+    /// since the lookup comes back).
+    async fn update_changed(
+        &self,
+        schema: &Schema,
+        docs: &[&StagedDoc],
+        ctx: &WriteContext,
+        outcome: &mut WriteOutcome,
+    ) -> Result<(), ChuteError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let statements: Vec<Document> = docs.iter().map(|d| d.statement(ctx)).collect();
+        let reply = self
+            .write_command(
                 doc! {"update": &schema.collection, "updates": statements, "ordered": false},
             )
-            .await
-            .map_err(classify)?;
-        if let Ok(wce) = reply.get_document("writeConcernError") {
-            return Err(ChuteError::Transient(format!(
-                "write concern not satisfied: {wce}"
-            )));
-        }
+            .await?;
         let upserted = reply
             .get_array("upserted")
             .map(|a| a.len() as u64)
@@ -226,24 +270,21 @@ impl Store {
         outcome.inserted += upserted;
         outcome.updated += modified;
         outcome.unchanged += matched.saturating_sub(modified);
-        if let Ok(errors) = reply.get_array("writeErrors") {
-            for e in errors.iter().filter_map(Bson::as_document) {
-                let index = e.get_i32("index").unwrap_or(-1);
-                let code = e.get_i32("code").unwrap_or(0);
-                let message = e.get_str("errmsg").unwrap_or("refused").to_string();
-                let doc = usize::try_from(index).ok().and_then(|i| written.get(i)).ok_or_else(|| {
-                    ChuteError::Fatal(format!("server reported a write error for unknown statement {index}: {message}"))
-                })?;
-                outcome.refused.push(Refusal {
-                    row: doc.row,
-                    line: doc.line,
-                    code,
-                    message: refusal_message(code, &message, e),
-                });
-            }
+        for (doc, error) in write_errors(&reply, docs)? {
+            outcome.refused.push(error.refusal(doc));
         }
-        outcome.refused.sort_by_key(|r| r.row);
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// Runs an unordered write command; per-document errors stay in the reply for the caller.
+    async fn write_command(&self, command: Document) -> Result<Document, ChuteError> {
+        let reply = self.db.run_command(command).await.map_err(classify)?;
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            return Err(ChuteError::Transient(format!(
+                "write concern not satisfied: {wce}"
+            )));
+        }
+        Ok(reply)
     }
 
     /// Hash and writer of the stored documents for a batch's keys.
@@ -381,6 +422,52 @@ impl Store {
     }
 }
 
+/// One `writeErrors` entry of a write command's reply.
+struct WriteError {
+    code: i32,
+    message: String,
+}
+
+impl WriteError {
+    fn refusal(&self, doc: &StagedDoc) -> Refusal {
+        Refusal {
+            row: doc.row,
+            line: doc.line,
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// The per-document errors of a write command, each with the document it concerns.
+fn write_errors<'d>(
+    reply: &Document,
+    docs: &[&'d StagedDoc],
+) -> Result<Vec<(&'d StagedDoc, WriteError)>, ChuteError> {
+    let Ok(errors) = reply.get_array("writeErrors") else {
+        return Ok(Vec::new());
+    };
+    errors
+        .iter()
+        .filter_map(Bson::as_document)
+        .map(|e| {
+            let index = e.get_i32("index").unwrap_or(-1);
+            let code = e.get_i32("code").unwrap_or(0);
+            let message = e.get_str("errmsg").unwrap_or("refused");
+            let doc = usize::try_from(index)
+                .ok()
+                .and_then(|i| docs.get(i))
+                .ok_or_else(|| {
+                    ChuteError::Fatal(format!(
+                        "server reported a write error for unknown statement {index}: {message}"
+                    ))
+                })?;
+            let message = refusal_message(code, message, e);
+            Ok((*doc, WriteError { code, message }))
+        })
+        .collect()
+}
+
 struct StoredState {
     hash: Option<String>,
     run_id: Option<String>,
@@ -453,14 +540,27 @@ impl StagedDoc {
     fn statement(&self, ctx: &WriteContext) -> Document {
         let filter: Document = self.key.iter().cloned().collect();
         let mut set = self.set.clone();
-        set.insert(
-            "_import",
-            doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.row as i64, "line": self.line as i64, "hash": &self.hash, "at": ctx.at},
-        );
+        set.insert("_import", self.import_meta(ctx));
         let mut on_insert = self.defaults.clone();
         on_insert.insert("first_imported_at", ctx.at);
         on_insert.insert("first_run_id", &ctx.run_id);
         doc! {"q": filter, "u": {"$set": set, "$setOnInsert": on_insert}, "upsert": true, "multi": false}
+    }
+
+    /// The whole document [`StagedDoc::statement`] would create when its key is not stored.
+    fn new_document(&self, ctx: &WriteContext) -> Document {
+        let mut doc = doc! {"_id": bson::oid::ObjectId::new()};
+        for (path, value) in self.set.iter().chain(&self.defaults) {
+            insert_path(&mut doc, path, value.clone());
+        }
+        doc.insert("_import", self.import_meta(ctx));
+        doc.insert("first_imported_at", ctx.at);
+        doc.insert("first_run_id", &ctx.run_id);
+        doc
+    }
+
+    fn import_meta(&self, ctx: &WriteContext) -> Document {
+        doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.row as i64, "line": self.line as i64, "hash": &self.hash, "at": ctx.at}
     }
 }
 
@@ -476,6 +576,23 @@ fn flatten(prefix: &str, doc: &Document, out: &mut Document) {
             Bson::Document(sub) if !sub.is_empty() => flatten(&path, sub, out),
             other => {
                 out.insert(path, other.clone());
+            }
+        }
+    }
+}
+
+/// Sets a dotted path, creating sub-documents on the way (the inverse of [`flatten`]).
+fn insert_path(doc: &mut Document, path: &str, value: Bson) {
+    match path.split_once('.') {
+        None => {
+            doc.insert(path, value);
+        }
+        Some((head, rest)) => {
+            if !matches!(doc.get(head), Some(Bson::Document(_))) {
+                doc.insert(head, Document::new());
+            }
+            if let Some(Bson::Document(sub)) = doc.get_mut(head) {
+                insert_path(sub, rest, value);
             }
         }
     }
