@@ -85,7 +85,8 @@ fn probe(kind: &str, path: &str, chunk_bytes: u64) {
         assert_eq!(outcome.rows, chunk.rows);
         println!(
             "{}",
-            json!({"rss_mb": peak_rss_mb(), "chunk_bytes": chunk.end - chunk.start, "rows": chunk.rows})
+            json!({"rss_mb": peak_rss_mb(), "chunk_bytes": chunk.end - chunk.start, "rows": chunk.rows,
+                   "staged_mb": staged.len() as f64 / 1e6})
         );
     } else {
         println!("{}", json!({"rss_mb": peak_rss_mb(), "keys": planned.rows}));
@@ -196,6 +197,8 @@ fn main() {
         "transform_peak_rss_mb".into(),
         chunk_probe["rss_mb"].clone(),
     );
+    // The import Lambda holds this staged file while it writes: its floor for memory.
+    results.insert("staged_mb_per_chunk".into(), chunk_probe["staged_mb"].clone());
     results.insert(
         "transform_probe_chunk_mb".into(),
         json!(chunk_probe["chunk_bytes"].as_f64().unwrap_or(0.0) / 1e6),

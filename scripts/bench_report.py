@@ -78,7 +78,8 @@ def scaling(m, path):
         "- Validate reads the file once (twice when keys repeat) in one Lambda: "
         f"{100_000_000 / m['planner_rows_per_s'] / 60:.1f} min of planning for 100M rows plus the S3 stream; "
         f"its memory is ~{m.get('planner_rss_mb_per_million_keys', 0):.0f} MB per million distinct keys "
-        "(16-byte fingerprints in a hash set), so 100M distinct keys need a 4–10 GB Lambda.",
+        "(8-byte fingerprints, appended then sorted once), so 100M distinct keys need about "
+        f"{m.get('planner_rss_mb_per_million_keys', 0) * 100 / 1000 * 1.5:.1f} GB with headroom (Lambda allows 10 GB).",
         "",
         "When the cluster is the bottleneck: lower `MapConcurrency` (the write rate needed scales with it), or "
         "put a token bucket per run in front of the import (not built yet); retries already back off with jitter.",
@@ -95,6 +96,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--chart", required=True)
     p.add_argument("--scaling", required=True)
+    p.add_argument("--readme", help="rewrite the table between the bench markers in this file")
     a = p.parse_args()
     m = json.load(open(a.rust)) | json.load(open(a.peer))
     m["transform_vs_peer"] = m["transform_rows_per_s"] / m["python_peer_rows_per_s"]
@@ -120,6 +122,7 @@ def main():
     for name, rate, unit, ratio, target in rows:
         print(f"{name:62} {rate:>10,.0f} {unit:6} {ratio:22} {target}")
     print(f"transform peak RSS, one {m['transform_probe_chunk_mb']:.0f} MB chunk: {m['transform_peak_rss_mb']:.0f} MB (target ≤ 128 MB)")
+    print(f"staged BSON of that chunk (what the import holds): {m['staged_mb_per_chunk']:.0f} MB")
     print(f"planner peak RSS: {m['planner_peak_rss_mb']:.0f} MB for {m['rows']:,} keys ({m['planner_rss_mb_per_million_keys']:.0f} MB per million)")
     for name in FUNCTIONS:
         print(f"{name:10} release binary {m[f'{name}_binary_mb']:.1f} MB, start-up {m[f'{name}_startup_ms']:.0f} ms (x86_64, not arm64)")
@@ -142,6 +145,40 @@ def main():
     fig.tight_layout()
     fig.savefig(a.chart, dpi=110)
     scaling(m, a.scaling)
+    if a.readme:
+        readme_table(m, rows, a.readme)
+
+
+def readme_table(m, rows, path):
+    """The README's table, so it always shows the last full run (between the bench markers)."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    missed = lambda ok: "met" if ok else "**missed**"
+    targets = {"planner": m["planner_ratio"] >= 0.8, "transform (parse + validate + BSON)": m["transform_ratio"] >= 0.4,
+               "Python peer (pandas + per-row rules)": m["transform_vs_peer"] >= 100}
+    if "import_ratio" in m:
+        targets["import (our path: lookup + insert/upsert)"] = m["import_ratio"] >= 0.9
+    lines = [start, f"Run of {time.strftime('%Y-%m-%d')}: {m['rows']:,} rows ({m['file_mb']:.0f} MB)"
+             + (f", import figures over {m['db_docs']:,} documents" if "db_docs" in m else "") + ".", "",
+             "| measure | rate | ratio | target |", "|---|---|---|---|"]
+    for name, rate, unit, ratio, target in rows:
+        verdict = f"{target.replace('target ', '')} — {missed(targets[name])}" if name in targets else ""
+        lines.append(f"| {name} | {rate:,.0f} {unit} | {ratio} | {verdict} |")
+    rss_ok = m["transform_peak_rss_mb"] <= 128
+    lines += [
+        f"| transform peak RSS, one {m['transform_probe_chunk_mb']:.0f} MB chunk | {m['transform_peak_rss_mb']:.0f} MB | | ≤ 128 MB — {missed(rss_ok)} |",
+        f"| staged BSON of that chunk, held by the import | {m['staged_mb_per_chunk']:.0f} MB | | ≤ 128 MB RSS — {missed(m['staged_mb_per_chunk'] <= 128)} |",
+        f"| planner peak RSS | {m['planner_rss_mb_per_million_keys']:.0f} MB per million distinct keys | | |",
+        "| release binaries (x86_64) | "
+        + f"{min(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f}–{max(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f} MB, start-up "
+        + f"{min(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f}–{max(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f} ms | | |",
+        end,
+    ]
+    text = open(path).read()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no {start} … {end} markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    open(path, "w").write(before + "\n".join(lines) + after)
 
 
 if __name__ == "__main__":

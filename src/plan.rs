@@ -15,7 +15,7 @@
 //! assert_eq!(plan.duplicate_fingerprints.len(), 1); // `A` twice
 //! ```
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Read};
 
@@ -58,7 +58,8 @@ pub struct ChunkPlan {
     pub end: u64,
     /// Data record number of the first record (the first record after the header is row 1).
     pub first_row: u64,
-    /// Physical line where the first record starts (the header is line 1).
+    /// Physical line at the chunk's first byte (the header is line 1). A chunk can begin with the
+    /// previous record's line ending or blank lines; the chunk reader counts past them.
     pub first_line: u64,
     pub rows: u64,
 }
@@ -154,7 +155,7 @@ fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
 
 /// Reads a whole file once: resolves the header, cuts chunks, finds duplicate keys.
 pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result<Plan, FileError> {
-    let mut input = BufReader::with_capacity(256 * 1024, LineCounter::new(input));
+    let mut input = BufReader::with_capacity(256 * 1024, input);
     let bom = {
         let head = input.fill_buf().map_err(io_error)?;
         if head.starts_with(UTF8_BOM) {
@@ -201,13 +202,14 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
             .position()
             .expect("records read from a reader have a position");
         let start = bom + position.byte();
-        let line = reader.get_mut().get_mut().line_at(start);
+        // The csv reader counts every LF it passes, quoted or not: the line at `start`.
+        let line = position.line();
         check_size(start, options)?;
         if record.as_slice().len() > options.max_record_bytes {
             return Err(FileError::new(
                 "record_too_large",
                 format!(
-                    "row {rows} (line {line}) is {} bytes; records over {} bytes are refused (often an unclosed quote)",
+                    "row {rows} (near line {line}) is {} bytes; records over {} bytes are refused (often an unclosed quote)",
                     record.as_slice().len(),
                     options.max_record_bytes
                 ),
@@ -282,60 +284,6 @@ fn csv_error(e: csv::Error) -> FileError {
     FileError::new("unreadable", format!("the file could not be read: {e}"))
 }
 
-/// Counts newlines in the bytes flowing to the CSV reader, so a record's physical line is known.
-/// (The csv crate counts records, not newlines inside quoted fields or blank lines.) Keeps only the
-/// CR/LF offsets not yet passed by a record start: a window of about one read buffer.
-struct LineCounter<R> {
-    inner: R,
-    offset: u64,
-    /// Offsets of CR and LF bytes (`true` for LF) at or after the last record start.
-    pending: VecDeque<(u64, bool)>,
-    passed: u64,
-}
-
-impl<R> LineCounter<R> {
-    fn new(inner: R) -> Self {
-        LineCounter {
-            inner,
-            offset: 0,
-            pending: VecDeque::new(),
-            passed: 0,
-        }
-    }
-
-    /// The 1-based line of the record whose span starts at `start`; starts must not decrease.
-    fn line_at(&mut self, start: u64) -> u64 {
-        while self.pending.front().is_some_and(|&(at, _)| at < start) {
-            let (_, lf) = self.pending.pop_front().expect("checked");
-            self.passed += u64::from(lf);
-        }
-        self.passed + 1 + leading_newlines(self.pending.iter().copied(), start)
-    }
-}
-
-/// A record's span (as the csv crate reports it) can begin with the rest of the previous line
-/// ending and with blank lines; its content, and so its line, starts after them.
-fn leading_newlines(line_ends: impl Iterator<Item = (u64, bool)>, start: u64) -> u64 {
-    (start..)
-        .zip(line_ends)
-        .take_while(|(at, (offset, _))| offset == at)
-        .map(|(_, (_, lf))| u64::from(lf))
-        .sum()
-}
-
-impl<R: Read> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let base = self.offset;
-        self.pending.extend(
-            memchr::memchr2_iter(b'\r', b'\n', &buf[..n])
-                .map(|i| (base + i as u64, buf[i] == b'\n')),
-        );
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
 /// Reads a chunk's bytes record by record, numbering rows and lines as a single pass over the
 /// whole file would.
 pub struct ChunkRecords<'a> {
@@ -346,7 +294,6 @@ pub struct ChunkRecords<'a> {
     /// Line and chunk offset where the previous record's content starts.
     line: u64,
     offset: usize,
-    started: bool,
 }
 
 /// A record and where it sits in the file.
@@ -384,7 +331,6 @@ impl<'a> ChunkRecords<'a> {
             next_row: chunk.first_row,
             line: chunk.first_line,
             offset: 0,
-            started: false,
         }
     }
 
@@ -419,11 +365,7 @@ impl<'a> ChunkRecords<'a> {
                 .iter()
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
-        if self.started {
-            self.line +=
-                memchr::memchr_iter(b'\n', &self.bytes[self.offset..content]).count() as u64;
-        }
-        self.started = true;
+        self.line += memchr::memchr_iter(b'\n', &self.bytes[self.offset..content]).count() as u64;
         self.offset = content;
         Some(Located {
             row,

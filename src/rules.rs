@@ -315,7 +315,12 @@ pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, C
 
 fn parse_string<'a>(column: &Column, text: &'a str) -> Result<Cow<'a, str>, CellError> {
     let c = &column.constraints;
-    let length = text.chars().count();
+    let ascii = text.is_ascii();
+    let length = if ascii {
+        text.len()
+    } else {
+        text.chars().count()
+    };
     if let Some(min) = c.min_length {
         if length < min {
             return Err(CellError::new(
@@ -343,11 +348,18 @@ fn parse_string<'a>(column: &Column, text: &'a str) -> Result<Cow<'a, str>, Cell
             ));
         }
     }
+    let has = |ascii_test: fn(&u8) -> bool, test: fn(char) -> bool| {
+        if ascii {
+            text.as_bytes().iter().any(ascii_test)
+        } else {
+            text.chars().any(test)
+        }
+    };
     Ok(match c.case {
-        Some(Case::Upper) if text.chars().any(char::is_lowercase) => {
+        Some(Case::Upper) if has(u8::is_ascii_lowercase, char::is_lowercase) => {
             Cow::Owned(text.to_uppercase())
         }
-        Some(Case::Lower) if text.chars().any(char::is_uppercase) => {
+        Some(Case::Lower) if has(u8::is_ascii_uppercase, char::is_uppercase) => {
             Cow::Owned(text.to_lowercase())
         }
         _ => Cow::Borrowed(text),
