@@ -198,7 +198,10 @@ fn main() {
         chunk_probe["rss_mb"].clone(),
     );
     // The import Lambda holds this staged file while it writes: its floor for memory.
-    results.insert("staged_mb_per_chunk".into(), chunk_probe["staged_mb"].clone());
+    results.insert(
+        "staged_mb_per_chunk".into(),
+        chunk_probe["staged_mb"].clone(),
+    );
     results.insert(
         "transform_probe_chunk_mb".into(),
         json!(chunk_probe["chunk_bytes"].as_f64().unwrap_or(0.0) / 1e6),

@@ -343,7 +343,11 @@ fn oversized_records_are_refused_with_their_row() {
         .err()
         .unwrap();
     assert_eq!(err.code, "record_too_large");
-    assert!(err.message.contains("row 1 (near line 2)"), "{}", err.message);
+    assert!(
+        err.message.contains("row 1 (near line 2)"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
