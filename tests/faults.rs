@@ -80,13 +80,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
     let prefix = unique("F");
     let rows = 3000;
     let file = write_csv("outage.csv", &prefix, rows, |i| format!("{i}"));
-    let run = Command::new(root().join("scripts/run-local"))
-        .arg(&file)
-        .args(["--chunk-bytes", "20000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = start_run(&file, &["--chunk-bytes", "20000"]);
     // Wait until documents are arriving, then kill the server as a crash would.
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&prefix).await == 0 {
@@ -100,11 +94,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack("up"); // restarts what died: same port, same data
-    let report = report_of(
-        tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
-            .await
-            .unwrap(),
-    );
+    let report = report_of(finish(run).await);
     assert_eq!(report["status"], "SUCCEEDED", "{report}");
     assert_eq!(n(&report, "/rows/total"), rows as u64);
     assert_eq!(

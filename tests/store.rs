@@ -401,3 +401,44 @@ async fn collection_setup_is_idempotent_and_builds_indexes() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn connection_strings_never_reach_error_texts() {
+    let secret = "s3cr3t-pa55";
+    // Malformed (bad port): refused when the client is built.
+    let malformed = format!("mongodb://chute:{secret}@127.0.0.1:notaport/chute");
+    let err = Store::connect(&StoreConfig::new(malformed, "chute_test"))
+        .await
+        .err()
+        .expect("a malformed URI is refused");
+    assert!(!err.to_string().contains(secret), "{err}");
+    assert!(
+        err.to_string().contains("MongoDB URI is not usable"),
+        "{err}"
+    );
+
+    // Well-formed but nobody listens: the first operation fails as transient.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = StoreConfig::new(
+        format!("mongodb://chute:{secret}@127.0.0.1:{port}/chute?directConnection=true"),
+        "chute_test",
+    );
+    config.server_selection_timeout = std::time::Duration::from_millis(500);
+    let store = Store::connect(&config).await.unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(!err.to_string().contains(secret), "{err}");
+    assert!(err.to_string().contains("MongoDB unavailable"), "{err}");
+    let err = store
+        .upsert_staged(
+            &Schema::products(),
+            &staged(&rows(1, |_| "1".into()), 1 << 20).concat(),
+            &ctx("run-x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains(secret), "{err}");
+}
