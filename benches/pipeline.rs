@@ -1,7 +1,8 @@
 //! chute's throughput against the physical limits, in one run on one generated file.
 //! Run through `scripts/bench` (which adds the Python peer, the chart and the scaling plan):
 //!   cargo bench --bench pipeline -- --rows N --csv FILE --json OUT [--skip-db] [--mongodb-uri URI]
-//! `--only raw|planner|transform` runs one phase (for `scripts/profile`); without the `adapters`
+//! `--only raw|planner|transform` runs one phase and `--input FILE` reads the CSV instead of
+//! generating it (both for `scripts/profile`); without the `adapters`
 //! feature the import phase is left out, so profiling builds only the pure engine.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -127,7 +128,11 @@ fn main() {
     let mut results = Map::new();
 
     let t = Instant::now();
-    let data = generate(rows);
+    // `--input FILE` measures a file generated earlier (so a profile holds no generator samples).
+    let data = match arg(&args, "--input") {
+        Some(path) => std::fs::read(path).expect("--input FILE is readable"),
+        None => generate(rows),
+    };
     std::fs::write(&csv_path, &data).unwrap();
     eprintln!(
         "generated {rows} rows ({:.1} MB) in {:.1}s",
