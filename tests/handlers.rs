@@ -284,3 +284,38 @@ async fn a_failed_validation_still_gets_a_report_and_an_email_failure_is_recorde
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_report_stands_and_is_sent_once_when_mongodb_is_down() {
+    let mut env = env().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.config.mongodb_uri = Some(format!("mongodb://127.0.0.1:{port}/?directConnection=true"));
+    let run_id = unique("nodb");
+    let key = format!("incoming/{run_id}.csv");
+    let failure = lambda::Failure {
+        error: "Chute.Transient".into(),
+        cause: serde_json::json!({"errorType": "Chute.Transient", "errorMessage": "MongoDB unavailable"}).to_string(),
+    };
+    // Ok, not Err: an error here would make Step Functions retry the Report task and send the
+    // email once per attempt.
+    let out = lambda::report::handle(
+        &env,
+        event(ReportInput {
+            run: run_input(&run_id, &key, "0"),
+            plan: None,
+            failure: Some(failure),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, chute::report::Status::Failed);
+    assert_eq!(out.email, "sent");
+    let report: Value =
+        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
+            .unwrap();
+    assert_eq!(report["run_id"], run_id.as_str());
+}
