@@ -24,6 +24,19 @@ ensure_venv() { # NAME REQUIREMENTS -> prints the venv path
   echo "$venv"
 }
 
+# Cargo-installed tools (pinned versions) under ~/.cache, built in their own target dir so an install
+# never holds the shared one's lock. Prints the bin dir.
+CARGO_TOOLS="$HOME/.cache/chute/cargo-tools"
+ensure_cargo_tool() { # CRATE VERSION BINARY -> prints the bin dir
+  local crate=$1 version=$2 binary=$3
+  if [ ! -x "$CARGO_TOOLS/bin/$binary" ]; then
+    log "installing $crate $version (first use only)"
+    CARGO_TARGET_DIR="$HOME/.cache/chute/tools-target" \
+      cargo install --quiet --locked "$crate@$version" --root "$CARGO_TOOLS" >&2 || die "cargo install $crate failed"
+  fi
+  echo "$CARGO_TOOLS/bin"
+}
+
 stack_venv() {
   local venv
   venv=$(ensure_venv stack "$ROOT/tools/requirements.txt")
