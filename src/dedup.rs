@@ -40,11 +40,13 @@ impl Occurrences {
             let Fields::Text(text) = located.fields else {
                 continue;
             };
-            let Some(fingerprint) = key_fingerprint(text.as_byte_record(), &key_cells) else {
+            let repeated = key_fingerprint(text.as_byte_record(), &key_cells)
+                .is_some_and(|fingerprint| duplicated.contains(&fingerprint));
+            if !repeated {
                 continue;
-            };
+            }
             let mut values = recycle(std::mem::take(&mut spare_values));
-            if duplicated.contains(&fingerprint) && rules.check(text, &mut values, &mut issues) {
+            if rules.check(text, &mut values, &mut issues) {
                 self.rows_by_key
                     .entry(rules.key(&values))
                     .or_default()

@@ -130,11 +130,7 @@ impl Charset {
             }
         }
         let ascii = (0..128u8)
-            .filter(|&b| {
-                ranges
-                    .iter()
-                    .any(|&(lo, hi)| lo <= b as char && b as char <= hi)
-            })
+            .filter(|&b| in_ranges(&ranges, b as char))
             .fold(0u128, |bits, b| bits | 1 << b);
         Ok(Charset {
             spec: spec.to_string(),
@@ -147,9 +143,13 @@ impl Charset {
         if c.is_ascii() {
             self.ascii & (1 << c as u32) != 0
         } else {
-            self.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
+            in_ranges(&self.ranges, c)
         }
     }
+}
+
+fn in_ranges(ranges: &[(char, char)], c: char) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
 
 /// A column of a schema, ready to validate cells.

@@ -43,7 +43,7 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
         .blob
         .get_chunk(&input.bucket, &input.key, chunk, &input.etag)
         .await?;
-    let mut staged = Vec::with_capacity(bytes.len() + bytes.len() / 2);
+    let mut staged = Vec::new();
     let outcome = transform_chunk(
         &rules,
         chunk,
