@@ -73,6 +73,32 @@ fn n(report: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
+/// Signals the stack's MongoDB (`-KILL` as a crash, `-TERM` as a shutdown).
+fn stop_mongo(signal: &str) {
+    let pid = std::fs::read_to_string(root().join(".dev/pids/mongo.pid")).unwrap();
+    let sent = Command::new("kill")
+        .args([signal, pid.trim()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+/// A run of `rows` new rows ended with each row inserted exactly once, whatever was retried.
+async fn every_row_once(report: &Value, prefix: &str, rows: usize) {
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(n(report, "/rows/total"), rows as u64);
+    assert_eq!(
+        n(report, "/written/inserted"),
+        rows as u64,
+        "each row counted once across the retries: {report}"
+    );
+    assert_eq!(
+        count(prefix).await,
+        rows as u64,
+        "no row lost, none duplicated"
+    );
+}
+
 #[tokio::test]
 async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -87,26 +113,11 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
         assert!(Instant::now() < deadline, "the import never started");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pid = std::fs::read_to_string(root().join(".dev/pids/mongo.pid")).unwrap();
-    Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
+    stop_mongo("-KILL");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack("up"); // restarts what died: same port, same data
     let report = report_of(finish(run).await);
-    assert_eq!(report["status"], "SUCCEEDED", "{report}");
-    assert_eq!(n(&report, "/rows/total"), rows as u64);
-    assert_eq!(
-        n(&report, "/written/inserted"),
-        rows as u64,
-        "each row counted once across the retries: {report}"
-    );
-    assert_eq!(
-        count(&prefix).await,
-        rows as u64,
-        "no row lost, none duplicated"
-    );
+    every_row_once(&report, &prefix, rows).await;
 }
 
 #[tokio::test]
@@ -210,18 +221,7 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
                 .any(|l| l.contains("import/invocations: Runtime.ExitError")),
         "the killed invocation failed as Lambda reports a crash"
     );
-    assert_eq!(report["status"], "SUCCEEDED", "{report}");
-    assert_eq!(n(&report, "/rows/total"), rows as u64);
-    assert_eq!(
-        n(&report, "/written/inserted"),
-        rows as u64,
-        "each row counted once across the retry: {report}"
-    );
-    assert_eq!(
-        count(&prefix).await,
-        rows as u64,
-        "no row lost, none duplicated"
-    );
+    every_row_once(&report, &prefix, rows).await;
 }
 
 #[tokio::test]
@@ -241,11 +241,7 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     }
     // MongoDB goes away for longer than the retries last: the Map fails, the report says so.
     // (SIGTERM: SecantusDB loses its latest writes on SIGKILL, which a journaled mongod does not.)
-    let pid = std::fs::read_to_string(root().join(".dev/pids/mongo.pid")).unwrap();
-    Command::new("kill")
-        .args(["-TERM", pid.trim()])
-        .status()
-        .unwrap();
+    stop_mongo("-TERM");
     let report = report_of(finish(run).await);
     assert_eq!(report["status"], "PARTIAL", "{report}");
     assert!(n(&report, "/rows/unprocessed") > 0, "{report}");

@@ -59,6 +59,18 @@ async fn upload(env: &Env, key: &str, csv: &str) -> String {
     env.blob.head("chute-local", key).await.unwrap().etag
 }
 
+/// What the state machine's Catch hands the Report task.
+fn failure(error_type: &str, message: &str) -> lambda::Failure {
+    lambda::Failure {
+        error: error_type.into(),
+        cause: serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string(),
+    }
+}
+
+async fn stored_report(env: &Env, key: &str) -> Value {
+    serde_json::from_slice(&env.blob.get("chute-local", key).await.unwrap()).unwrap()
+}
+
 fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
     let mut input: RunInput = serde_json::from_value(fixture("validate.json")).unwrap();
     input.run_id = run_id.to_string();
@@ -195,9 +207,7 @@ async fn validate_transform_import_report_chain() {
         .unwrap();
     assert_eq!(out.status, chute::report::Status::Partial);
     assert_eq!(out.email, "sent");
-    let report: Value =
-        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
-            .unwrap();
+    let report = stored_report(&env, &out.report_key).await;
     assert_eq!(
         report["rows"],
         serde_json::json!({"total": 3, "valid": 1, "rejected": 1, "duplicate": 1, "unprocessed": 0})
@@ -252,10 +262,10 @@ async fn a_failed_validation_still_gets_a_report_and_an_email_failure_is_recorde
     let run_id = unique("failed");
     let key = format!("incoming/{run_id}.csv");
     let input = run_input(&run_id, &key, "0");
-    let failure = lambda::Failure {
-        error: "Chute.InvalidFile".into(),
-        cause: serde_json::json!({"errorType": "Chute.InvalidFile", "errorMessage": r#"{"code":"empty_file","message":"the file is empty: it has no header row"}"#}).to_string(),
-    };
+    let failure = failure(
+        "Chute.InvalidFile",
+        r#"{"code":"empty_file","message":"the file is empty: it has no header row"}"#,
+    );
     let out = lambda::report::handle(
         &env,
         event(ReportInput {
@@ -271,9 +281,7 @@ async fn a_failed_validation_still_gets_a_report_and_an_email_failure_is_recorde
         out.email, "failed",
         "SES refused the unverified sender; the run still ends"
     );
-    let report: Value =
-        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
-            .unwrap();
+    let report = stored_report(&env, &out.report_key).await;
     assert_eq!(
         report["reason"],
         "the file is empty: it has no header row (empty_file)"
@@ -296,10 +304,7 @@ async fn the_report_stands_and_is_sent_once_when_mongodb_is_down() {
     env.config.mongodb_uri = Some(format!("mongodb://127.0.0.1:{port}/?directConnection=true"));
     let run_id = unique("nodb");
     let key = format!("incoming/{run_id}.csv");
-    let failure = lambda::Failure {
-        error: "Chute.Transient".into(),
-        cause: serde_json::json!({"errorType": "Chute.Transient", "errorMessage": "MongoDB unavailable"}).to_string(),
-    };
+    let failure = failure("Chute.Transient", "MongoDB unavailable");
     // Ok, not Err: an error here would make Step Functions retry the Report task and send the
     // email once per attempt.
     let out = lambda::report::handle(
@@ -314,8 +319,6 @@ async fn the_report_stands_and_is_sent_once_when_mongodb_is_down() {
     .unwrap();
     assert_eq!(out.status, chute::report::Status::Failed);
     assert_eq!(out.email, "sent");
-    let report: Value =
-        serde_json::from_slice(&env.blob.get("chute-local", &out.report_key).await.unwrap())
-            .unwrap();
+    let report = stored_report(&env, &out.report_key).await;
     assert_eq!(report["run_id"], run_id.as_str());
 }
