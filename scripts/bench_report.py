@@ -127,10 +127,12 @@ def main():
         target = f"target ≥ {TARGETS[key]:g}×" if key else ""
         print(f"{name:62} {rate:>10,.0f} {unit:6} {ratio:22} {target}")
     print(f"transform peak RSS, one {m['transform_probe_chunk_mb']:.0f} MB chunk: {m['transform_peak_rss_mb']:.0f} MB (target ≤ {RSS_TARGET_MB} MB)")
-    print(f"staged BSON of that chunk (what the import holds): {m['staged_mb_per_chunk']:.0f} MB")
+    print(f"staged BSON of that chunk (uploaded in 8 MiB parts, read back batch by batch): {m['staged_mb_per_chunk']:.0f} MB")
+    if "import_peak_rss_mb" in m:
+        print(f"import peak RSS, reading that staged file as a stream: {m['import_peak_rss_mb']:.0f} MB (target ≤ {RSS_TARGET_MB} MB)")
     print(f"planner peak RSS: {m['planner_peak_rss_mb']:.0f} MB for {m['rows']:,} keys ({m['planner_rss_mb_per_million_keys']:.0f} MB per million)")
     for name in FUNCTIONS:
-        print(f"{name:10} release binary {m[f'{name}_binary_mb']:.1f} MB, start-up {m[f'{name}_startup_ms']:.0f} ms (x86_64, not arm64)")
+        print(f"{name:10} release binary {m[f'{name}_binary_mb']:.1f} MB, start-up {m[f'{name}_startup_ms']:.0f} ms (x86_64 without LTO, not the deployed arm64)")
 
     import matplotlib
     matplotlib.use("Agg")
@@ -168,9 +170,14 @@ def readme_table(m, rows, path):
     rss, staged = m["transform_peak_rss_mb"], m["staged_mb_per_chunk"]
     lines += [
         f"| transform peak RSS, one {m['transform_probe_chunk_mb']:.0f} MB chunk | {rss:.0f} MB | | ≤ {RSS_TARGET_MB} MB — {missed(rss <= RSS_TARGET_MB)} |",
-        f"| staged BSON of that chunk, held by the import | {staged:.0f} MB | | ≤ {RSS_TARGET_MB} MB RSS — {missed(staged <= RSS_TARGET_MB)} |",
+        f"| staged BSON of that chunk (uploaded in 8 MiB parts, read back batch by batch) | {staged:.0f} MB | | |",
+    ]
+    if "import_peak_rss_mb" in m:
+        irss = m["import_peak_rss_mb"]
+        lines.append(f"| import peak RSS, that staged file read as a stream (first {m['db_docs']:,} documents written) | {irss:.0f} MB | | ≤ {RSS_TARGET_MB} MB — {missed(irss <= RSS_TARGET_MB)} |")
+    lines += [
         f"| planner peak RSS | {m['planner_rss_mb_per_million_keys']:.0f} MB per million distinct keys | | |",
-        "| release binaries (x86_64) | "
+        "| release binaries (x86_64, no LTO; the deployed arm64 builds are in the text below) | "
         + f"{min(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f}–{max(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f} MB, start-up "
         + f"{min(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f}–{max(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f} ms | | |",
         end,

@@ -31,6 +31,11 @@ use crate::schema::{Column, Schema};
 /// Longest cell value quoted back in a rejection; longer ones are cut with `…`.
 pub const MAX_QUOTED_VALUE: usize = 500;
 
+/// Staged documents are uploaded in parts of this size (S3's multipart minimum is 5 MiB), so the
+/// transform function holds about three parts, not a chunk's whole staged BSON (about three times
+/// its CSV). See [`transform_chunk_parts`].
+pub const STAGING_PART_BYTES: usize = 8 << 20;
+
 /// Column name used for problems with a record as a whole (wrong field count).
 pub const WHOLE_ROW: &str = "(row)";
 
@@ -380,10 +385,66 @@ pub fn transform_chunk(
     superseded: &[u64],
     staged: &mut Vec<u8>,
 ) -> ChunkOutcome {
-    let mut records = ChunkRecords::new(rules.schema, chunk, bytes);
     // Staged BSON is larger than the CSV it comes from (field names and `_import` per document):
     // reserve at least that once instead of regrowing from empty.
     staged.reserve(bytes.len() + bytes.len() / 2);
+    transform_into(rules, chunk, bytes, superseded, staged, usize::MAX, |_| {})
+}
+
+/// Like [`transform_chunk`], but hands the staged documents over in parts of at least `part_size`
+/// bytes (the last may be smaller), cut between documents. A chunk's staged BSON is about three
+/// times its CSV: the transform Lambda uploads each part while the next fills instead of holding
+/// it all.
+///
+/// ```
+/// use chute::{plan::{plan, PlanOptions}, schema::Schema, transform::{RowRules, transform_chunk_parts}};
+/// let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,Desk,90,2,office\n";
+/// let schema = Schema::products();
+/// let plan = plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+/// let rules = RowRules::new(&schema, &plan.header);
+/// let chunk = &plan.chunks[0];
+/// let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
+/// let mut parts = Vec::new();
+/// let outcome = transform_chunk_parts(&rules, chunk, bytes, &[], 1, |part| parts.push(part));
+/// assert_eq!((outcome.valid, parts.len()), (2, 2)); // one document per part at this tiny size
+/// ```
+pub fn transform_chunk_parts(
+    rules: &RowRules<'_>,
+    chunk: &ChunkPlan,
+    bytes: &[u8],
+    superseded: &[u64],
+    part_size: usize,
+    mut emit: impl FnMut(Vec<u8>),
+) -> ChunkOutcome {
+    // Room for the part plus the document that crosses its end, so a part rarely regrows.
+    let capacity = part_size.saturating_add(part_size / 8).min(bytes.len() * 2);
+    let mut part = Vec::with_capacity(capacity);
+    let outcome = transform_into(
+        rules,
+        chunk,
+        bytes,
+        superseded,
+        &mut part,
+        part_size,
+        |full| emit(std::mem::replace(full, Vec::with_capacity(capacity))),
+    );
+    if !part.is_empty() {
+        emit(part);
+    }
+    outcome
+}
+
+/// The row loop: `full` gets `staged` whenever it reaches `part_size` bytes.
+fn transform_into(
+    rules: &RowRules<'_>,
+    chunk: &ChunkPlan,
+    bytes: &[u8],
+    superseded: &[u64],
+    staged: &mut Vec<u8>,
+    part_size: usize,
+    mut full: impl FnMut(&mut Vec<u8>),
+) -> ChunkOutcome {
+    let mut records = ChunkRecords::new(rules.schema, chunk, bytes);
     let mut record = csv::StringRecord::new();
     let mut spare_values = Vec::new();
     let mut issues = Vec::new();
@@ -410,6 +471,9 @@ pub fn transform_chunk(
         } else {
             rules.write_document(&values, located.row, located.line, staged);
             outcome.valid += 1;
+            if staged.len() >= part_size {
+                full(staged);
+            }
         }
         spare_values = recycle(values);
     }

@@ -438,3 +438,41 @@ fn bad_input_gets_a_specific_message_never_a_panic() {
     assert_eq!(err.code, "record_too_large");
     assert!(err.message.contains("unclosed quote"), "{}", err.message);
 }
+
+#[test]
+fn staged_parts_are_cut_between_documents_and_add_up_to_the_whole() {
+    use chute::transform::{transform_chunk, transform_chunk_parts, RowRules};
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..200 {
+        let price = if i % 10 == 3 { "-1" } else { "9.50" };
+        csv.push_str(&format!(
+            "S{i},Name {i},\"d, {i}\",{price},usd,{i},Home,B,Red,a|b,2026-01-02,yes\n"
+        ));
+    }
+    let schema = Schema::products();
+    let plan = chute::plan::plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+    let rules = RowRules::new(&schema, &plan.header);
+    let chunk = &plan.chunks[0];
+    let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
+    let mut whole = Vec::new();
+    let expected = transform_chunk(&rules, chunk, bytes, &[7, 8], &mut whole);
+    for part_size in [1, 500, 4096, whole.len() - 1, whole.len(), 1 << 30] {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let outcome =
+            transform_chunk_parts(&rules, chunk, bytes, &[7, 8], part_size, |p| parts.push(p));
+        assert_eq!(outcome, expected, "part size {part_size}");
+        assert_eq!(parts.concat(), whole, "part size {part_size}");
+        let (last, full) = parts.split_last().unwrap();
+        assert!(!last.is_empty());
+        for part in full {
+            assert!(part.len() >= part_size, "part size {part_size}");
+        }
+        for part in &parts {
+            let mut rest = part.as_slice();
+            while !rest.is_empty() {
+                Document::from_reader(&mut rest).expect("a part holds whole documents");
+            }
+        }
+    }
+    assert_eq!((expected.valid, expected.duplicate), (178, 2));
+}

@@ -322,3 +322,42 @@ async fn the_report_stands_and_is_sent_once_when_mongodb_is_down() {
     let report = stored_report(&env, &out.report_key).await;
     assert_eq!(report["run_id"], run_id.as_str());
 }
+
+#[tokio::test]
+async fn staged_parts_become_one_object_and_the_import_reads_it_back_as_a_stream() {
+    use tokio::io::AsyncReadExt;
+    let env = env().await;
+    // Zero parts, one part (plain PUT) and three parts (multipart: all but the last ≥ 5 MiB).
+    let big = |fill: u8, len: usize| vec![fill; len];
+    let cases = [
+        vec![],
+        vec![b"one".to_vec()],
+        vec![big(1, 5 << 20), big(2, (5 << 20) + 7), b"tail".to_vec()],
+    ];
+    for parts in cases {
+        let key = format!("staging/{}/parts.bson", unique("parts"));
+        let (sender, received) = tokio::sync::mpsc::channel(1);
+        let expected = parts.concat();
+        let producer = tokio::spawn(async move {
+            for part in parts {
+                sender.send(part).await.unwrap();
+            }
+        });
+        let size = env
+            .blob
+            .put_parts("chute-local", &key, "application/bson", received)
+            .await
+            .unwrap();
+        producer.await.unwrap();
+        assert_eq!(size, expected.len() as u64);
+        let mut read = Vec::new();
+        env.blob
+            .reader("chute-local", &key)
+            .await
+            .unwrap()
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert!(read == expected, "{} bytes read back", read.len());
+    }
+}

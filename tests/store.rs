@@ -442,3 +442,43 @@ async fn connection_strings_never_reach_error_texts() {
         .unwrap_err();
     assert!(!err.to_string().contains(secret), "{err}");
 }
+
+#[tokio::test]
+async fn a_staged_stream_is_written_batch_by_batch_and_a_truncated_one_is_refused() {
+    use chute::error::ChuteError;
+    use tokio::io::AsyncWriteExt;
+    let server = MongoServer::start().await;
+    let mut config = StoreConfig::new(server.uri(), "chute_test");
+    config.batch_size = 2;
+    let store = Store::connect(&config).await.unwrap();
+    let schema = Schema::products();
+    store.ensure_collection(&schema).await.unwrap();
+    let bytes = staged(&rows(5, |i| format!("{i}.50")), 1 << 20).concat();
+
+    // The reader hands out at most 3 bytes per read, as a network stream may.
+    let stream = |bytes: Vec<u8>| {
+        let (mut writer, reader) = tokio::io::duplex(3);
+        tokio::spawn(async move { writer.write_all(&bytes).await.unwrap() });
+        reader
+    };
+    let outcome = store
+        .upsert_stream(&schema, stream(bytes.clone()), &ctx("run-1"))
+        .await
+        .unwrap();
+    assert_eq!(counts(&outcome), (5, 0, 0, 0));
+
+    store.database().drop().await.unwrap();
+    store.ensure_collection(&schema).await.unwrap();
+    let cut = bytes[..bytes.len() - 3].to_vec();
+    match store
+        .upsert_stream(&schema, stream(cut), &ctx("run-2"))
+        .await
+    {
+        Err(ChuteError::Fatal(message)) => {
+            assert!(message.contains("truncated after 4 documents"), "{message}")
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    // Batches before the cut are written; a retry after a new transform makes the run exact.
+    assert_eq!(products(&store).await.len(), 4);
+}

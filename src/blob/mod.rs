@@ -1,6 +1,7 @@
 //! S3: the source file, staged chunks and report artifacts.
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::aws::classify;
 use crate::error::ChuteError;
@@ -173,6 +174,122 @@ impl Blob {
             .await
             .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
         Ok(())
+    }
+    /// Stores the parts arriving on `parts` as one object, uploading each while the producer fills
+    /// the next: one part is a plain PUT, more are a multipart upload (every part but the last must
+    /// be at least 5 MiB), none an empty object. On failure the multipart upload is aborted so no
+    /// parts are left behind. Returns the object's size.
+    pub async fn put_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        mut parts: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, ChuteError> {
+        let Some(first) = parts.recv().await else {
+            self.put(bucket, key, Vec::new(), content_type).await?;
+            return Ok(0);
+        };
+        let Some(second) = parts.recv().await else {
+            let size = first.len() as u64;
+            self.put(bucket, key, first, content_type).await?;
+            return Ok(size);
+        };
+        let what = format!("s3://{bucket}/{key}");
+        let upload_id = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| classify(&what, e))?
+            .upload_id
+            .ok_or_else(|| ChuteError::Transient(format!("{what}: no multipart upload id")))?;
+        let uploaded = self
+            .upload_parts(bucket, key, &upload_id, [first, second], &mut parts)
+            .await;
+        let completed = match uploaded {
+            Ok((size, completed)) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(completed))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| size)
+                .map_err(|e| classify(&what, e)),
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            // Best effort: a leftover upload only costs storage until the bucket's lifecycle rule.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        completed
+    }
+
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        first: [Vec<u8>; 2],
+        rest: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<(u64, Vec<CompletedPart>), ChuteError> {
+        let mut completed = Vec::new();
+        let mut size = 0;
+        let mut first = first.into_iter();
+        loop {
+            let part = match first.next() {
+                Some(part) => part,
+                None => match rest.recv().await {
+                    Some(part) => part,
+                    None => return Ok((size, completed)),
+                },
+            };
+            let number = completed.len() as i32 + 1;
+            size += part.len() as u64;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(part))
+                .send()
+                .await
+                .map_err(|e| classify(&format!("s3://{bucket}/{key} part {number}"), e))?;
+            completed.push(
+                CompletedPart::builder()
+                    .set_e_tag(out.e_tag)
+                    .part_number(number)
+                    .build(),
+            );
+        }
+    }
+
+    /// The object's body as an `AsyncRead`, for reading a staged file document by document.
+    pub async fn reader(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<impl tokio::io::AsyncRead + Unpin, ChuteError> {
+        Ok(self.stream(bucket, key, None).await?.into_async_read())
     }
 }
 

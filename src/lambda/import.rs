@@ -44,13 +44,13 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
         }
     }
     let schema = env.config.schema(&input.schema)?;
-    let staged = env.blob.get(&input.bucket, &input.staged_key).await?;
+    let staged = env.blob.reader(&input.bucket, &input.staged_key).await?;
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
         source: format!("s3://{}/{}", input.bucket, input.key),
         at: DateTime::now(),
     };
-    let outcome = store.upsert_staged(&schema, &staged, &ctx).await?;
+    let outcome = store.upsert_stream(&schema, staged, &ctx).await?;
     let mut output = ImportOutput {
         run_id: input.run_id.clone(),
         chunk: input.chunk,

@@ -10,7 +10,7 @@ use super::{diagnostic, elapsed_ms, emit_metrics, ChunkInput, Env, StoredPlan, T
 use crate::dedup::rows_in_chunk;
 use crate::error::ChuteError;
 use crate::header::Header;
-use crate::transform::{transform_chunk, RowRules};
+use crate::transform::{transform_chunk_parts, RowRules, STAGING_PART_BYTES};
 
 pub async fn handle(
     env: &Env,
@@ -37,32 +37,46 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
     .map_err(|e| ChuteError::Fatal(format!("plan {} is unreadable: {e}", input.plan_key)))?;
     let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
     let header = Header::resolve(&schema, &cells)?;
-    let rules = RowRules::new(&schema, &header);
-    let chunk = &input.chunk;
+    let chunk = input.chunk;
     let bytes = env
         .blob
-        .get_chunk(&input.bucket, &input.key, chunk, &input.etag)
+        .get_chunk(&input.bucket, &input.key, &chunk, &input.etag)
         .await?;
-    let mut staged = Vec::new();
-    let outcome = transform_chunk(
-        &rules,
-        chunk,
-        &bytes,
-        rows_in_chunk(&stored.superseded, chunk),
-        &mut staged,
-    );
+    let superseded = rows_in_chunk(&stored.superseded, &chunk).to_vec();
+    let staged_key = env
+        .config
+        .staging_key(&input.run_id, &chunk_object(chunk.index, "bson"));
+    // Rows are turned into documents on a blocking thread while this task uploads the staged
+    // parts as they fill: one part in the channel, one uploading, one filling.
+    let (parts, received) = tokio::sync::mpsc::channel(1);
+    let transformed = tokio::task::spawn_blocking(move || {
+        let rules = RowRules::new(&schema, &header);
+        transform_chunk_parts(
+            &rules,
+            &chunk,
+            &bytes,
+            &superseded,
+            STAGING_PART_BYTES,
+            |part| {
+                // Fails only when the upload gave up; its error is the one reported.
+                let _ = parts.blocking_send(part);
+            },
+        )
+    });
+    let uploaded = env
+        .blob
+        .put_parts(&input.bucket, &staged_key, "application/bson", received)
+        .await;
+    let outcome = transformed
+        .await
+        .map_err(|e| ChuteError::Fatal(format!("chunk {}: transform failed: {e}", chunk.index)))?;
+    uploaded?;
     if outcome.rows != chunk.rows {
         return Err(ChuteError::Fatal(format!(
             "chunk {} held {} rows; the plan says {}",
             chunk.index, outcome.rows, chunk.rows
         )));
     }
-    let staged_key = env
-        .config
-        .staging_key(&input.run_id, &chunk_object(chunk.index, "bson"));
-    env.blob
-        .put(&input.bucket, &staged_key, staged, "application/bson")
-        .await?;
     let mut output = TransformOutput {
         run_id: input.run_id.clone(),
         bucket: input.bucket.clone(),

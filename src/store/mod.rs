@@ -16,6 +16,7 @@ use bson::{doc, Bson, DateTime, Document, RawDocument};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{redact, ChuteError};
 use crate::schema::Schema;
@@ -150,7 +151,17 @@ impl Store {
         staged: &[u8],
         ctx: &WriteContext,
     ) -> Result<WriteOutcome, ChuteError> {
-        let docs = split_staged(staged)?;
+        self.upsert_stream(schema, staged, ctx).await
+    }
+
+    /// [`Store::upsert_staged`] reading the staged documents from a stream one batch at a time, so
+    /// memory holds one batch, not the chunk's staged file.
+    pub async fn upsert_stream(
+        &self,
+        schema: &Schema,
+        mut staged: impl AsyncRead + Unpin,
+        ctx: &WriteContext,
+    ) -> Result<WriteOutcome, ChuteError> {
         let key_fields: Vec<&str> = schema
             .key
             .iter()
@@ -162,10 +173,21 @@ impl Store {
             })
             .collect();
         let mut outcome = WriteOutcome::default();
-        for batch in docs.chunks(self.batch_size) {
-            outcome.add(self.upsert_batch(schema, &key_fields, batch, ctx).await?);
+        let mut batch = Vec::new();
+        let mut read = 0;
+        loop {
+            batch.clear();
+            let mut in_batch = 0;
+            while in_batch < self.batch_size && read_staged(&mut staged, &mut batch, read).await? {
+                in_batch += 1;
+                read += 1;
+            }
+            if in_batch == 0 {
+                return Ok(outcome);
+            }
+            let docs = split_staged(&batch)?;
+            outcome.add(self.upsert_batch(schema, &key_fields, &docs, ctx).await?);
         }
-        Ok(outcome)
     }
 
     async fn upsert_batch(
@@ -642,6 +664,49 @@ fn refusal_message(code: i32, message: &str, error: &Document) -> String {
         _ => message.to_string(),
     }
 }
+
+/// Appends the next staged document of `staged` to `batch`; `false` at a clean end of the stream.
+/// `read` (documents read before) only names the place of a problem.
+async fn read_staged(
+    staged: &mut (impl AsyncRead + Unpin),
+    batch: &mut Vec<u8>,
+    read: u64,
+) -> Result<bool, ChuteError> {
+    let truncated =
+        || ChuteError::Fatal(format!("staged file is truncated after {read} documents"));
+    let cut_off = |e: std::io::Error| {
+        ChuteError::Transient(format!(
+            "reading the staged file was cut off after {read} documents: {e}"
+        ))
+    };
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        match staged.read(&mut prefix[filled..]).await.map_err(cut_off)? {
+            0 if filled == 0 => return Ok(false),
+            0 => return Err(truncated()),
+            n => filled += n,
+        }
+    }
+    let len = i32::from_le_bytes(prefix);
+    if !(5..=MAX_STAGED_DOCUMENT).contains(&len) {
+        return Err(ChuteError::Fatal(format!(
+            "staged document {} has an impossible length {len}",
+            read + 1
+        )));
+    }
+    let start = batch.len();
+    batch.extend_from_slice(&prefix);
+    batch.resize(start + len as usize, 0);
+    match staged.read_exact(&mut batch[start + 4..]).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(truncated()),
+        Err(e) => Err(cut_off(e)),
+    }
+}
+
+/// MongoDB's document size limit, which no staged document can exceed.
+const MAX_STAGED_DOCUMENT: i32 = 16 * 1024 * 1024;
 
 /// Splits concatenated BSON documents without copying.
 pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
