@@ -157,6 +157,12 @@ def main():
         readme_table(m, rows, a.readme)
 
 
+def spread(m, measure, fmt):
+    """The range of one measure over the functions, or the single value when they all agree."""
+    low, high = (format(f(m[f"{n}_{measure}"] for n in FUNCTIONS), fmt) for f in (min, max))
+    return low if low == high else f"{low}–{high}"
+
+
 def readme_table(m, rows, path):
     """The README's table, so it always shows the last full run (between the bench markers)."""
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -177,9 +183,8 @@ def readme_table(m, rows, path):
         lines.append(f"| import peak RSS, that staged file read as a stream (first {m['db_docs']:,} documents written) | {irss:.0f} MB | | ≤ {RSS_TARGET_MB} MB — {missed(irss <= RSS_TARGET_MB)} |")
     lines += [
         f"| planner peak RSS | {m['planner_rss_mb_per_million_keys']:.0f} MB per million distinct keys | | |",
-        "| release binaries (x86_64, no LTO; the deployed arm64 builds are in the text below) | "
-        + f"{min(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f}–{max(m[f'{n}_binary_mb'] for n in FUNCTIONS):.1f} MB, start-up "
-        + f"{min(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f}–{max(m[f'{n}_startup_ms'] for n in FUNCTIONS):.0f} ms | | |",
+        "| release binaries (x86_64, no LTO; deployed arm64 thin-LTO builds: see Deploying) | "
+        + f"{spread(m, 'binary_mb', '.1f')} MB, start-up {spread(m, 'startup_ms', '.0f')} ms | | |",
         end,
     ]
     text = open(path).read()

@@ -24,6 +24,30 @@ impl<'a> DocWriter<'a> {
 
     pub fn string(&mut self, key: &str, value: &str) {
         self.key(0x02, key);
+        self.string_value(value);
+    }
+
+    /// Writes array element `index` (BSON arrays are documents keyed "0", "1", …) without
+    /// formatting the key into a `String` for every element of every row.
+    pub fn array_string(&mut self, index: usize, value: &str) {
+        self.buf.push(0x02);
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut n = index;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&digits[start..]);
+        self.buf.push(0);
+        self.string_value(value);
+    }
+
+    fn string_value(&mut self, value: &str) {
         self.buf
             .extend_from_slice(&((value.len() + 1) as i32).to_le_bytes());
         self.buf.extend_from_slice(value.as_bytes());
@@ -102,8 +126,9 @@ mod tests {
                 .to_decimal128_bytes(),
         );
         let mut tags = doc.begin("tags", true);
-        tags.string("0", "a");
-        tags.string("1", "b");
+        for i in 0..12 {
+            tags.array_string(i, &format!("t{i}"));
+        }
         tags.end();
         let mut sub = doc.begin("attributes", false);
         sub.string("brand", "Acme");
@@ -120,7 +145,11 @@ mod tests {
             1_700_000_000_000
         );
         assert_eq!(parsed.get("price").unwrap().to_string(), "19.90");
-        assert_eq!(parsed.get_array("tags").unwrap().len(), 2);
+        let tags = parsed.get_array("tags").unwrap();
+        assert_eq!(tags.len(), 12);
+        assert_eq!(tags[11].as_str(), Some("t11"));
+        // Array keys are the decimal indexes, as the BSON spec requires.
+        assert!(buf.windows(4).any(|w| w == b"\x0211\0"));
         assert_eq!(
             parsed
                 .get_document("attributes")

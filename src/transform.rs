@@ -352,7 +352,7 @@ fn write_value(doc: &mut DocWriter<'_>, key: &str, value: &CellValue) {
         CellValue::List(items) => {
             let mut array = doc.begin(key, true);
             for (i, item) in items.iter().enumerate() {
-                array.string(&i.to_string(), item);
+                array.array_string(i, item);
             }
             array.end();
         }
