@@ -37,6 +37,20 @@ ensure_cargo_tool() { # CRATE VERSION BINARY -> prints the bin dir
   echo "$CARGO_TOOLS/bin"
 }
 
+# Runs `cargo ARGS… --message-format=json` and prints the executable built for target NAME (a bench
+# harness is not where `cargo build` puts binaries: its file name carries a hash).
+cargo_executable() { # NAME CARGO-ARGS... -> prints the executable's path
+  local name=$1 exe
+  shift
+  exe=$(cargo "$@" --message-format=json | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$name") || true
+  [ -n "$exe" ] || die "build failed (run: cargo $*)"
+  echo "$exe"
+}
+
 stack_venv() {
   local venv
   venv=$(ensure_venv stack "$ROOT/tools/requirements.txt")
