@@ -49,11 +49,15 @@ fn ctx(run: &str) -> WriteContext {
 }
 
 async fn store(server: &MongoServer) -> Store {
-    let store = Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
-        .await
-        .unwrap();
+    let store = store_of(server).await;
     store.ensure_collection(&Schema::products()).await.unwrap();
     store
+}
+
+async fn store_of(server: &MongoServer) -> Store {
+    Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
+        .await
+        .unwrap()
 }
 
 async fn products(store: &Store) -> Vec<Document> {
@@ -318,15 +322,36 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
     assert_eq!(products(&store).await.len(), 1);
 }
 
-#[tokio::test]
+/// The writer is held inside the driver's event for its first acknowledged write until the server
+/// is dead, so the kill always lands mid-chunk with rows still unwritten, on any machine speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
+    use mongodb::event::command::CommandEvent;
+    use mongodb::event::EventHandler;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
     let mut server = MongoServer::start().await;
+    store(&server).await; // collection set up before the observed client starts
+    let (acknowledged, first_write) = mpsc::channel::<()>();
+    let (release, killed) = mpsc::channel::<()>();
+    let hold = Mutex::new(Some((acknowledged, killed)));
     let mut config = StoreConfig::new(server.uri(), "chute_test");
     config.server_selection_timeout = std::time::Duration::from_secs(2);
     config.batch_size = 100;
+    config.command_events = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Succeeded(done) = event {
+            if matches!(done.command_name.as_str(), "insert" | "update") {
+                // Only the first write blocks; the driver's task waits here until the kill.
+                if let Some((acknowledged, killed)) = hold.lock().unwrap().take() {
+                    acknowledged.send(()).unwrap();
+                    killed.recv().unwrap();
+                }
+            }
+        }
+    }));
     let store = Store::connect(&config).await.unwrap();
     let schema = Schema::products();
-    store.ensure_collection(&schema).await.unwrap();
     let data = staged(&rows(600, |i| format!("{i}")), 1 << 20).concat();
     let writing = {
         let store = store.clone();
@@ -334,22 +359,40 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
         let schema = schema.clone();
         tokio::spawn(async move { store.upsert_staged(&schema, &data, &ctx("run-1")).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || first_write.recv())
+        .await
+        .unwrap()
+        .expect("the writer acknowledged a first batch");
     server.kill();
+    release.send(()).unwrap();
     let first = writing.await.unwrap();
     match first {
         Err(e) => assert_eq!(e.error_type(), "Chute.Transient", "{e}"),
-        Ok(o) => panic!("the write finished before the kill ({o:?}); raise the row count"),
+        Ok(o) => panic!("the write went on after the server was killed ({o:?})"),
     }
     server.launch().await;
+    let observer = store_of(&server).await;
+    let written_before_retry = observer
+        .database()
+        .collection::<Document>("products")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert!(
+        written_before_retry <= 100,
+        "no write after the first batch reached the server: {written_before_retry}"
+    );
     let retried = store
         .upsert_staged(&schema, &data, &ctx("run-1"))
         .await
         .unwrap();
     assert_eq!(
-        counts(&retried),
-        (600, 0, 0, 0),
-        "the retry counts every row once"
+        retried,
+        WriteOutcome {
+            inserted: 600,
+            ..WriteOutcome::default()
+        },
+        "the retry counts every row once, the 100 already written included"
     );
     let docs = products(&store).await;
     assert_eq!(docs.len(), 600);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bson::{doc, Bson, DateTime, Document, RawDocument};
+use mongodb::event::{command::CommandEvent, EventHandler};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,8 @@ pub struct StoreConfig {
     /// How long an operation waits for a usable server before failing as transient.
     pub server_selection_timeout: Duration,
     pub batch_size: usize,
+    /// Sees every command the driver sends and its reply (tests observe writes with it).
+    pub command_events: Option<EventHandler<CommandEvent>>,
 }
 
 impl StoreConfig {
@@ -44,6 +47,7 @@ impl StoreConfig {
             database: database.into(),
             server_selection_timeout: Duration::from_secs(20),
             batch_size: DEFAULT_BATCH,
+            command_events: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl Store {
         // A Lambda container runs one invocation at a time; a few sockets are plenty.
         options.max_pool_size = Some(4);
         options.min_pool_size = Some(0);
+        options.command_event_handler = config.command_events.clone();
         let client = Client::with_options(options).map_err(classify)?;
         let db = client.database(&config.database);
         Ok(Store {
