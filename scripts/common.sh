@@ -42,14 +42,18 @@ ensure_cargo_tool() { # CRATE VERSION BINARY -> prints the bin dir
 cargo_executable() { # NAME CARGO-ARGS... -> prints the executable's path
   local name=$1 exe
   shift
-  exe=$(cargo "$@" --message-format=json | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$name") || true
+  exe=$(cargo "$@" --message-format=json | python3 "$ROOT/scripts/stack_tools.py" cargo-executable "$name") || true
   [ -n "$exe" ] || die "build failed (run: cargo $*)"
   echo "$exe"
 }
+
+# The stack this command works on: a person's in .dev (database `chute`), or the tests' own in
+# .dev/test (database `chute_test`, selected by CHUTE_STACK=test), so tests never touch a person's.
+if [ "${CHUTE_STACK:-}" = test ]; then
+  export CHUTE_STACK_DIR="$DEV/test"
+else
+  export CHUTE_STACK_DIR="${CHUTE_STACK_DIR:-$DEV}"
+fi
 
 stack_venv() {
   local venv

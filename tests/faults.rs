@@ -1,52 +1,18 @@
-//! Faults survived, through the whole local pipeline. Each test asserts exact numbers afterwards.
-//! Tests here stop servers of the shared local stack, so they run one at a time (a lock).
+//! Faults survived, through the whole local pipeline (the tests' own stack). Each test arranges its
+//! fault on an observed event, checks the fault landed where it meant it to, and asserts exact
+//! numbers afterwards. Tests here stop processes of the stack, so they run one at a time (a lock);
+//! they signal exactly the processes the stack recorded, never a process name.
 
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use bson::{doc, Document};
 use serde_json::Value;
-use support::{root, unique};
+use support::{accounting_holds, stack, unique, Stack};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn stack(command: &str) -> String {
-    let out = Command::new(root().join("scripts/stack"))
-        .arg(command)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() || command == "status",
-        "scripts/stack {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn mongo_uri() -> String {
-    let env = stack("env");
-    let line = env
-        .lines()
-        .find(|l| l.contains("CHUTE_MONGODB_URI="))
-        .unwrap();
-    line.split_once('=')
-        .unwrap()
-        .1
-        .trim_matches('\'')
-        .to_string()
-}
-
-async fn count(prefix: &str) -> u64 {
-    let client = mongodb::Client::with_uri_str(mongo_uri()).await.unwrap();
-    let products = client.database("chute").collection::<Document>("products");
-    products
-        .count_documents(doc! {"sku": {"$regex": format!("^{prefix}-")}})
-        .await
-        .unwrap_or(0)
-}
 
 fn write_csv(name: &str, prefix: &str, rows: usize, price: impl Fn(usize) -> String) -> PathBuf {
     let dir = std::env::temp_dir().join(unique("chute-fault-"));
@@ -63,7 +29,10 @@ fn write_csv(name: &str, prefix: &str, rows: usize, price: impl Fn(usize) -> Str
 fn report_of(output: std::process::Output) -> Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "run-local failed: {stderr}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+    let report: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    accounting_holds(&report);
+    report
 }
 
 fn n(report: &Value, path: &str) -> u64 {
@@ -73,14 +42,20 @@ fn n(report: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
-/// Signals the stack's MongoDB (`-KILL` as a crash, `-TERM` as a shutdown).
-fn stop_mongo(signal: &str) {
-    let pid = std::fs::read_to_string(root().join(".dev/pids/mongo.pid")).unwrap();
-    let sent = Command::new("kill")
-        .args([signal, pid.trim()])
+/// Asks the shim to hold FUNCTION's next answer until its process exits.
+fn hold(function: &str) {
+    let held = std::process::Command::new(support::root().join(".dev/venv/bin/python"))
+        .arg(support::root().join("scripts/stack_tools.py"))
+        .args(["hold", function])
+        .env("CHUTE_STACK_DIR", stack().dir())
         .status()
         .unwrap();
-    assert!(sent.success(), "kill {signal} {pid}");
+    assert!(held.success(), "hold {function}");
+}
+
+fn up() {
+    let up = Stack::script("stack").arg("up").status().unwrap();
+    assert!(up.success(), "scripts/stack up");
 }
 
 /// A run of `rows` new rows ended with each row inserted exactly once, whatever was retried.
@@ -93,71 +68,15 @@ async fn every_row_once(report: &Value, prefix: &str, rows: usize) {
         "each row counted once across the retries: {report}"
     );
     assert_eq!(
-        count(prefix).await,
+        stack().count(&format!("{prefix}-")).await,
         rows as u64,
         "no row lost, none duplicated"
     );
 }
 
-#[tokio::test]
-async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    stack("up");
-    let prefix = unique("F");
-    let rows = 3000;
-    let file = write_csv("outage.csv", &prefix, rows, |i| format!("{i}"));
-    let run = start_run(&file, &["--chunk-bytes", "20000"]);
-    // Wait until documents are arriving, then kill the server as a crash would.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(&prefix).await == 0 {
-        assert!(Instant::now() < deadline, "the import never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_mongo("-KILL");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stack("up"); // restarts what died: same port, same data
-    let report = report_of(finish(run).await);
-    every_row_once(&report, &prefix, rows).await;
-}
-
-#[tokio::test]
-async fn a_corrected_file_dropped_again_writes_only_what_changed() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    stack("up");
-    let prefix = unique("R");
-    let first = write_csv("catalogue.csv", &prefix, 200, |i| format!("{i}.50"));
-    let out = Command::new(root().join("scripts/run-local"))
-        .arg(&first)
-        .args(["--chunk-bytes", "2000"])
-        .output()
-        .unwrap();
-    assert_eq!(n(&report_of(out), "/written/inserted"), 200);
-    let corrected = write_csv("catalogue.csv", &prefix, 205, |i| {
-        if i % 50 == 0 {
-            "1.00".into()
-        } else {
-            format!("{i}.50")
-        }
-    });
-    let report = report_of(
-        Command::new(root().join("scripts/run-local"))
-            .arg(&corrected)
-            .args(["--chunk-bytes", "2000"])
-            .output()
-            .unwrap(),
-    );
-    let written = (
-        n(&report, "/written/inserted"),
-        n(&report, "/written/updated"),
-        n(&report, "/written/unchanged"),
-    );
-    assert_eq!(written, (5, 4, 196), "{report}");
-    assert_eq!(count(&prefix).await, 205);
-}
-
-/// Runs `scripts/run-local` in the background; `spawn_blocking` on its output gives the result.
+/// Runs `scripts/run-local` in the background; `finish` gives its output.
 fn start_run(file: &std::path::Path, args: &[&str]) -> std::process::Child {
-    Command::new(root().join("scripts/run-local"))
+    Stack::script("run-local")
         .arg(file)
         .args(args)
         .stdout(Stdio::piped())
@@ -174,9 +93,9 @@ async fn finish(run: std::process::Child) -> std::process::Output {
 
 /// How many chunks the ledger records as imported for the run whose file name starts with `prefix`.
 async fn finished_chunks(prefix: &str) -> usize {
-    let client = mongodb::Client::with_uri_str(mongo_uri()).await.unwrap();
-    let run = client
-        .database("chute")
+    let run = stack()
+        .database()
+        .await
         .collection::<Document>("import_runs")
         .find_one(doc! {"_id": {"$regex": format!("^{prefix}-")}})
         .await
@@ -185,89 +104,243 @@ async fn finished_chunks(prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Waits until `ready` holds, then freezes the import function's process (SIGSTOP) while it holds
+/// an invocation, so nothing it does changes the state the caller reads next until the caller lets
+/// it go (`-CONT`). An import caught between two invocations is let go and caught again later.
+async fn freeze_import_mid_run<F, Fut>(ready: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if !ready().await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        stack().signal("fn-import", "-STOP");
+        if stack().function("import")["inflight"].is_string() {
+            return;
+        }
+        stack().signal("fn-import", "-CONT");
+    }
+}
+
+/// Lines the shim logged after `from` (its log only grows).
+fn shim_lines_since(from: usize) -> Vec<String> {
+    stack()
+        .log("shim")
+        .lines()
+        .skip(from)
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    up();
+    let prefix = unique("F");
+    let rows = 3000;
+    let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
+    let shim_from = stack().log("shim").lines().count();
+    let run = start_run(&file, &["--chunk-bytes", "20000"]);
+    // Documents are arriving and the import holds a chunk: freeze it, see what is written, crash
+    // MongoDB, let the import go on into the dead server.
+    freeze_import_mid_run(|| async { stack().count(&format!("{prefix}-")).await > 0 }).await;
+    let written = stack().count(&format!("{prefix}-")).await;
+    assert!(
+        written < rows as u64,
+        "rows were still unwritten when MongoDB was killed ({written} of {rows})"
+    );
+    stack().signal("mongo", "-KILL");
+    stack().signal("fn-import", "-CONT");
+    // The import fails transiently; once that failure is seen, MongoDB comes back for the retry.
+    let run_tag = format!("run={prefix}-");
+    loop {
+        let failed = shim_lines_since(shim_from)
+            .iter()
+            .any(|l| l.contains("import/invocations: Chute.Transient") && l.contains(&run_tag));
+        if failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    up(); // restarts what died: same port, same data
+    let report = report_of(finish(run).await);
+    every_row_once(&report, &prefix, rows).await;
+}
+
+#[tokio::test]
+async fn a_corrected_file_dropped_again_writes_only_what_changed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    up();
+    let prefix = unique("R");
+    let first = write_csv("catalogue.csv", &prefix, 200, |i| format!("{i}.50"));
+    let out = Stack::script("run-local")
+        .arg(&first)
+        .args(["--chunk-bytes", "2000"])
+        .output()
+        .unwrap();
+    assert_eq!(n(&report_of(out), "/written/inserted"), 200);
+    let corrected = write_csv("catalogue.csv", &prefix, 205, |i| {
+        if i % 50 == 0 {
+            "1.00".into()
+        } else {
+            format!("{i}.50")
+        }
+    });
+    let report = report_of(
+        Stack::script("run-local")
+            .arg(&corrected)
+            .args(["--chunk-bytes", "2000"])
+            .output()
+            .unwrap(),
+    );
+    let written = (
+        n(&report, "/written/inserted"),
+        n(&report, "/written/updated"),
+        n(&report, "/written/unchanged"),
+    );
+    // 5 new rows; rows 0, 50, 100, 150 repriced; the other 196 as stored.
+    assert_eq!(written, (5, 4, 196), "{report}");
+    assert_eq!(stack().count(&format!("{prefix}-")).await, 205);
+}
+
 #[tokio::test]
 async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
-    stack("up");
+    up();
     let prefix = unique("K");
     let rows = 3000;
-    let file = write_csv("killed.csv", &prefix, rows, |i| format!("{i}"));
-    let shim_lines_before = std::fs::read_to_string(root().join(".dev/logs/shim.log"))
-        .map_or(0, |log| log.lines().count());
+    let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
+    let shim_from = stack().log("shim").lines().count();
+    // The shim holds the import's first answer until its process exits: the kill lands after the
+    // handler finished a chunk and before Lambda heard of it, the invocation is lost with the
+    // process, and the rows of that chunk are already written. Nothing depends on timing.
+    hold("import");
     let run = start_run(&file, &["--chunk-bytes", "20000"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(&prefix).await == 0 {
-        assert!(Instant::now() < deadline, "the import never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while !stack().function("import")["holding"].is_string() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // SIGKILL the import function's process (the child of `cargo lambda watch`) as a crashed
-    // sandbox dies. Lambda then fails the invocation with Runtime.ExitError and starts a new
-    // sandbox; watch does neither, so restart it: the shim turns the dropped invocations into
-    // Runtime.ExitError, and Step Functions retries those chunks.
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-x", "import"])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "an import process was running");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stack("reload");
-    let report = report_of(finish(run).await);
-    let shim_log = std::fs::read_to_string(root().join(".dev/logs/shim.log")).unwrap();
+    let written = stack().count(&format!("{prefix}-")).await;
     assert!(
-        shim_log.lines().count() > shim_lines_before
-            && shim_log
-                .lines()
-                .skip(shim_lines_before)
-                .any(|l| l.contains("import/invocations: Runtime.ExitError")),
-        "the killed invocation failed as Lambda reports a crash"
+        (1..rows as u64).contains(&written),
+        "one chunk written, the rest not yet: {written} of {rows}"
     );
+    // SIGKILL exactly the import process this stack runs, as a crashed sandbox dies: the shim fails
+    // the invocation it held with Runtime.ExitError (as Lambda does) and starts a new process, and
+    // Step Functions retries that chunk.
+    let killed = stack().pid("fn-import");
+    stack().signal("fn-import", "-KILL");
+    let report = report_of(finish(run).await);
+    let log = shim_lines_since(shim_from);
+    assert!(
+        log.iter().any(|l| l.contains(&format!(
+            "import: process {killed} killed by signal 9 holding invocation"
+        ))),
+        "the shim saw the process die mid-invocation: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("import/invocations: Runtime.ExitError")),
+        "the killed invocation failed as Lambda reports a crash: {log:#?}"
+    );
+    assert_ne!(stack().pid("fn-import"), killed, "a new process took over");
     every_row_once(&report, &prefix, rows).await;
 }
 
 #[tokio::test]
 async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     let _one = ONE_AT_A_TIME.lock().await;
-    stack("up");
+    up();
     let prefix = unique("P");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
-    // Two large chunks and a small last one, all imported at once: the small one finishes first
-    // and MongoDB is killed while the large ones are still writing.
-    let run = start_run(&file, &["--chunk-bytes", "60000"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while finished_chunks(&prefix).await == 0 {
-        assert!(Instant::now() < deadline, "no chunk was ever imported");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Several chunks: once one is imported and the import holds another, freeze it and take
+    // MongoDB away for longer than the retries last: the Map fails, the report says so.
+    let run = start_run(&file, &["--chunk-bytes", "20000"]);
+    freeze_import_mid_run(|| async { finished_chunks(&prefix).await > 0 }).await;
+    // SIGTERM: SecantusDB loses its latest writes on SIGKILL, which a journaled mongod does not.
+    let mongo = stack().pid("mongo");
+    stack().signal("mongo", "-TERM");
+    while std::path::Path::new(&format!("/proc/{mongo}")).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // MongoDB goes away for longer than the retries last: the Map fails, the report says so.
-    // (SIGTERM: SecantusDB loses its latest writes on SIGKILL, which a journaled mongod does not.)
-    stop_mongo("-TERM");
+    stack().signal("fn-import", "-CONT");
     let report = report_of(finish(run).await);
     assert_eq!(report["status"], "PARTIAL", "{report}");
     assert!(n(&report, "/rows/unprocessed") > 0, "{report}");
     let run_id = report["run_id"].as_str().unwrap().to_string();
 
-    stack("up"); // MongoDB back, same data
+    up(); // MongoDB back, same data
     let finished = finished_chunks(&prefix).await;
+    let chunks = n(&report, "/chunks/total") as usize;
     assert!(
-        (1..3).contains(&finished),
-        "{finished} of 3 chunks finished"
+        (1..chunks).contains(&finished),
+        "{finished} of {chunks} chunks finished before MongoDB went away"
     );
-    let resumed = Command::new(root().join("scripts/run-local"))
-        .args(["--resume", &run_id])
-        .output()
-        .unwrap();
-    let report = report_of(resumed);
+    let report = report_of(
+        Stack::script("run-local")
+            .args(["--resume", &run_id])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(report["status"], "SUCCEEDED", "{report}");
     assert_eq!(n(&report, "/rows/total"), rows as u64);
     assert_eq!(n(&report, "/rows/unprocessed"), 0);
     assert_eq!(n(&report, "/written/inserted"), rows as u64, "{report}");
-    assert_eq!(count(&prefix).await, rows as u64);
+    assert_eq!(stack().count(&format!("{prefix}-")).await, rows as u64);
     // Every chunk the failed attempt finished was a no-op the second time.
-    let log = std::fs::read_to_string(root().join(".dev/logs/lambda.log")).unwrap();
-    let replayed = log
+    let replayed = stack()
+        .log("fn-import")
         .lines()
         .filter(|l| l.contains(&format!("run_id={run_id}")) && l.contains("chunk already imported"))
         .count();
     assert_eq!(replayed, finished, "finished chunks were not redone");
+}
+
+#[tokio::test]
+async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    up();
+    let prefix = unique("D");
+    let file = write_csv(&format!("{prefix}.csv"), &prefix, 10, |i| format!("{i}"));
+    // The shim runs the functions; without it nothing can progress. Stop exactly this stack's.
+    stack().signal("shim", "-KILL");
+    let status = Stack::script("stack").arg("status").output().unwrap();
+    assert!(!status.status.success(), "status reports the dead shim");
+    // run-local brings the stack up first: a shim that died before the run is restarted.
+    let out = Stack::script("run-local").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let status = Stack::script("stack").arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("function import: running"), "{text}");
+
+    // The shim dies while the run waits in Validate (frozen so the run cannot finish first):
+    // run-local notices, names it, says how to recover, exits 2.
+    let second = write_csv(&format!("{prefix}b.csv"), &prefix, 10, |i| format!("{i}"));
+    stack().signal("fn-validate", "-STOP");
+    let run = start_run(&second, &[]);
+    while !stack().function("validate")["inflight"].is_string() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stack().signal("shim", "-KILL"); // its function processes die with it
+    let out = finish(run).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot make progress") && stderr.contains("scripts/stack up"),
+        "{stderr}"
+    );
+    let status = Stack::script("stack").arg("status").output().unwrap();
+    assert!(!status.status.success(), "status reports the dead shim");
+    up();
+    let status = Stack::script("stack").arg("status").output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 }

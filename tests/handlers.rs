@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::OnceLock;
 
 use chute::lambda::{self, ChunkInput, Env, ReportInput, RunInput, TransformOutput};
@@ -11,31 +10,17 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use support::{root, unique};
 
-/// Brings the stack up once and points this process at it, as `cargo lambda watch` is.
-fn stack() {
+/// The tests' stack, with this process pointed at it as the stack's functions are, but writing to
+/// a database of this suite's own.
+fn stack() -> &'static support::Stack {
     static READY: OnceLock<()> = OnceLock::new();
+    let stack = support::stack();
     READY.get_or_init(|| {
-        let up = Command::new(root().join("scripts/stack"))
-            .arg("up")
-            .status()
-            .unwrap();
-        assert!(up.success(), "scripts/stack up");
-        let out = Command::new(root().join("scripts/stack"))
-            .arg("env")
-            .output()
-            .unwrap();
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
-            for pair in line.trim_start_matches("export ").split(' ') {
-                if let Some((k, v)) = pair.split_once('=') {
-                    std::env::set_var(k, v.trim_matches('\''));
-                }
-            }
-        }
-        std::env::set_var("CHUTE_SCHEMA_DIR", root().join("schemas"));
-        std::env::set_var("CHUTE_EMAIL_FROM", "chute@chute.local");
-        std::env::set_var("CHUTE_EMAIL_DEFAULT", "data-team@chute.local");
+        stack.export();
+        std::env::set_var("CHUTE_DATABASE", "chute_handlers");
         std::env::set_var("CHUTE_EMAIL_ATTEMPTS", "1");
     });
+    stack
 }
 
 async fn env() -> Env {
@@ -53,10 +38,10 @@ fn fixture(name: &str) -> Value {
 
 async fn upload(env: &Env, key: &str, csv: &str) -> String {
     env.blob
-        .put("chute-local", key, csv.as_bytes().to_vec(), "text/csv")
+        .put(stack().bucket(), key, csv.as_bytes().to_vec(), "text/csv")
         .await
         .unwrap();
-    env.blob.head("chute-local", key).await.unwrap().etag
+    env.blob.head(stack().bucket(), key).await.unwrap().etag
 }
 
 /// What the state machine's Catch hands the Report task.
@@ -68,7 +53,7 @@ fn failure(error_type: &str, message: &str) -> lambda::Failure {
 }
 
 async fn stored_report(env: &Env, key: &str) -> Value {
-    serde_json::from_slice(&env.blob.get("chute-local", key).await.unwrap()).unwrap()
+    serde_json::from_slice(&env.blob.get(stack().bucket(), key).await.unwrap()).unwrap()
 }
 
 fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
@@ -212,6 +197,7 @@ async fn validate_transform_import_report_chain() {
         report["rows"],
         serde_json::json!({"total": 3, "valid": 1, "rejected": 1, "duplicate": 1, "unprocessed": 0})
     );
+    support::accounting_holds(&report);
     let run = env
         .store()
         .await
@@ -321,6 +307,13 @@ async fn the_report_stands_and_is_sent_once_when_mongodb_is_down() {
     assert_eq!(out.email, "sent");
     let report = stored_report(&env, &out.report_key).await;
     assert_eq!(report["run_id"], run_id.as_str());
+    let file = format!("{run_id}.csv");
+    let sent: Vec<_> = stack()
+        .sent_emails()
+        .into_iter()
+        .filter(|m| m["subject"].as_str().is_some_and(|s| s.contains(&file)))
+        .collect();
+    assert_eq!(sent.len(), 1, "one email for the run: {sent:#?}");
 }
 
 #[tokio::test]
@@ -345,14 +338,14 @@ async fn staged_parts_become_one_object_and_the_import_reads_it_back_as_a_stream
         });
         let size = env
             .blob
-            .put_parts("chute-local", &key, "application/bson", received)
+            .put_parts(stack().bucket(), &key, "application/bson", received)
             .await
             .unwrap();
         producer.await.unwrap();
         assert_eq!(size, expected.len() as u64);
         let mut read = Vec::new();
         env.blob
-            .reader("chute-local", &key)
+            .reader(stack().bucket(), &key)
             .await
             .unwrap()
             .read_to_end(&mut read)

@@ -265,6 +265,16 @@ async fn last_occurrence_wins_whatever_order_chunks_are_written() {
     }
     let chunks = staged(&csv, 120);
     assert!(chunks.len() >= 3, "the file spans chunks");
+    // Write order cannot matter only because each key is staged once, in the chunk of its last
+    // valid row: hold that, so a planner that kept a winner per chunk fails here (and the
+    // backward order below would then leave an older row stored).
+    let mut staged_keys: Vec<String> = chunks
+        .iter()
+        .flat_map(|c| chute::store::split_staged(c).unwrap())
+        .map(|d| d.get_str("sku").unwrap().to_string())
+        .collect();
+    staged_keys.sort_unstable();
+    assert_eq!(staged_keys, ["K0", "K1", "K2", "K3", "K4", "K5", "K6"]);
     let schema = Schema::products();
     for (database, order) in [("forward", false), ("backward", true)] {
         let store = Store::connect(&StoreConfig::new(server.uri(), database))

@@ -121,3 +121,163 @@ impl Drop for MongoServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The tests' own local stack (`.dev/test`, database `chute_test`): a person's stack in `.dev` and
+/// its `chute` database are never touched. Brought up once per test binary; every setting comes
+/// from the `local.env` that `scripts/stack` writes, never from this shell's environment.
+pub struct Stack {
+    settings: std::collections::HashMap<String, String>,
+}
+
+pub fn stack() -> &'static Stack {
+    static STACK: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
+    STACK.get_or_init(|| {
+        let up = Stack::script("stack").arg("up").status().unwrap();
+        assert!(up.success(), "CHUTE_STACK=test scripts/stack up failed");
+        let path = root().join(".dev/test/local.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let settings: std::collections::HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // Never fall back to ambient credentials and real endpoints: refuse instead.
+        let endpoint = settings.get("AWS_ENDPOINT_URL").map(String::as_str);
+        assert!(
+            endpoint.is_some_and(|e| e.starts_with("http://127.0.0.1:")),
+            "refusing to run: {} names no local AWS endpoint ({endpoint:?}); tests never reach real AWS",
+            path.display()
+        );
+        Stack { settings }
+    })
+}
+
+impl Stack {
+    /// `scripts/NAME` aimed at the tests' stack, with none of this shell's stack settings.
+    pub fn script(name: &str) -> Command {
+        let mut command = Command::new(root().join("scripts").join(name));
+        command
+            .env("CHUTE_STACK", "test")
+            .env_remove("CHUTE_STACK_DIR")
+            .env_remove("CHUTE_MONGODB_URI")
+            .env_remove("CHUTE_DATABASE");
+        command
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.settings
+            .get(name)
+            .unwrap_or_else(|| panic!("the stack's local.env has no {name}"))
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(self.get("STACK_DIR"))
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.get("CHUTE_BUCKET")
+    }
+
+    /// Points this process at the stack, as the stack's functions are (for in-process handlers).
+    pub fn export(&self) {
+        for (k, v) in &self.settings {
+            std::env::set_var(k, v);
+        }
+    }
+
+    /// The pid the stack recorded for a service (`mongo`, `shim`, …) or function (`fn-import`).
+    pub fn pid(&self, name: &str) -> i32 {
+        let path = self.dir().join("pids").join(format!("{name}.pid"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends `signal` (`-STOP`, `-KILL`, …) to exactly that process, never to a name.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let pid = self.pid(name);
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid} ({name})");
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// The shim's view of one function: state, pid, the invocation it holds.
+    pub fn function(&self, name: &str) -> serde_json::Value {
+        let out = Command::new(root().join(".dev/venv/bin/python"))
+            .arg(root().join("scripts/stack_tools.py"))
+            .args(["health", "--json"])
+            .env("CHUTE_STACK_DIR", self.dir())
+            .output()
+            .unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("health: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        all[name].clone()
+    }
+
+    /// The emails moto's SES has accepted so far.
+    pub fn sent_emails(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(root().join(".dev/venv/bin/python"))
+            .arg(root().join("scripts/stack_tools.py"))
+            .arg("emails")
+            .env("CHUTE_STACK_DIR", self.dir())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("emails: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    pub async fn database(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(self.get("CHUTE_MONGODB_URI"))
+            .await
+            .unwrap()
+            .database(self.get("CHUTE_DATABASE"))
+    }
+
+    /// Documents in `products` whose `sku` starts with `prefix`.
+    pub async fn count(&self, prefix: &str) -> u64 {
+        self.database()
+            .await
+            .collection::<bson::Document>("products")
+            .count_documents(bson::doc! {"sku": {"$regex": format!("^{prefix}")}})
+            .await
+            .unwrap_or(0)
+    }
+}
+
+/// A report's numbers add up: every row in exactly one bucket, and what the import wrote equals
+/// what the transform found valid (two counts the report keeps apart).
+pub fn accounting_holds(report: &serde_json::Value) {
+    let n = |path: &str| {
+        report
+            .pointer(path)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("report has {path}: {report}"))
+    };
+    let parts: u64 = ["valid", "rejected", "duplicate", "unprocessed"]
+        .iter()
+        .map(|k| n(&format!("/rows/{k}")))
+        .sum();
+    assert_eq!(
+        n("/rows/total"),
+        parts,
+        "total = valid + rejected + duplicate + unprocessed: {report}"
+    );
+    let written: u64 = ["inserted", "updated", "unchanged"]
+        .iter()
+        .map(|k| n(&format!("/written/{k}")))
+        .sum();
+    assert_eq!(
+        written,
+        n("/rows/valid"),
+        "inserted + updated + unchanged = valid: {report}"
+    );
+}

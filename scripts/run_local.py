@@ -1,0 +1,208 @@
+"""The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--team T]
+
+Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
+(the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
+watches the stack too: a Lambda service or function that is down stops it with exit 2 and says how
+to recover, instead of waiting for the timeout.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+from stack_settings import ACCOUNT, REGION, client, function_health, load, say, sent_emails, stack_dir
+
+STATE_MACHINE = "chute"
+
+
+def s3_event(bucket, key, size, etag, version):
+    """An S3 notification as S3 sends it (keys URL-encoded, spaces as '+')."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventTime": now,
+                "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "AWS:LOCAL"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "LOCAL", "x-amz-id-2": "LOCAL"},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "chute-incoming",
+                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "LOCAL"}, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": size, "eTag": etag, "versionId": version, "sequencer": "%016X" % time.time_ns()},
+                },
+            }
+        ]
+    }
+
+
+def run(args):
+    env = load()
+    args.env = env
+    started = time.time()
+    if args.resume:
+        return resume(args, started)
+    path = pathlib.Path(args.file)
+    if not path.is_file():
+        say(f"no such file: {path}")
+        return 2
+    s3 = client("s3", env)
+    bucket = env["CHUTE_BUCKET"]
+    key = "incoming/" + (f"{args.team}/" if args.team else "") + path.name
+    metadata = {}
+    if args.schema:
+        metadata["chute-schema"] = args.schema
+    if args.chunk_bytes:
+        metadata["chute-chunk-bytes"] = str(args.chunk_bytes)
+    put = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
+    etag, version = put["ETag"].strip('"'), put.get("VersionId")
+    say(f"uploaded {path} ({path.stat().st_size} bytes) to s3://{bucket}/{key}")
+
+    lam = client("lambda", env, env["LAMBDA_PORT"], retries={"max_attempts": 1}, read_timeout=900, connect_timeout=10)
+    event = s3_event(bucket, key, path.stat().st_size, etag, version)
+    response = lam.invoke(FunctionName="trigger", Payload=json.dumps(event).encode())
+    payload = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError") or "errorType" in payload:
+        say(f"trigger failed: {payload}")
+        return 2
+    if not payload.get("started"):
+        say(f"trigger started nothing: {payload}")
+        return 2
+    run_id = payload["started"][0]["run_id"]
+    say(f"run {run_id} started")
+
+    execution = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:{run_id}"
+    return follow(args, run_id, execution, started)
+
+
+def resume(args, started):
+    """Re-runs a failed run under its run id (what RedriveExecution does in AWS): a new execution
+    with the same input, so the import ledger turns every finished chunk into a no-op."""
+    sfn = client("stepfunctions", args.env)
+    run_id = args.resume
+    base = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}"
+    try:
+        original = sfn.describe_execution(executionArn=f"{base}:{run_id}")
+    except sfn.exceptions.ExecutionDoesNotExist:
+        say(f"no run {run_id} on this stack ({stack_dir()}); run ids are in the reports and in `scripts/run-local` output")
+        return 2
+    for attempt in range(1, 10):
+        name = f"{run_id}-r{attempt}"  # run ids are at most 77 characters; names 80
+        try:
+            sfn.describe_execution(executionArn=f"{base}:{name}")
+        except sfn.exceptions.ExecutionDoesNotExist:
+            break
+    else:
+        say(f"run {run_id} was resumed 9 times already")
+        return 2
+    execution = sfn.start_execution(stateMachineArn=original["stateMachineArn"], name=name, input=original["input"])["executionArn"]
+    say(f"run {run_id} resumed as execution {name}")
+    return follow(args, run_id, execution, started)
+
+
+def follow(args, run_id, execution, started):
+    """Prints the execution's events as they happen, then fetches and prints the report."""
+    sfn = client("stepfunctions", args.env)
+    s3 = client("s3", args.env)
+    seen = 0
+    deadline = time.time() + args.timeout
+    while True:
+        problem = stack_problem(args.env)
+        if problem:
+            say(f"run {run_id} cannot make progress: {problem}")
+            say(f"recover with `scripts/stack up`, then `scripts/run-local --resume {run_id}`")
+            return 2
+        status = sfn.describe_execution(executionArn=execution)["status"]
+        events = sfn.get_execution_history(executionArn=execution, maxResults=1000).get("events", [])
+        for e in events[seen:]:
+            details = next((v for k, v in e.items() if k.endswith("EventDetails")), {})
+            name = details.get("error") or details.get("name") or details.get("resource") or ""
+            say(f"  +{time.time() - started:6.1f}s {e['type']} {name}".rstrip())
+        seen = len(events)
+        if status != "RUNNING":
+            break
+        if time.time() > deadline:
+            say(f"the run did not finish within {args.timeout} s")
+            return 2
+        time.sleep(0.5)
+    say(f"execution {status} after {time.time() - started:.1f}s")
+
+    report_key = f"reports/{run_id}/report.json"
+    try:
+        report_bytes = s3.get_object(Bucket=args.env["CHUTE_BUCKET"], Key=report_key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        say(f"no report was written ({report_key}); see {stack_dir()}/logs/fn-*.log for run {run_id}")
+        return 2
+    report = json.loads(report_bytes)
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_bytes(report_bytes)
+        rejects = s3.get_object(Bucket=args.env["CHUTE_BUCKET"], Key=report["artifacts"]["rejects"])["Body"].read()
+        (out / "rejects.csv").write_bytes(rejects)
+        email = sent_email(args.env, report)
+        if email:
+            (out / "email.html").write_text(email["body"])
+            (out / "email.json").write_text(json.dumps({k: email[k] for k in ("source", "destinations", "subject")}, indent=2))
+        say(f"wrote report.json, rejects.csv{', email.html' if email else ''} to {out}")
+    print(json.dumps(report, indent=2))
+    if report["status"] == "FAILED":
+        say(f"FAILED: {report.get('reason', 'see the report')}")
+        return 1
+    return 0
+
+
+def stack_problem(env):
+    """What stops a run from progressing: the Lambda shim or a function process down."""
+    functions = function_health(env)
+    if functions is None:
+        return f"the local Lambda service (scripts/lambda_shim.py on port {env['SHIM_PORT']}) does not answer"
+    down = [f"{name} ({f['last_exit']})" for name, f in functions.items() if f["state"] == "crashed"]
+    if down:
+        return f"function {', '.join(down)} keeps exiting at start; see {stack_dir()}/logs/fn-*.log"
+    if not alive(stack_dir() / "pids" / "lambda.pid"):
+        return f"cargo lambda watch (Lambda's APIs, port {env['LAMBDA_PORT']}) is not running"
+    return None
+
+
+def alive(pid_file):
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def sent_email(env, report):
+    """The email as moto's SES received it (moto keeps the HTML part when both are sent)."""
+    message_id = (report.get("email") or {}).get("message_id")
+    if not message_id:
+        return None
+    return next((m for m in sent_emails(env) if m.get("id") == message_id), None)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    r = parser
+    r.add_argument("file", nargs="?")
+    r.add_argument("--resume", metavar="RUN_ID", help="re-run a failed run; finished chunks are not redone")
+    r.add_argument("--out")
+    r.add_argument("--schema")
+    r.add_argument("--chunk-bytes", type=int)
+    r.add_argument("--team", help="drop the file under incoming/TEAM/ (email routing)")
+    r.add_argument("--timeout", type=int, default=900)
+    args = parser.parse_args()
+    sys.exit(run(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The local stack's tooling, called by scripts/stack (the run CLI is scripts/run_local.py).
+
+  stack_tools.py ports FILE                 pick four free ports once (kept in FILE)
+  stack_tools.py wait --mongo PORT --http PORT...
+  stack_tools.py provision                  bucket, SES identity, state machine (from the ASL file)
+  stack_tools.py health [--json]            the functions' state from the shim; exit 1 if one is down
+  stack_tools.py emails                     the emails moto's SES accepted (JSON)
+  stack_tools.py hold FUNCTION              hold that function's next answer until its process exits
+  stack_tools.py cargo-executable NAME      reads `cargo … --message-format=json` on stdin
+
+Settings come from STACK/local.env (written by scripts/stack; `stack.load()`).
+"""
+
+import argparse
+import json
+import pathlib
+import socket
+import sys
+import time
+import urllib.request
+
+from stack_settings import ACCOUNT, FUNCTIONS, REGION, ROOT, client, function_health, load, say, sent_emails
+
+SENDER = "chute@chute.local"
+STATE_MACHINE = "chute"
+
+
+def ports(args):
+    path = pathlib.Path(args.file)
+    if path.exists():
+        return
+    socks = [socket.socket() for _ in range(4)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    names = ["MONGO_PORT", "MOTO_SERVER_PORT", "SHIM_PORT", "LAMBDA_PORT"]
+    path.write_text("".join(f"{name}={s.getsockname()[1]}\n" for name, s in zip(names, socks)))
+
+
+def wait(args):
+    deadline = time.time() + 120
+    pending = [("mongo", p) for p in args.mongo] + [("http", p) for p in args.http]
+    while pending:
+        kind, port = pending[0]
+        try:
+            if kind == "mongo":
+                import pymongo
+
+                pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500).admin.command("ping")
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            pending.pop(0)
+        except Exception:
+            if time.time() > deadline:
+                say(f"{kind} on port {port} did not answer within 120 s")
+                sys.exit(1)
+            time.sleep(0.2)
+
+
+def moto_api(port, path, body):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/moto-api/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def provision(_args):
+    env = load()
+    moto = env["MOTO_SERVER_PORT"]
+    # Without this switch moto accepts executions but never runs them.
+    moto_api(moto, "config", {"stepfunctions": {"execute_state_machine": True}})
+    # moto "restores" every object the first time its status is read; for the parts of a multipart
+    # upload (staged chunks) that looks up a bucket they do not name and /moto-api/data.json, where
+    # sent emails are read, fails from then on. Objects are never archived here: keep them as stored.
+    moto_api(moto, "state-manager/set-transition",
+             {"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": 2**31}})
+    s3 = client("s3", env)
+    try:
+        s3.create_bucket(Bucket=env["CHUTE_BUCKET"])
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    # Versioning gives every upload its own version id, so a re-dropped file is a new run.
+    s3.put_bucket_versioning(Bucket=env["CHUTE_BUCKET"], VersioningConfiguration={"Status": "Enabled"})
+    ses = client("sesv2", env)
+    try:
+        ses.create_email_identity(EmailIdentity=SENDER)
+    except ses.exceptions.AlreadyExistsException:
+        pass
+    definition = (ROOT / "statemachine" / "chute.asl.json").read_text()
+    for name in FUNCTIONS:
+        if name != "trigger":
+            definition = definition.replace("${%sFunctionArn}" % name.capitalize(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+    sfn = client("stepfunctions", env)
+    arn = env["CHUTE_STATE_MACHINE_ARN"]
+    role = f"arn:aws:iam::{ACCOUNT}:role/chute-local"
+    try:
+        sfn.describe_state_machine(stateMachineArn=arn)
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=role)
+
+
+def health(args):
+    """Prints one line per function (or JSON); exit 1 when one is not running or the shim is silent."""
+    functions = function_health(load())
+    if args.json:
+        print(json.dumps(functions))
+        sys.exit(0 if functions else 1)
+    if functions is None:
+        print("functions: unknown (the shim does not answer)")
+        sys.exit(1)
+    down = False
+    for name, f in functions.items():
+        if f["state"] == "running":
+            busy = f", invocation {f['inflight']} in flight" if f["inflight"] else ""
+            print(f"function {name}: running (pid {f['pid']}, {f['restarts']} restarts{busy})")
+        else:
+            # "starting" is the moment between a process's exit and its successor: not down.
+            down = down or f["state"] == "crashed"
+            print(f"function {name}: {f['state']} (last exit: {f['last_exit']})")
+    sys.exit(1 if down else 0)
+
+
+def hold(args):
+    """Asks the shim to hold FUNCTION's next answer until its process exits (fault tests)."""
+    port = load()["SHIM_PORT"]
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/_stack/hold/{args.function}", data=b"", method="POST"), timeout=10).read()
+
+
+def emails(_args):
+    """Every email moto's SES accepted, as JSON."""
+    print(json.dumps(sent_emails(load())))
+
+
+def cargo_executable(args):
+    """The executable cargo built for target NAME (a bench harness's file name carries a hash)."""
+    for line in sys.stdin:
+        m = json.loads(line)
+        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == args.name and m.get("executable"):
+            print(m["executable"])
+            return
+    sys.exit(1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ports").add_argument("file")
+    w = sub.add_parser("wait")
+    w.add_argument("--mongo", type=int, action="append", default=[])
+    w.add_argument("--http", type=int, action="append", default=[])
+    sub.add_parser("provision")
+    sub.add_parser("health").add_argument("--json", action="store_true")
+    sub.add_parser("emails")
+    sub.add_parser("hold").add_argument("function")
+    sub.add_parser("cargo-executable").add_argument("name")
+    args = parser.parse_args()
+    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "hold": hold, "cargo-executable": cargo_executable}
+    sys.exit(commands[args.command](args) or 0)
+
+
+if __name__ == "__main__":
+    main()
