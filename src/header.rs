@@ -1,7 +1,8 @@
 //! Matching a file's header against a schema: which cell feeds which column, what is unknown, and
 //! the file-level failures (missing or repeated columns) found before any row is read.
 
-use crate::schema::{fold_header, Column, Constraints, Schema};
+use crate::rules::Constraints;
+use crate::schema::{fold_header, Column, Schema};
 
 /// What one header cell feeds.
 #[derive(Debug, Clone, PartialEq)]

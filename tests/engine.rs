@@ -1,7 +1,7 @@
 //! The engine over whole files: documents, rejections and accounting for the products schema.
 
 use bson::{Bson, Document};
-use chute::memory::{process, FileOutcome};
+use chute::pipeline::{process, FileOutcome};
 use chute::plan::PlanOptions;
 use chute::rules::Code;
 use chute::schema::Schema;

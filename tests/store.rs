@@ -3,7 +3,7 @@
 mod support;
 
 use bson::{doc, Bson, DateTime, Document};
-use chute::memory::process;
+use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};

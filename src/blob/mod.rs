@@ -5,7 +5,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::aws::classify;
 use crate::error::ChuteError;
-use crate::plan::ChunkPlan;
+use crate::records::ChunkPlan;
 
 /// What HeadObject tells about a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]

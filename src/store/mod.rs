@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{redact, ChuteError};
-use crate::schema::Schema;
+use crate::schema::{join_key, Schema};
 
 pub use setup::json_schema;
 
@@ -347,11 +347,11 @@ impl Store {
         let mut stored = HashMap::with_capacity(staged.len());
         while cursor.advance().await.map_err(classify)? {
             let d: Document = cursor.deserialize_current().map_err(classify)?;
-            let key_text = key_fields
+            let parts: Vec<String> = key_fields
                 .iter()
                 .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\u{1f}");
+                .collect();
+            let key_text = join_key(parts.iter().map(String::as_str));
             let import = d.get_document("_import").ok();
             stored.insert(
                 key_text,
@@ -548,11 +548,8 @@ impl StagedDoc {
                     .ok_or_else(|| bad(&format!("row {row} has no key field {f}")))
             })
             .collect::<Result<_, _>>()?;
-        let key_text = key
-            .iter()
-            .map(|(_, v)| bson_text(v))
-            .collect::<Vec<_>>()
-            .join("\u{1f}");
+        let parts: Vec<String> = key.iter().map(|(_, v)| bson_text(v)).collect();
+        let key_text = join_key(parts.iter().map(String::as_str));
         Ok(StagedDoc {
             key,
             key_text,
