@@ -34,13 +34,11 @@ pub mod store;
 pub mod transform;
 pub mod value;
 
-pub use error::ChuteError;
-pub use header::FileError;
+pub use error::{ChuteError, Code, FileCode, FileError};
 pub use pipeline::{process, FileOutcome};
 pub use plan::{plan, Plan, PlanOptions};
 pub use records::{ChunkPlan, ChunkRecords};
 pub use report::{Report, ReportBuilder, Status};
-pub use rules::Code;
 pub use schema::Schema;
 pub use transform::{transform_chunk, transform_chunk_parts, RejectedRow, RowRules};
 pub use value::{CellValue, Decimal};

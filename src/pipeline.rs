@@ -2,7 +2,7 @@
 //! The Lambdas do the same steps over S3; tests, benchmarks and fuzzing use this.
 
 use crate::dedup::{rows_in_chunk, Occurrences};
-use crate::header::FileError;
+use crate::error::FileError;
 use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
 use crate::records::ChunkPlan;
 use crate::schema::Schema;

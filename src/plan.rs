@@ -21,7 +21,8 @@ use std::io::{BufRead, BufReader, Read};
 
 use serde::{Deserialize, Serialize};
 
-use crate::header::{FileError, Header};
+use crate::error::{FileCode, FileError};
+use crate::header::Header;
 use crate::records::{csv_reader, ChunkPlan};
 use crate::schema::{Schema, KEY_SEPARATOR};
 
@@ -138,13 +139,13 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(FileError::new(
-            "empty_file",
+            FileCode::EmptyFile,
             "the file is empty: it has no header row",
         ));
     }
     if record.len() > options.max_columns {
         return Err(FileError::new(
-            "too_many_columns",
+            FileCode::TooManyColumns,
             format!(
                 "the header has {} columns; at most {} are accepted",
                 record.len(),
@@ -174,7 +175,7 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
         check_size(start, options)?;
         if record.as_slice().len() > options.max_record_bytes {
             return Err(FileError::new(
-                "record_too_large",
+                FileCode::RecordTooLarge,
                 format!(
                     "row {rows} (near line {line}) is {} bytes; records over {} bytes are refused (often an unclosed quote)",
                     record.as_slice().len(),
@@ -233,7 +234,7 @@ fn repeated(mut values: Vec<u64>) -> Vec<u64> {
 fn check_size(bytes: u64, options: &PlanOptions) -> Result<(), FileError> {
     if bytes > options.max_file_bytes {
         return Err(FileError::new(
-            "too_large",
+            FileCode::TooLarge,
             format!(
                 "the file is larger than the {} byte limit",
                 options.max_file_bytes
@@ -244,9 +245,15 @@ fn check_size(bytes: u64, options: &PlanOptions) -> Result<(), FileError> {
 }
 
 fn io_error(e: std::io::Error) -> FileError {
-    FileError::new("unreadable", format!("the file could not be read: {e}"))
+    FileError::new(
+        FileCode::Unreadable,
+        format!("the file could not be read: {e}"),
+    )
 }
 
 fn csv_error(e: csv::Error) -> FileError {
-    FileError::new("unreadable", format!("the file could not be read: {e}"))
+    FileError::new(
+        FileCode::Unreadable,
+        format!("the file could not be read: {e}"),
+    )
 }

@@ -97,10 +97,29 @@ pub struct Artifacts {
     pub summary: String,
 }
 
+/// What became of the report's email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailOutcome {
+    Sent,
+    Failed,
+    /// No sender or no recipients configured.
+    Skipped,
+}
+
+impl EmailOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailOutcome::Sent => "sent",
+            EmailOutcome::Failed => "failed",
+            EmailOutcome::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailStatus {
-    /// `sent`, `failed` or `skipped` (no recipients configured).
-    pub status: String,
+    pub status: EmailOutcome,
     pub to: Vec<String>,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,7 +266,7 @@ impl ReportBuilder {
                 row,
                 line,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: crate::rules::Code::Database.as_str().to_string(),
+                code: crate::error::Code::Database.as_str().to_string(),
                 message: message.to_string(),
                 value: String::new(),
             },

@@ -18,58 +18,16 @@
 //! let price = schema.column("price").unwrap();
 //! assert!(rules::parse_cell(price.kind, &price.constraints, "19.99").is_ok());
 //! let err = rules::parse_cell(price.kind, &price.constraints, "19.999").unwrap_err();
-//! assert_eq!(err.code, rules::Code::Constraint);
+//! assert_eq!(err.code, chute::Code::Constraint);
 //! ```
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::fmt;
 
 use serde::Deserialize;
 
+use crate::error::Code;
 use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal};
-
-/// Stable rejection codes; reports, tests and people filter on these strings.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    /// A required cell is empty after trimming.
-    MissingValue,
-    /// The cell does not parse as the column's type.
-    TypeError,
-    /// The cell parses but breaks a declared constraint (length, charset, range, scale).
-    Constraint,
-    /// The record has a different number of fields than the header.
-    FieldCount,
-    /// The record is not valid UTF-8.
-    Encoding,
-    /// The header lacks a required column (file-level).
-    MissingColumn,
-    /// The database refused the document (validator, key or size); the message is the server's.
-    Database,
-}
-
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::MissingValue => "missing_value",
-            Code::TypeError => "type_error",
-            Code::Constraint => "constraint",
-            Code::FieldCount => "field_count",
-            Code::Encoding => "encoding",
-            Code::MissingColumn => "missing_column",
-            Code::Database => "database",
-        }
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why one cell was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,9 +23,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bson_writer::DocWriter;
+use crate::error::Code;
 use crate::header::{Header, Target};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::{parse_cell, Code};
+use crate::rules::parse_cell;
 use crate::schema::{join_key, Column, Schema};
 use crate::value::{trim, CellValue};
 

@@ -3,8 +3,8 @@
 use bson::{Bson, Document};
 use chute::pipeline::{process, FileOutcome};
 use chute::plan::PlanOptions;
-use chute::rules::Code;
 use chute::schema::Schema;
+use chute::Code;
 
 const HEADER: &str =
     "sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active";

@@ -35,8 +35,11 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
         .is_some()
     {
         if let Some(bytes) = env.blob.get_if_exists(&input.bucket, &record_key).await? {
-            let mut recorded: ImportOutput = serde_json::from_slice(&bytes)
-                .map_err(|e| ChuteError::Fatal(format!("{record_key} is unreadable: {e}")))?;
+            let mut recorded: ImportOutput =
+                serde_json::from_slice(&bytes).map_err(|source| ChuteError::Unreadable {
+                    what: record_key.clone(),
+                    source,
+                })?;
             tracing::info!("chunk already imported; nothing written");
             recorded.replayed = true;
             recorded.refusals.clear();

@@ -22,7 +22,7 @@ use crate::notify::Mailer;
 use crate::plan::PlanOptions;
 use crate::records::ChunkPlan;
 use crate::routing::Routing;
-use crate::schema::{Schema, SchemaError};
+use crate::schema::Schema;
 use crate::store::{Store, StoreConfig};
 
 /// Settings, all from environment variables (the SAM template sets them; defaults suit local runs).
@@ -71,7 +71,7 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ChuteError>
     match var(name) {
         Some(v) => v
             .parse()
-            .map_err(|_| ChuteError::Fatal(format!("{name}={v} is not a number"))),
+            .map_err(|_| ChuteError::Config(format!("{name}={v} is not a number"))),
         None => Ok(default),
     }
 }
@@ -98,7 +98,7 @@ impl Config {
             .filter(|e| !e.trim().is_empty())
         {
             let (team, addresses) = entry.split_once('=').ok_or_else(|| {
-                ChuteError::Fatal(format!(
+                ChuteError::Config(format!(
                     "CHUTE_EMAIL_TEAMS entry `{entry}` is not team=address,address"
                 ))
             })?;
@@ -137,8 +137,7 @@ impl Config {
     }
 
     pub fn schema(&self, name: &str) -> Result<Schema, ChuteError> {
-        Schema::load(&self.schema_dir, name)
-            .map_err(|e: SchemaError| ChuteError::Fatal(e.to_string()))
+        Ok(Schema::load(&self.schema_dir, name)?)
     }
 
     pub fn staging_key(&self, run_id: &str, name: &str) -> String {
@@ -184,7 +183,7 @@ impl Env {
                     (Some(uri), _) => uri.clone(),
                     (None, Some(arn)) => self.secret_uri(arn).await?,
                     (None, None) => {
-                        return Err(ChuteError::Fatal(
+                        return Err(ChuteError::Config(
                             "set CHUTE_MONGODB_URI or CHUTE_MONGODB_SECRET_ARN".into(),
                         ));
                     }
@@ -212,7 +211,7 @@ impl Env {
                 .and_then(|u| u.as_str())
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    ChuteError::Fatal("the MongoDB secret is JSON without a `uri` field".into())
+                    ChuteError::Config("the MongoDB secret is JSON without a `uri` field".into())
                 }),
             Err(_) => Ok(text.to_string()),
         }
@@ -324,7 +323,7 @@ pub struct ImportOutput {
     /// True when the ledger showed the chunk done and nothing was written.
     pub replayed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub refusals: Vec<crate::store::Refusal>,
+    pub refusals: Vec<crate::error::Refusal>,
 }
 
 /// A caught failure as Step Functions passes it (`{"Error", "Cause"}`).

@@ -15,12 +15,12 @@ use super::{
     TransformOutput,
 };
 use crate::error::ChuteError;
-use crate::header::FileError;
+use crate::error::FileError;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    Artifacts, ChunkTally, EmailStatus, Report, ReportBuilder, Source, Status, StepTimings,
-    Timings, TransformTally, WriteTally,
+    Artifacts, ChunkTally, EmailOutcome, EmailStatus, Report, ReportBuilder, Source, Status,
+    StepTimings, Timings, TransformTally, WriteTally,
 };
 
 /// The small result the state machine branches on.
@@ -75,7 +75,10 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
         let stored: StoredPlan = serde_json::from_slice(
             &env.blob.get(&run.bucket, &plan.plan_key).await?,
         )
-        .map_err(|e| ChuteError::Fatal(format!("plan {} is unreadable: {e}", plan.plan_key)))?;
+        .map_err(|source| ChuteError::Unreadable {
+            what: format!("plan {}", plan.plan_key),
+            source,
+        })?;
         builder.warnings(&stored.warnings);
         header = stored.header;
         for chunk in &stored.chunks {
@@ -208,7 +211,7 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
     let email = report
         .email
         .as_ref()
-        .map(|e| e.status.clone())
+        .map(|e| e.status.as_str().to_string())
         .unwrap_or_default();
     Ok(ReportOutput {
         status: report.status,
@@ -223,9 +226,14 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, ChuteError> {
     match env.blob.get_if_exists(bucket, key).await? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ChuteError::Fatal(format!("{key} is unreadable: {e}"))),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| ChuteError::Unreadable {
+                    what: key.to_string(),
+                    source,
+                })
+        }
         None => Ok(None),
     }
 }
@@ -289,7 +297,7 @@ async fn send_email(env: &Env, report: &Report, html: String, text: String) -> E
     let subject = report.subject();
     let Some(from) = env.config.email_from.clone().filter(|_| !to.is_empty()) else {
         return EmailStatus {
-            status: "skipped".into(),
+            status: EmailOutcome::Skipped,
             to,
             subject,
             message_id: None,
@@ -305,7 +313,7 @@ async fn send_email(env: &Env, report: &Report, html: String, text: String) -> E
     };
     match env.mailer.send(&email, env.config.email_attempts).await {
         Ok(id) => EmailStatus {
-            status: "sent".into(),
+            status: EmailOutcome::Sent,
             to,
             subject,
             message_id: Some(id),
@@ -314,7 +322,7 @@ async fn send_email(env: &Env, report: &Report, html: String, text: String) -> E
         Err(e) => {
             tracing::warn!(error = %e, "email not sent; the report is stored");
             EmailStatus {
-                status: "failed".into(),
+                status: EmailOutcome::Failed,
                 to,
                 subject,
                 message_id: None,

@@ -34,7 +34,10 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
     let stored: StoredPlan = serde_json::from_slice(
         &env.blob.get(&input.bucket, &input.plan_key).await?,
     )
-    .map_err(|e| ChuteError::Fatal(format!("plan {} is unreadable: {e}", input.plan_key)))?;
+    .map_err(|source| ChuteError::Unreadable {
+        what: format!("plan {}", input.plan_key),
+        source,
+    })?;
     let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
     let header = Header::resolve(&schema, &cells)?;
     let chunk = input.chunk;
@@ -69,7 +72,7 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
         .await;
     let outcome = transformed
         .await
-        .map_err(|e| ChuteError::Fatal(format!("chunk {}: transform failed: {e}", chunk.index)))?;
+        .map_err(|e| ChuteError::stopped(format!("chunk {} transform", chunk.index), e))?;
     uploaded?;
     if outcome.rows != chunk.rows {
         return Err(ChuteError::Fatal(format!(

@@ -139,7 +139,7 @@ async fn run(env: &Env, event: &Value) -> Result<TriggerOutput, ChuteError> {
         .config
         .state_machine_arn
         .as_deref()
-        .ok_or_else(|| ChuteError::Fatal("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
+        .ok_or_else(|| ChuteError::Config("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
     let mut output = TriggerOutput::default();
     for object in objects(event)? {
         let wanted = object.key.starts_with(&env.config.incoming_prefix)

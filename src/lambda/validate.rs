@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::{diagnostic, elapsed_ms, emit_metrics, Env, PlanOutput, RunInput, StoredPlan};
 use crate::dedup::Occurrences;
 use crate::error::ChuteError;
-use crate::header::FileError;
+use crate::error::{FileCode, FileError};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
 use crate::transform::RowRules;
 
@@ -45,7 +45,7 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
     let info = env.blob.head(&input.bucket, &input.key).await?;
     if info.size > options.max_file_bytes {
         return Err(FileError::new(
-            "too_large",
+            FileCode::TooLarge,
             format!(
                 "the file is {} bytes; the limit is {}",
                 info.size, options.max_file_bytes
@@ -63,7 +63,7 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         let options = options.clone();
         tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
             .await
-            .map_err(|e| ChuteError::Fatal(format!("planner stopped: {e}")))??
+            .map_err(|e| ChuteError::stopped("planner", e))??
     };
     tracing::info!(
         rows = planned.rows,

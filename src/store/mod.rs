@@ -19,7 +19,7 @@ use mongodb::{Client, Database};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::error::{redact, ChuteError};
+use crate::error::{redact, ChuteError, Refusal};
 use crate::schema::{join_key, Schema};
 
 pub use setup::json_schema;
@@ -59,15 +59,6 @@ pub struct WriteContext {
     /// `s3://bucket/key`
     pub source: String,
     pub at: DateTime,
-}
-
-/// A document the database refused, mapped back to its row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    pub row: u64,
-    pub line: u64,
-    pub code: i32,
-    pub message: String,
 }
 
 /// What writing one chunk did. `inserted + updated + unchanged + refused.len()` equals the
