@@ -413,7 +413,7 @@ async fn the_ledger_remembers_finished_chunks() {
         unchanged: 1,
         refused: vec![],
     };
-    store.record_chunk("run-9", 0, &outcome).await.unwrap();
+    store.finish_chunk("run-9", 0, &outcome).await.unwrap();
     store
         .record_run("run-9", doc! {"status": "RUNNING"})
         .await

@@ -68,10 +68,8 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
     env.blob
         .put_json(&input.bucket, &record_key, &output)
         .await?;
-    let mut ledger = outcome;
-    ledger.refused.clear();
     store
-        .record_chunk(&input.run_id, input.chunk, &ledger)
+        .finish_chunk(&input.run_id, input.chunk, &outcome)
         .await?;
     output.refusals.clear();
     tracing::info!(

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use bson::doc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -176,11 +175,7 @@ async fn run(env: &Env, input: &ReportInput) -> Result<ReportOutput, ChuteError>
     put_report(env, &report).await?;
     // The ledger copy is bookkeeping: with MongoDB down (often why a run failed) the stored report
     // and the email stand, and a retry here would send the email again.
-    let ledger = async {
-        let fields = doc! {"status": report.status.as_str(), "finished_at": &report.timings.finished_at,
-        "report": bson::to_bson(&report).map_err(|e| ChuteError::Fatal(e.to_string()))?};
-        env.store().await?.record_run(&run.run_id, fields).await
-    };
+    let ledger = async { env.store().await?.finish_run(&report).await };
     if let Err(e) = ledger.await {
         tracing::warn!(error = %e, "run not recorded in the import_runs ledger; the report is stored");
     }

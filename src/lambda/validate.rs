@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use bson::doc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
 
@@ -12,6 +11,7 @@ use crate::dedup::Occurrences;
 use crate::error::ChuteError;
 use crate::error::{FileCode, FileError};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
+use crate::store::RunStart;
 use crate::transform::RowRules;
 
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
@@ -27,11 +27,14 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
     let schema = env.config.schema(&input.schema)?;
     let store = env.store().await?;
     store
-        .record_run(
-            &input.run_id,
-            doc! {"status": "RUNNING", "source": {"bucket": &input.bucket, "key": &input.key, "etag": &input.etag},
-                  "schema": &schema.name, "requested_at": &input.requested_at},
-        )
+        .start_run(&RunStart {
+            run_id: &input.run_id,
+            bucket: &input.bucket,
+            key: &input.key,
+            etag: &input.etag,
+            schema: &schema.name,
+            requested_at: &input.requested_at,
+        })
         .await?;
     store.ensure_collection(&schema).await?;
 
