@@ -1,5 +1,8 @@
 //! S3: the source file, staged chunks and report artifacts.
 
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -23,20 +26,14 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // Local S3 stand-ins answer on one host name: path-style addressing (CHUTE_S3_PATH_STYLE=1).
-        let path_style =
-            std::env::var("CHUTE_S3_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
+    /// `path_style` for local S3 stand-ins, which answer on one host name.
+    pub fn new(sdk: &aws_config::SdkConfig, path_style: bool) -> Self {
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(path_style)
             .build();
         Blob {
             client: aws_sdk_s3::Client::from_conf(config),
         }
-    }
-
-    pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
     }
 
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo, ChuteError> {
@@ -143,6 +140,36 @@ impl Blob {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(classify(&format!("s3://{bucket}/{key}"), e)),
         }
+    }
+
+    /// Reads a JSON object this run stored (a plan, a chunk outcome).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<T, ChuteError> {
+        parse_json(key, &self.get(bucket, key).await?)
+    }
+
+    /// Like [`Blob::get_json`], `None` when the object does not exist (the step did not finish).
+    pub async fn get_json_if_exists<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<T>, ChuteError> {
+        match self.get_if_exists(bucket, key).await? {
+            Some(bytes) => parse_json(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A GET link to the object valid for `seconds`; `None` when it cannot be signed (the email
+    /// then names the S3 location instead).
+    pub async fn presign_get(&self, bucket: &str, key: &str, seconds: u64) -> Option<String> {
+        let config = PresigningConfig::expires_in(Duration::from_secs(seconds)).ok()?;
+        let request = self.client.get_object().bucket(bucket).key(key);
+        let presigned = request.presigned(config).await.ok()?;
+        Some(presigned.uri().to_string())
     }
 
     /// Stores a value as JSON (plans, chunk outcomes).
@@ -291,6 +318,13 @@ impl Blob {
     ) -> Result<impl tokio::io::AsyncRead + Unpin, ChuteError> {
         Ok(self.stream(bucket, key, None).await?.into_async_read())
     }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ChuteError> {
+    serde_json::from_slice(bytes).map_err(|source| ChuteError::Unreadable {
+        what: key.to_string(),
+        source,
+    })
 }
 
 fn quote_etag(etag: &str) -> String {

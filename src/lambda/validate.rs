@@ -4,25 +4,17 @@
 use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use tracing::Instrument;
 
-use super::{diagnostic, elapsed_ms, emit_metrics, Env, PlanOutput, RunInput, StoredPlan};
+use super::metrics::{emit_metrics, COUNT, MILLISECONDS};
+use super::{elapsed_ms, Env, PlanOutput, RunInput, StoredPlan};
 use crate::dedup::Occurrences;
-use crate::error::ChuteError;
-use crate::error::{FileCode, FileError};
+use crate::error::{ChuteError, FileCode, FileError};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
 use crate::store::RunStart;
 use crate::transform::RowRules;
 
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
-    let input = event.payload;
-    let span = tracing::info_span!("validate", run_id = %input.run_id);
-    async { run(env, &input).await.map_err(diagnostic) }
-        .instrument(span)
-        .await
-}
-
-async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
+    let input = &event.payload;
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
     let store = env.store().await?;
@@ -47,13 +39,13 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
     };
     let info = env.blob.head(&input.bucket, &input.key).await?;
     if info.size > options.max_file_bytes {
-        return Err(FileError::new(
+        return Err(ChuteError::from(FileError::new(
             FileCode::TooLarge,
             format!(
                 "the file is {} bytes; the limit is {}",
                 info.size, options.max_file_bytes
             ),
-        )
+        ))
         .into());
     }
     let body = env
@@ -66,7 +58,8 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         let options = options.clone();
         tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
             .await
-            .map_err(|e| ChuteError::stopped("planner", e))??
+            .map_err(|e| ChuteError::stopped("planner", e))?
+            .map_err(ChuteError::from)?
     };
     tracing::info!(
         rows = planned.rows,
@@ -111,9 +104,9 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         "validate",
         &input.run_id,
         &[
-            ("RowsRead", output.rows as f64, "Count"),
-            ("Chunks", output.chunk_count as f64, "Count"),
-            ("Duration", output.duration_ms as f64, "Milliseconds"),
+            ("RowsRead", output.rows as f64, COUNT),
+            ("Chunks", output.chunk_count as f64, COUNT),
+            ("Duration", output.duration_ms as f64, MILLISECONDS),
         ],
     );
     Ok(output)
