@@ -132,7 +132,8 @@ pub struct Refusal {
 }
 
 /// Why a step failed. Every variant but `Transient` and `InvalidFile` is fatal: retrying would
-/// fail the same way.
+/// fail the same way. MongoDB and AWS errors are kept as (redacted) text, never as a source: the
+/// driver's own text can carry the connection string.
 #[derive(Debug, thiserror::Error)]
 pub enum ChuteError {
     /// Network, throttling, database fail-over: worth retrying.
@@ -145,12 +146,19 @@ pub enum ChuteError {
     Config(String),
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    /// A stored record (plan, chunk outcome) does not read back as what wrote it.
+    /// A stored record (plan, chunk outcome, ledger entry) does not read back as what wrote it.
     #[error("{what} is unreadable: {source}")]
     Unreadable {
         what: String,
         #[source]
-        source: serde_json::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A value cannot be encoded for storage (JSON in S3, BSON in the ledger).
+    #[error("{what} cannot be stored: {source}")]
+    Unwritable {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A blocking task panicked or was cancelled.
     #[error("{what} stopped: {source}")]
@@ -170,6 +178,28 @@ impl ChuteError {
             ChuteError::Transient(_) => TRANSIENT,
             ChuteError::InvalidFile(_) => INVALID_FILE,
             _ => FATAL,
+        }
+    }
+
+    /// A stored record that does not read back (`what` names it).
+    pub fn unreadable(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ChuteError::Unreadable {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A value that cannot be encoded for storage (`what` names it).
+    pub fn unwritable(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ChuteError::Unwritable {
+            what: what.into(),
+            source: Box::new(source),
         }
     }
 

@@ -179,8 +179,7 @@ impl Blob {
         key: &str,
         value: &T,
     ) -> Result<(), ChuteError> {
-        let body =
-            serde_json::to_vec(value).map_err(|e| ChuteError::Fatal(format!("{key}: {e}")))?;
+        let body = serde_json::to_vec(value).map_err(|e| ChuteError::unwritable(key, e))?;
         self.put(bucket, key, body, "application/json").await
     }
 
@@ -321,10 +320,7 @@ impl Blob {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ChuteError> {
-    serde_json::from_slice(bytes).map_err(|source| ChuteError::Unreadable {
-        what: key.to_string(),
-        source,
-    })
+    serde_json::from_slice(bytes).map_err(|e| ChuteError::unreadable(key, e))
 }
 
 fn quote_etag(etag: &str) -> String {

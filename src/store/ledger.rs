@@ -53,8 +53,8 @@ impl Store {
 
     /// Records the reported run: its final status, when it finished and the report itself.
     pub async fn finish_run(&self, report: &Report) -> Result<(), ChuteError> {
-        let report_doc = bson::to_bson(report)
-            .map_err(|e| ChuteError::Fatal(format!("the report is not BSON: {e}")))?;
+        let report_doc =
+            bson::to_bson(report).map_err(|e| ChuteError::unwritable("the report", e))?;
         self.record_run(
             &report.run_id,
             doc! {"status": RunState::Reported(report.status).as_str(),
@@ -78,18 +78,14 @@ impl Store {
             .await
             .map_err(classify)?;
         let Some(run) = found else { return Ok(None) };
-        let malformed = |e: &dyn std::fmt::Display| {
-            ChuteError::Fatal(format!(
-                "ledger entry for chunk {chunk} of run {run_id} is malformed: {e}"
-            ))
-        };
+        let what = || format!("ledger entry for chunk {chunk} of run {run_id}");
         let entry = run
             .get_document("chunks")
             .and_then(|c| c.get_document(chunk.to_string()))
-            .map_err(|e| malformed(&e))?;
+            .map_err(|e| ChuteError::unreadable(what(), e))?;
         bson::from_document(entry.clone())
             .map(Some)
-            .map_err(|e| malformed(&e))
+            .map_err(|e| ChuteError::unreadable(what(), e))
     }
 
     /// Records a written chunk in the run's ledger: its counts (the refusals are in its S3 record).
@@ -104,7 +100,7 @@ impl Store {
             ..outcome.clone()
         };
         let entry = bson::to_document(&counts)
-            .map_err(|e| ChuteError::Fatal(format!("the chunk outcome is not BSON: {e}")))?;
+            .map_err(|e| ChuteError::unwritable("the chunk outcome", e))?;
         self.db
             .collection::<Document>(RUNS)
             .update_one(

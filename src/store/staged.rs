@@ -203,10 +203,7 @@ pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
             )));
         }
         let doc = RawDocument::from_bytes(&bytes[..len]).map_err(|e| {
-            ChuteError::Fatal(format!(
-                "staged document {} is not BSON: {e}",
-                docs.len() + 1
-            ))
+            ChuteError::unreadable(format!("staged document {}", docs.len() + 1), e)
         })?;
         docs.push(doc);
         bytes = &bytes[len..];
