@@ -1,0 +1,216 @@
+//! Adding up chunk tallies and rejections into a report, and writing rejects.csv.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Artifacts, ChunkTally, Chunks, ErrorEntry, Report, Rows, Source, Status, Timings, Written,
+    ERROR_SAMPLE,
+};
+use crate::transform::RejectedRow;
+
+/// Builds a report from per-chunk tallies and the rejected rows, in any order.
+pub struct ReportBuilder {
+    report: Report,
+    rejects: Vec<RejectLine>,
+    /// Chunks whose import did not account for every staged document, with both counts.
+    unaccounted: Vec<String>,
+}
+
+/// One line of rejects.csv.
+#[derive(Debug, Clone)]
+struct RejectLine {
+    entry: ErrorEntry,
+    fields: Vec<String>,
+}
+
+impl ReportBuilder {
+    pub fn new(run_id: &str, source: Source, schema: &str) -> Self {
+        ReportBuilder {
+            report: Report {
+                run_id: run_id.to_string(),
+                source,
+                schema: schema.to_string(),
+                status: Status::Succeeded,
+                reason: None,
+                rows: Rows::default(),
+                written: Written::default(),
+                staged: 0,
+                errors: Vec::new(),
+                errors_total: 0,
+                errors_by_code: BTreeMap::new(),
+                errors_by_column: BTreeMap::new(),
+                chunks: Chunks::default(),
+                warnings: Vec::new(),
+                timings: Timings::default(),
+                artifacts: Artifacts::default(),
+                email: None,
+            },
+            rejects: Vec::new(),
+            unaccounted: Vec::new(),
+        }
+    }
+
+    pub fn warnings(&mut self, warnings: &[String]) {
+        self.report.warnings.extend_from_slice(warnings);
+    }
+
+    /// The file as a whole failed (or the run failed before chunks); `reason` says why.
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.report.reason = Some(reason.into());
+    }
+
+    pub fn chunk(&mut self, tally: &ChunkTally) {
+        let r = &mut self.report;
+        r.rows.total += tally.rows;
+        r.chunks.total += 1;
+        match (&tally.transformed, &tally.written) {
+            (Some(t), Some(w)) => {
+                r.rows.valid += w.inserted + w.updated + w.unchanged;
+                r.rows.rejected += t.rejected + w.refused;
+                r.rows.duplicate += t.duplicate;
+                r.written.inserted += w.inserted;
+                r.written.updated += w.updated;
+                r.written.unchanged += w.unchanged;
+                r.staged += t.valid;
+                let accounted = w.inserted + w.updated + w.unchanged + w.refused;
+                if accounted != t.valid {
+                    self.unaccounted.push(format!(
+                        "chunk {}: the transform staged {} documents, the import accounted for {accounted}",
+                        tally.index, t.valid
+                    ));
+                }
+            }
+            _ => {
+                r.rows.unprocessed += tally.rows;
+                r.chunks.failed.push(tally.index);
+            }
+        }
+    }
+
+    /// A row the transform rejected: one error (and one rejects.csv line) per problem.
+    pub fn rejected_row(&mut self, row: &RejectedRow) {
+        for issue in &row.issues {
+            self.push(
+                ErrorEntry {
+                    row: row.row,
+                    line: row.line,
+                    column: issue.column.clone(),
+                    code: issue.code.as_str().to_string(),
+                    message: issue.message.clone(),
+                    value: issue.value.clone(),
+                },
+                row.fields.clone(),
+            );
+        }
+    }
+
+    /// A document the database refused.
+    pub fn refused(&mut self, row: u64, line: u64, message: &str) {
+        self.push(
+            ErrorEntry {
+                row,
+                line,
+                column: crate::transform::WHOLE_ROW.to_string(),
+                code: crate::error::Code::Database.as_str().to_string(),
+                message: message.to_string(),
+                value: String::new(),
+            },
+            Vec::new(),
+        );
+    }
+
+    fn push(&mut self, entry: ErrorEntry, fields: Vec<String>) {
+        let r = &mut self.report;
+        r.errors_total += 1;
+        *r.errors_by_code.entry(entry.code.clone()).or_default() += 1;
+        *r.errors_by_column.entry(entry.column.clone()).or_default() += 1;
+        self.rejects.push(RejectLine { entry, fields });
+    }
+
+    /// Final status and the error sample; `header` names the original columns in rejects.csv.
+    pub fn finish(
+        mut self,
+        timings: Timings,
+        artifacts: Artifacts,
+        header: &[String],
+    ) -> (Report, Vec<u8>) {
+        // Stable: a row's problems keep the schema's column order.
+        self.rejects.sort_by_key(|l| l.entry.row);
+        let r = &mut self.report;
+        r.errors = self
+            .rejects
+            .iter()
+            .take(ERROR_SAMPLE)
+            .map(|l| l.entry.clone())
+            .collect();
+        r.chunks.failed.sort_unstable();
+        if !self.unaccounted.is_empty() {
+            let mismatch = format!(
+                "the accounting does not hold: {}",
+                self.unaccounted.join("; ")
+            );
+            r.reason = Some(match r.reason.take() {
+                Some(reason) => format!("{reason}; {mismatch}"),
+                None => mismatch,
+            });
+        }
+        let imported_any = r.chunks.total > r.chunks.failed.len() as u64;
+        r.status = if r.reason.is_some() && !imported_any {
+            Status::Failed
+        } else if r.reason.is_some() || !r.chunks.failed.is_empty() || r.rows.rejected > 0 {
+            Status::Partial
+        } else {
+            Status::Succeeded
+        };
+        if r.reason.is_none() && !r.chunks.failed.is_empty() {
+            r.reason = Some(format!(
+                "{} of {} chunks failed",
+                r.chunks.failed.len(),
+                r.chunks.total
+            ));
+        }
+        r.timings = timings;
+        r.artifacts = artifacts;
+        let csv = rejects_csv(&self.rejects, header);
+        (self.report, csv)
+    }
+}
+
+/// A cell a spreadsheet would run as a formula gets a leading `'`.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+fn rejects_csv(lines: &[RejectLine], header: &[String]) -> Vec<u8> {
+    // Flexible: a rejected record may have more or fewer fields than the header.
+    let mut out = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    let mut head: Vec<String> = ["row", "line", "column", "code", "message", "value"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    head.extend(header.iter().cloned());
+    let write = |out: &mut csv::Writer<Vec<u8>>, cells: Vec<String>| {
+        out.write_record(cells.iter().map(|c| neutralise(c).into_owned()))
+            .expect("writing to memory succeeds");
+    };
+    write(&mut out, head);
+    for l in lines {
+        let e = &l.entry;
+        let mut cells = vec![
+            e.row.to_string(),
+            e.line.to_string(),
+            e.column.clone(),
+            e.code.clone(),
+            e.message.clone(),
+            e.value.clone(),
+        ];
+        cells.extend(l.fields.iter().cloned());
+        write(&mut out, cells);
+    }
+    out.into_inner().expect("writing to memory succeeds")
+}
