@@ -17,83 +17,71 @@ pub const INVALID_FILE: &str = "Chute.InvalidFile";
 /// `errorType` of everything else: retrying would fail the same way.
 pub const FATAL: &str = "Chute.Fatal";
 
-/// Why a cell or row was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    /// A required cell is empty after trimming.
-    MissingValue,
-    /// The cell does not parse as the column's type.
-    TypeError,
-    /// The cell parses but breaks a declared constraint (length, charset, range, scale).
-    Constraint,
-    /// The record has a different number of fields than the header.
-    FieldCount,
-    /// The record is not valid UTF-8.
-    Encoding,
-    /// The database refused the document (validator, key or size); the message is the server's.
-    Database,
-}
-
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::MissingValue => "missing_value",
-            Code::TypeError => "type_error",
-            Code::Constraint => "constraint",
-            Code::FieldCount => "field_count",
-            Code::Encoding => "encoding",
-            Code::Database => "database",
+/// Declares a code enum whose variants serialise to, and `as_str` gives, one stable string each,
+/// written once.
+macro_rules! codes {
+    ($(#[$doc:meta])* pub enum $name:ident {
+        $($(#[$variant_doc:meta])* $variant:ident = $text:literal,)*
+    }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$variant_doc])* #[serde(rename = $text)] $variant,)*
         }
-    }
-}
 
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a whole file was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileCode {
-    /// The header lacks a required column.
-    MissingColumn,
-    /// Two header cells feed the same column or field.
-    DuplicateColumn,
-    /// Not even a header row.
-    EmptyFile,
-    /// A header cell is not UTF-8.
-    Encoding,
-    /// Larger than `CHUTE_MAX_FILE_BYTES`.
-    TooLarge,
-    /// One record larger than `CHUTE_MAX_RECORD_BYTES` (often an unclosed quote).
-    RecordTooLarge,
-    /// More header cells than `CHUTE_MAX_COLUMNS`.
-    TooManyColumns,
-    /// The bytes could not be read as CSV at all.
-    Unreadable,
-}
-
-impl FileCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileCode::MissingColumn => "missing_column",
-            FileCode::DuplicateColumn => "duplicate_column",
-            FileCode::EmptyFile => "empty_file",
-            FileCode::Encoding => "encoding",
-            FileCode::TooLarge => "too_large",
-            FileCode::RecordTooLarge => "record_too_large",
-            FileCode::TooManyColumns => "too_many_columns",
-            FileCode::Unreadable => "unreadable",
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
         }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+codes! {
+    /// Why a cell or row was rejected.
+    pub enum Code {
+        /// A required cell is empty after trimming.
+        MissingValue = "missing_value",
+        /// The cell does not parse as the column's type.
+        TypeError = "type_error",
+        /// The cell parses but breaks a declared constraint (length, charset, range, scale).
+        Constraint = "constraint",
+        /// The record has a different number of fields than the header.
+        FieldCount = "field_count",
+        /// The record is not valid UTF-8.
+        Encoding = "encoding",
+        /// The database refused the document (validator, key or size); the message is the server's.
+        Database = "database",
     }
 }
 
-impl fmt::Display for FileCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+codes! {
+    /// Why a whole file was refused.
+    pub enum FileCode {
+        /// The header lacks a required column.
+        MissingColumn = "missing_column",
+        /// Two header cells feed the same column or field.
+        DuplicateColumn = "duplicate_column",
+        /// Not even a header row.
+        EmptyFile = "empty_file",
+        /// A header cell is not UTF-8.
+        Encoding = "encoding",
+        /// Larger than `CHUTE_MAX_FILE_BYTES`.
+        TooLarge = "too_large",
+        /// One record larger than `CHUTE_MAX_RECORD_BYTES` (often an unclosed quote).
+        RecordTooLarge = "record_too_large",
+        /// More header cells than `CHUTE_MAX_COLUMNS`.
+        TooManyColumns = "too_many_columns",
+        /// The bytes could not be read as CSV at all.
+        Unreadable = "unreadable",
     }
 }
 
@@ -178,39 +166,6 @@ impl ChuteError {
             ChuteError::Transient(_) => TRANSIENT,
             ChuteError::InvalidFile(_) => INVALID_FILE,
             _ => FATAL,
-        }
-    }
-
-    /// A stored record that does not read back (`what` names it).
-    pub fn unreadable(
-        what: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        ChuteError::Unreadable {
-            what: what.into(),
-            source: Box::new(source),
-        }
-    }
-
-    /// A value that cannot be encoded for storage (`what` names it).
-    pub fn unwritable(
-        what: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        ChuteError::Unwritable {
-            what: what.into(),
-            source: Box::new(source),
-        }
-    }
-
-    /// A blocking task that did not finish (`what` names it).
-    pub fn stopped(
-        what: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        ChuteError::Stopped {
-            what: what.into(),
-            source: Box::new(source),
         }
     }
 }

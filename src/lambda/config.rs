@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::error::{redact, ChuteError};
 use crate::plan::PlanOptions;
 use crate::routing::Routing;
 use crate::schema::Schema;
 
 /// Settings, all from environment variables.
-#[derive(Clone)]
+#[derive(Clone, Serialize)]
 pub struct Config {
     /// Only keys under this prefix start runs (`CHUTE_INCOMING_PREFIX`, default `incoming/`).
     pub incoming_prefix: String,
@@ -48,29 +50,12 @@ pub struct Config {
     pub tolerated_failure_percent: u32,
 }
 
-/// Written by hand so a `{:?}` in a log line cannot leak the MongoDB password.
+/// Shows the settings with the MongoDB URI redacted, so a `{:?}` in a log line cannot leak the
+/// password.
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("incoming_prefix", &self.incoming_prefix)
-            .field("staging_prefix", &self.staging_prefix)
-            .field("reports_prefix", &self.reports_prefix)
-            .field("state_machine_arn", &self.state_machine_arn)
-            .field("default_schema", &self.default_schema)
-            .field("schema_dir", &self.schema_dir)
-            .field("plan", &self.plan)
-            .field("database", &self.database)
-            .field("mongodb_uri", &self.mongodb_uri.as_deref().map(redact))
-            .field("mongodb_secret_arn", &self.mongodb_secret_arn)
-            .field("mongodb_timeout", &self.mongodb_timeout)
-            .field("s3_path_style", &self.s3_path_style)
-            .field("email_from", &self.email_from)
-            .field("routing", &self.routing)
-            .field("email_attempts", &self.email_attempts)
-            .field("presign_seconds", &self.presign_seconds)
-            .field("map_concurrency", &self.map_concurrency)
-            .field("tolerated_failure_percent", &self.tolerated_failure_percent)
-            .finish()
+        let settings = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        write!(f, "Config {}", redact(&settings))
     }
 }
 
@@ -187,7 +172,7 @@ mod tests {
                 mongodb_uri: Some(uri.into()),
                 ..Config::from_env().unwrap()
             };
-            let text = format!("{config:?} {config:#?}");
+            let text = format!("{config:?}");
             assert!(!text.contains("s3cr3t"), "{text}");
             assert!(text.contains("mongodb://<redacted>"), "{text}");
         }

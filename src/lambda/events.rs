@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
 use crate::records::ChunkPlan;
-use crate::report::{Imported, Status, TransformTally, Transformed, WriteTally};
+use crate::report::Status;
 use crate::transform::RejectedRow;
 
 /// The execution input `trigger` starts a run with.
@@ -100,20 +100,6 @@ pub struct TransformOutput {
     pub rejected_rows: Vec<RejectedRow>,
 }
 
-impl From<TransformOutput> for Transformed {
-    fn from(t: TransformOutput) -> Self {
-        Transformed {
-            tally: TransformTally {
-                valid: t.valid,
-                duplicate: t.duplicate,
-                rejected: t.rejected,
-            },
-            duration_ms: t.duration_ms,
-            rejected_rows: t.rejected_rows,
-        }
-    }
-}
-
 /// What `import` returns and stores (`staging/<run>/chunk-<i>.import.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportOutput {
@@ -128,21 +114,6 @@ pub struct ImportOutput {
     pub replayed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
-}
-
-impl From<ImportOutput> for Imported {
-    fn from(i: ImportOutput) -> Self {
-        Imported {
-            tally: WriteTally {
-                inserted: i.inserted,
-                updated: i.updated,
-                unchanged: i.unchanged,
-                refused: i.refused,
-            },
-            duration_ms: i.duration_ms,
-            refusals: i.refusals,
-        }
-    }
 }
 
 /// A caught failure as Step Functions passes it (`{"Error", "Cause"}`).
@@ -216,5 +187,79 @@ impl Traced for TransformOutput {
 impl Traced for ReportInput {
     fn run_id(&self) -> Option<&str> {
         Some(&self.run.run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+    use crate::report::{Imported, Transformed};
+    use crate::transform::Issue;
+
+    /// The report reads the chunk records the transform and import store; the layouts must agree.
+    #[test]
+    fn stored_chunk_records_read_back_as_the_report_sees_them() {
+        let rejected = RejectedRow {
+            row: 2,
+            line: 3,
+            issues: vec![Issue {
+                column: "price".into(),
+                code: Code::TypeError,
+                message: "price is not a number".into(),
+                value: "x".into(),
+            }],
+            fields: vec!["A".into()],
+        };
+        let transformed = TransformOutput {
+            run_id: "run".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            schema: "products".into(),
+            chunk: 1,
+            rows: 5,
+            valid: 3,
+            duplicate: 1,
+            rejected: 1,
+            staged_key: "s".into(),
+            duration_ms: 40,
+            rejected_rows: vec![rejected.clone()],
+        };
+        let seen: Transformed =
+            serde_json::from_slice(&serde_json::to_vec(&transformed).unwrap()).unwrap();
+        let tally = &seen.tally;
+        assert_eq!((tally.valid, tally.duplicate, tally.rejected), (3, 1, 1));
+        assert_eq!((seen.duration_ms, seen.rejections), (40, vec![rejected]));
+
+        let refusal = Refusal {
+            row: 4,
+            line: 5,
+            code: 121,
+            message: "Document failed validation".into(),
+        };
+        let imported = ImportOutput {
+            run_id: "run".into(),
+            chunk: 1,
+            inserted: 1,
+            updated: 1,
+            unchanged: 0,
+            refused: 1,
+            duration_ms: 60,
+            replayed: false,
+            refusals: vec![refusal.clone()],
+        };
+        let seen: Imported =
+            serde_json::from_slice(&serde_json::to_vec(&imported).unwrap()).unwrap();
+        let tally = &seen.tally;
+        assert_eq!(
+            (
+                tally.inserted,
+                tally.updated,
+                tally.unchanged,
+                tally.refused
+            ),
+            (1, 1, 0, 1)
+        );
+        assert_eq!((seen.duration_ms, seen.rejections), (60, vec![refusal]));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bson::DateTime;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
-use super::metrics::{emit_metrics, COUNT, MILLISECONDS};
+use super::metrics::Metrics;
 use super::{elapsed_ms, Env, ImportOutput, TransformOutput};
 use crate::store::WriteContext;
 
@@ -70,19 +70,11 @@ pub async fn handle(
         ms = output.duration_ms,
         "chunk imported"
     );
-    emit_metrics(
-        "import",
-        &input.run_id,
-        &[
-            (
-                "RowsWritten",
-                (output.inserted + output.updated) as f64,
-                COUNT,
-            ),
-            ("RowsUnchanged", output.unchanged as f64, COUNT),
-            ("RowsRefused", output.refused as f64, COUNT),
-            ("Duration", output.duration_ms as f64, MILLISECONDS),
-        ],
-    );
+    Metrics::new("import", &input.run_id)
+        .count("RowsWritten", output.inserted + output.updated)
+        .count("RowsUnchanged", output.unchanged)
+        .count("RowsRefused", output.refused)
+        .duration(output.duration_ms)
+        .emit();
     Ok(output)
 }

@@ -1,28 +1,53 @@
 //! CloudWatch metrics as Embedded Metric Format log lines: no API call, no latency, no permission.
 
-/// Unit of a count metric.
-pub const COUNT: &str = "Count";
-/// Unit of a duration metric.
-pub const MILLISECONDS: &str = "Milliseconds";
+/// The metrics of one step of one run, written as one EMF line with the `Step` dimension.
+pub struct Metrics {
+    line: serde_json::Map<String, serde_json::Value>,
+    definitions: Vec<serde_json::Value>,
+}
 
-/// Writes `(name, value, unit)` metrics of one step as one EMF line, with the `Step` dimension.
-pub fn emit_metrics(step: &str, run_id: &str, metrics: &[(&str, f64, &str)]) {
-    let mut line = serde_json::Map::new();
-    let definitions: Vec<serde_json::Value> = metrics
-        .iter()
-        .map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit}))
-        .collect();
-    line.insert(
-        "_aws".into(),
-        serde_json::json!({
-            "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            "CloudWatchMetrics": [{"Namespace": "chute", "Dimensions": [["Step"]], "Metrics": definitions}]
-        }),
-    );
-    line.insert("Step".into(), step.into());
-    line.insert("run_id".into(), run_id.into());
-    for (name, value, _) in metrics {
-        line.insert((*name).into(), serde_json::json!(value));
+impl Metrics {
+    pub fn new(step: &str, run_id: &str) -> Self {
+        let mut line = serde_json::Map::new();
+        line.insert("Step".into(), step.into());
+        line.insert("run_id".into(), run_id.into());
+        Metrics {
+            line,
+            definitions: Vec::new(),
+        }
     }
-    println!("{}", serde_json::Value::Object(line));
+
+    /// A count of rows (or chunks).
+    pub fn count(self, name: &str, value: u64) -> Self {
+        self.metric(name, value, "Count")
+    }
+
+    /// The step's `Duration` in milliseconds.
+    pub fn duration(self, ms: u64) -> Self {
+        self.metric("Duration", ms, "Milliseconds")
+    }
+
+    fn metric(mut self, name: &str, value: u64, unit: &str) -> Self {
+        self.definitions
+            .push(serde_json::json!({"Name": name, "Unit": unit}));
+        self.line
+            .insert(name.into(), serde_json::json!(value as f64));
+        self
+    }
+
+    /// Prints the line to stdout, where the Lambda log stream picks it up.
+    pub fn emit(mut self) {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.line.insert(
+            "_aws".into(),
+            serde_json::json!({
+                "Timestamp": timestamp,
+                "CloudWatchMetrics": [{"Namespace": "chute", "Dimensions": [["Step"]], "Metrics": self.definitions}]
+            }),
+        );
+        println!("{}", serde_json::Value::Object(self.line));
+    }
 }

@@ -5,8 +5,8 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
-use super::metrics::{emit_metrics, COUNT, MILLISECONDS};
-use super::{Env, ImportOutput, ReportInput, ReportOutput, StoredPlan, TransformOutput};
+use super::metrics::Metrics;
+use super::{Env, ReportInput, ReportOutput, StoredPlan};
 use crate::error::ChuteError;
 use crate::notify::Email;
 use crate::render::{render, Link};
@@ -78,20 +78,15 @@ pub async fn handle(
     if let Err(e) = ledger.await {
         tracing::warn!(error = %e, "run not recorded in the import_runs ledger; the report is stored");
     }
-    emit_metrics(
-        "report",
-        &run.run_id,
-        &[
-            ("RowsRead", report.rows.total as f64, COUNT),
-            ("RowsRejected", report.rows.rejected as f64, COUNT),
-            (
-                "RowsWritten",
-                (report.written.inserted + report.written.updated) as f64,
-                COUNT,
-            ),
-            ("Duration", report.timings.duration_ms as f64, MILLISECONDS),
-        ],
-    );
+    Metrics::new("report", &run.run_id)
+        .count("RowsRead", report.rows.total)
+        .count("RowsRejected", report.rows.rejected)
+        .count(
+            "RowsWritten",
+            report.written.inserted + report.written.updated,
+        )
+        .duration(report.timings.duration_ms)
+        .emit();
     tracing::info!(
         status = report.status.as_str(),
         total = report.rows.total,
@@ -116,27 +111,20 @@ async fn read_plan(
     let stored: StoredPlan = env.blob.get_json(&run.bucket, plan_key).await?;
     let mut chunks = Vec::with_capacity(stored.chunks.len());
     for chunk in &stored.chunks {
-        let transformed = env
+        let record = |suffix| env.config.chunk_key(&run.run_id, chunk.index, suffix);
+        let transformed: Option<Transformed> = env
             .blob
-            .get_json_if_exists::<TransformOutput>(
-                &run.bucket,
-                &env.config
-                    .chunk_key(&run.run_id, chunk.index, "transform.json"),
-            )
+            .get_json_if_exists(&run.bucket, &record("transform.json"))
             .await?;
-        let imported = env
+        let imported: Option<Imported> = env
             .blob
-            .get_json_if_exists::<ImportOutput>(
-                &run.bucket,
-                &env.config
-                    .chunk_key(&run.run_id, chunk.index, "import.json"),
-            )
+            .get_json_if_exists(&run.bucket, &record("import.json"))
             .await?;
         chunks.push(ChunkRecord {
             index: chunk.index,
             rows: chunk.rows,
-            transformed: transformed.map(Transformed::from),
-            imported: imported.map(Imported::from),
+            transformed,
+            imported,
         });
     }
     Ok(PlanRecord {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
-use super::metrics::{emit_metrics, COUNT, MILLISECONDS};
+use super::metrics::Metrics;
 use super::{elapsed_ms, ChunkInput, Env, StoredPlan, TransformOutput};
 use crate::dedup::rows_in_chunk;
 use crate::error::ChuteError;
@@ -50,9 +50,10 @@ pub async fn handle(
         .blob
         .put_parts(&input.bucket, &staged_key, "application/bson", received)
         .await;
-    let outcome = transformed
-        .await
-        .map_err(|e| ChuteError::stopped(format!("chunk {} transform", chunk.index), e))?;
+    let outcome = transformed.await.map_err(|e| ChuteError::Stopped {
+        what: format!("chunk {} transform", chunk.index),
+        source: e.into(),
+    })?;
     uploaded?;
     if outcome.rows != chunk.rows {
         return Err(ChuteError::Fatal(format!(
@@ -90,14 +91,10 @@ pub async fn handle(
         ms = output.duration_ms,
         "chunk transformed"
     );
-    emit_metrics(
-        "transform",
-        &input.run_id,
-        &[
-            ("RowsRead", output.rows as f64, COUNT),
-            ("RowsRejected", output.rejected as f64, COUNT),
-            ("Duration", output.duration_ms as f64, MILLISECONDS),
-        ],
-    );
+    Metrics::new("transform", &input.run_id)
+        .count("RowsRead", output.rows)
+        .count("RowsRejected", output.rejected)
+        .duration(output.duration_ms)
+        .emit();
     Ok(output)
 }

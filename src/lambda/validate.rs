@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
-use super::metrics::{emit_metrics, COUNT, MILLISECONDS};
+use super::metrics::Metrics;
 use super::{elapsed_ms, Env, PlanOutput, RunInput, StoredPlan};
 use crate::dedup::Occurrences;
 use crate::error::{ChuteError, FileCode, FileError};
@@ -58,7 +58,10 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         let options = options.clone();
         tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
             .await
-            .map_err(|e| ChuteError::stopped("planner", e))?
+            .map_err(|e| ChuteError::Stopped {
+                what: "planner".into(),
+                source: e.into(),
+            })?
             .map_err(ChuteError::from)?
     };
     tracing::info!(
@@ -100,14 +103,10 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         superseded_rows: superseded.len() as u64,
         duration_ms: elapsed_ms(started),
     };
-    emit_metrics(
-        "validate",
-        &input.run_id,
-        &[
-            ("RowsRead", output.rows as f64, COUNT),
-            ("Chunks", output.chunk_count as f64, COUNT),
-            ("Duration", output.duration_ms as f64, MILLISECONDS),
-        ],
-    );
+    Metrics::new("validate", &input.run_id)
+        .count("RowsRead", output.rows)
+        .count("Chunks", output.chunk_count)
+        .duration(output.duration_ms)
+        .emit();
     Ok(output)
 }

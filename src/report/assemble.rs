@@ -4,6 +4,8 @@ use super::{
     Artifacts, ChunkTally, Report, ReportBuilder, Source, StepTimings, Timings, TransformTally,
     WriteTally,
 };
+use serde::Deserialize;
+
 use crate::error::{FileError, Refusal};
 use crate::transform::RejectedRow;
 
@@ -41,21 +43,23 @@ pub struct ChunkRecord {
     pub imported: Option<Imported>,
 }
 
-/// What the transform recorded for a chunk: its own count of valid rows (documents staged).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Transformed {
-    pub tally: TransformTally,
+/// What one step recorded for a chunk: its tally, its time and the rows it turned away. Reads
+/// the step's stored record (`chunk-<i>.transform.json`, `chunk-<i>.import.json`) as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StepRecord<Tally, Rejection> {
+    #[serde(flatten)]
+    pub tally: Tally,
     pub duration_ms: u64,
-    pub rejected_rows: Vec<RejectedRow>,
+    /// `rejected_rows` of a transform record, `refusals` of an import record.
+    #[serde(default = "Vec::new", alias = "rejected_rows", alias = "refusals")]
+    pub rejections: Vec<Rejection>,
 }
 
-/// What the import recorded for a chunk: what the database did with the staged documents.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Imported {
-    pub tally: WriteTally,
-    pub duration_ms: u64,
-    pub refusals: Vec<Refusal>,
-}
+/// The transform's record: its own count of valid rows (documents staged) and the rejected rows.
+pub type Transformed = StepRecord<TransformTally, RejectedRow>;
+
+/// The import's record: what the database did with the staged documents, and what it refused.
+pub type Imported = StepRecord<WriteTally, Refusal>;
 
 /// Builds the report and rejects.csv of a run that finished at `finished`.
 ///
@@ -82,10 +86,10 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                 steps.slowest_chunk_ms = steps.slowest_chunk_ms.max(t.duration_ms + i.duration_ms);
                 tally.transformed = Some(t.tally.clone());
                 tally.written = Some(i.tally.clone());
-                for row in &t.rejected_rows {
+                for row in &t.rejections {
                     builder.rejected_row(row);
                 }
-                for r in &i.refusals {
+                for r in &i.rejections {
                     builder.refused(r.row, r.line, &r.message);
                 }
             }
@@ -152,12 +156,12 @@ mod tests {
                     rejected: rows - staged,
                 },
                 duration_ms: 10,
-                rejected_rows: Vec::new(),
+                rejections: Vec::new(),
             }),
             imported: Some(Imported {
                 tally: written,
                 duration_ms: 20,
-                refusals: Vec::new(),
+                rejections: Vec::new(),
             }),
         }
     }
@@ -192,19 +196,23 @@ mod tests {
         }
     }
 
+    /// The report of `chunks`, two seconds after the run started.
+    fn report_of(chunks: Vec<ChunkRecord>) -> Report {
+        assemble(run(chunks), at("2026-11-22T10:00:02Z")).0
+    }
+
     #[test]
-    fn a_run_whose_counts_agree_succeeds_with_both_counts_kept() {
-        let record = run(vec![
+    fn counts_that_agree_are_both_kept_and_add_no_reason() {
+        let report = report_of(vec![
             chunk(0, 10, 10, written(10, 0)),
             chunk(1, 5, 5, written(4, 1)),
         ]);
-        let (report, _) = assemble(record, at("2026-11-22T10:00:02Z"));
+        assert_eq!(report.reason, None);
         assert_eq!(
             report.status,
             Status::Partial,
-            "one refusal is a rejected row"
+            "a refusal is a rejected row"
         );
-        assert_eq!(report.reason, None);
         assert_eq!(
             (report.rows.total, report.rows.valid, report.rows.rejected),
             (15, 14, 1)
@@ -223,11 +231,10 @@ mod tests {
 
     #[test]
     fn an_import_that_does_not_account_for_every_staged_document_is_an_error() {
-        let record = run(vec![
+        let report = report_of(vec![
             chunk(0, 10, 10, written(10, 0)),
             chunk(1, 10, 10, written(7, 0)),
         ]);
-        let (report, _) = assemble(record, at("2026-11-22T10:00:01Z"));
         assert_ne!(report.status, Status::Succeeded);
         assert_eq!(report.rows.valid, 17, "valid is what the import wrote");
         assert_eq!(
@@ -265,7 +272,7 @@ mod tests {
     fn rejected_rows_and_refusals_reach_the_errors_and_rejects_csv() {
         let mut c = chunk(0, 3, 2, written(1, 1));
         if let Some(t) = &mut c.transformed {
-            t.rejected_rows.push(RejectedRow {
+            t.rejections.push(RejectedRow {
                 row: 1,
                 line: 2,
                 issues: vec![Issue {
@@ -278,7 +285,7 @@ mod tests {
             });
         }
         if let Some(i) = &mut c.imported {
-            i.refusals.push(Refusal {
+            i.rejections.push(Refusal {
                 row: 3,
                 line: 4,
                 code: 121,

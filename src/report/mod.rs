@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use assemble::{
-    assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, Transformed,
+    assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, StepRecord, Transformed,
 };
 pub use builder::{neutralise, ReportBuilder};
 

@@ -53,8 +53,10 @@ impl Store {
 
     /// Records the reported run: its final status, when it finished and the report itself.
     pub async fn finish_run(&self, report: &Report) -> Result<(), ChuteError> {
-        let report_doc =
-            bson::to_bson(report).map_err(|e| ChuteError::unwritable("the report", e))?;
+        let report_doc = bson::to_bson(report).map_err(|e| ChuteError::Unwritable {
+            what: "the report".into(),
+            source: e.into(),
+        })?;
         self.record_run(
             &report.run_id,
             doc! {"status": RunState::Reported(report.status).as_str(),
@@ -82,10 +84,16 @@ impl Store {
         let entry = run
             .get_document("chunks")
             .and_then(|c| c.get_document(chunk.to_string()))
-            .map_err(|e| ChuteError::unreadable(what(), e))?;
+            .map_err(|e| ChuteError::Unreadable {
+                what: what(),
+                source: e.into(),
+            })?;
         bson::from_document(entry.clone())
             .map(Some)
-            .map_err(|e| ChuteError::unreadable(what(), e))
+            .map_err(|e| ChuteError::Unreadable {
+                what: what(),
+                source: e.into(),
+            })
     }
 
     /// Records a written chunk in the run's ledger: its counts (the refusals are in its S3 record).
@@ -99,8 +107,10 @@ impl Store {
             refused: Vec::new(),
             ..outcome.clone()
         };
-        let entry = bson::to_document(&counts)
-            .map_err(|e| ChuteError::unwritable("the chunk outcome", e))?;
+        let entry = bson::to_document(&counts).map_err(|e| ChuteError::Unwritable {
+            what: "the chunk outcome".into(),
+            source: e.into(),
+        })?;
         self.db
             .collection::<Document>(RUNS)
             .update_one(

@@ -202,8 +202,9 @@ pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
                 docs.len()
             )));
         }
-        let doc = RawDocument::from_bytes(&bytes[..len]).map_err(|e| {
-            ChuteError::unreadable(format!("staged document {}", docs.len() + 1), e)
+        let doc = RawDocument::from_bytes(&bytes[..len]).map_err(|e| ChuteError::Unreadable {
+            what: format!("staged document {}", docs.len() + 1),
+            source: e.into(),
         })?;
         docs.push(doc);
         bytes = &bytes[len..];
