@@ -92,7 +92,13 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
     };
     let plan_key = env.config.staging_key(&input.run_id, "plan.json");
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
-    let output = PlanOutput {
+    let duration_ms = elapsed_ms(started);
+    Metrics::new("validate", &input.run_id)
+        .count("RowsRead", planned.rows)
+        .count("Chunks", planned.chunks.len() as u64)
+        .duration(duration_ms)
+        .emit();
+    Ok(PlanOutput {
         rows: planned.rows,
         file_bytes: planned.file_bytes,
         chunk_count: planned.chunks.len() as u64,
@@ -101,12 +107,6 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         warnings: planned.header.warnings,
         duplicate_keys: occurrences.duplicated_keys() as u64,
         superseded_rows: superseded.len() as u64,
-        duration_ms: elapsed_ms(started),
-    };
-    Metrics::new("validate", &input.run_id)
-        .count("RowsRead", output.rows)
-        .count("Chunks", output.chunk_count)
-        .duration(output.duration_ms)
-        .emit();
-    Ok(output)
+        duration_ms,
+    })
 }
