@@ -6,7 +6,7 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{Env, ReportInput, ReportOutput, StoredPlan};
+use super::{Env, PlanOutput, ReportInput, ReportOutput, RunInput, StoredPlan};
 use crate::error::ChuteError;
 use crate::notify::Email;
 use crate::render::{render, Link};
@@ -22,7 +22,7 @@ pub async fn handle(
     let input = &event.payload;
     let run = &input.run;
     let plan = match &input.plan {
-        Some(plan) => Some(read_plan(env, input, plan.plan_key.as_str(), plan.duration_ms).await?),
+        Some(plan) => Some(read_plan(env, run, plan).await?),
         None => None,
     };
     let artifacts = Artifacts {
@@ -101,14 +101,8 @@ pub async fn handle(
 }
 
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
-async fn read_plan(
-    env: &Env,
-    input: &ReportInput,
-    plan_key: &str,
-    validate_ms: u64,
-) -> Result<PlanRecord, ChuteError> {
-    let run = &input.run;
-    let stored: StoredPlan = env.blob.get_json(&run.bucket, plan_key).await?;
+async fn read_plan(env: &Env, run: &RunInput, plan: &PlanOutput) -> Result<PlanRecord, ChuteError> {
+    let stored: StoredPlan = env.blob.get_json(&run.bucket, &plan.plan_key).await?;
     let mut chunks = Vec::with_capacity(stored.chunks.len());
     for chunk in &stored.chunks {
         let record = |suffix| env.config.chunk_key(&run.run_id, chunk.index, suffix);
@@ -130,7 +124,7 @@ async fn read_plan(
     Ok(PlanRecord {
         header: stored.header,
         warnings: stored.warnings,
-        validate_ms,
+        validate_ms: plan.duration_ms,
         chunks,
     })
 }
