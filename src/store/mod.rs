@@ -34,7 +34,7 @@ pub use upsert::{WriteContext, WriteOutcome};
 pub const DEFAULT_BATCH: usize = 1000;
 
 /// Where the documents go and how the client behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     pub uri: String,
     pub database: String,
@@ -54,6 +54,19 @@ impl StoreConfig {
             batch_size: DEFAULT_BATCH,
             command_events: None,
         }
+    }
+}
+
+/// Written by hand so a `{:?}` cannot leak the password the URI may carry.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("uri", &redact(&self.uri))
+            .field("database", &self.database)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("batch_size", &self.batch_size)
+            .field("command_events", &self.command_events.is_some())
+            .finish()
     }
 }
 
@@ -109,5 +122,22 @@ impl Store {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        for uri in [
+            "mongodb://chute:s3cr3t@db/chute",
+            "MongoDB+SRV://chute:s3cr3t@x.net",
+        ] {
+            let text = format!("{:?}", StoreConfig::new(uri, "chute"));
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("mongodb://<redacted>"), "{text}");
+        }
     }
 }
