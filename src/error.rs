@@ -1,14 +1,12 @@
 //! The error vocabulary, one type per level: [`Code`] for a rejected cell or row, [`FileCode`] for a
-//! file refused as a whole, [`Refusal`] for a document the database refused, and [`ChuteError`]
-//! for a failed step. The codes serialise to the stable snake_case strings reports, tests and
-//! people filter on; [`ChuteError::error_type`] gives the `errorType` the state machine's Retry and
+//! file refused as a whole, [`SchemaError`] for a schema, [`Refusal`] for a document the database
+//! refused, and [`ChuteError`] for a failed step. The codes serialise to the stable snake_case
+//! strings reports, tests and people filter on; [`ChuteError::error_type`] gives the `errorType` the state machine's Retry and
 //! Catch clauses match verbatim.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-use crate::schema::SchemaError;
 
 /// `errorType` of failures worth retrying (network, throttling, database fail-over).
 pub const TRANSIENT: &str = "Chute.Transient";
@@ -107,6 +105,20 @@ impl FileError {
             message: message.into(),
         }
     }
+}
+
+/// A schema that cannot be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read schema {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("schema {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+    #[error("invalid schema: {0}")]
+    Invalid(String),
 }
 
 /// A document the database refused, mapped back to its row.

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::error::SchemaError;
 use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
 use crate::value::{CellValue, Decimal};
 
@@ -98,19 +99,6 @@ pub struct Schema {
     pub patterns: Vec<ColumnPattern>,
     /// Secondary indexes (column names, ascending) the queries on this collection need.
     pub indexes: Vec<Vec<String>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error("cannot read schema {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("schema {path} is not valid TOML: {message}")]
-    Toml { path: String, message: String },
-    #[error("invalid schema: {0}")]
-    Invalid(String),
 }
 
 /// The schema shipped as the default, compiled in so a Lambda needs no file system.
