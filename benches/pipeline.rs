@@ -326,7 +326,7 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
         .filter(|(_, b)| **b == b'\n')
         .nth(docs + docs / 50 + 1)
         .map_or(data.len(), |(i, _)| i + 1);
-    let out = chute::memory::process(&data[..cut], schema, &PlanOptions::default()).unwrap();
+    let out = chute::pipeline::process(&data[..cut], schema, &PlanOptions::default()).unwrap();
     let staged_docs = split_staged(&out.staged).unwrap();
     let staged_docs = &staged_docs[..docs.min(staged_docs.len())];
     let staged: Vec<u8> = staged_docs

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use crate::header::Header;
-use crate::plan::{key_fingerprint, ChunkPlan, ChunkRecords, Fields, FingerprintSet};
+use crate::plan::{key_fingerprint, FingerprintSet};
+use crate::records::{ChunkPlan, ChunkRecords, Fields};
 use crate::schema::Schema;
 use crate::transform::{recycle, RowRules};
 

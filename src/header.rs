@@ -1,7 +1,9 @@
 //! Matching a file's header against a schema: which cell feeds which column, what is unknown, and
 //! the file-level failures (missing or repeated columns) found before any row is read.
 
-use crate::schema::{fold_header, Column, Constraints, Schema};
+use crate::error::{FileCode, FileError};
+use crate::rules::Constraints;
+use crate::schema::{fold_header, Column, Schema};
 
 /// What one header cell feeds.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,25 +30,6 @@ pub struct Header {
     pub warnings: Vec<String>,
 }
 
-/// A failure that rejects the whole file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[error("{message}")]
-pub struct FileError {
-    /// Stable code: `missing_column`, `duplicate_column`, `empty_file`, `encoding`, `too_large`,
-    /// `record_too_large`, `too_many_columns`.
-    pub code: String,
-    pub message: String,
-}
-
-impl FileError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        FileError {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
 impl Header {
     /// Resolves raw header cells (already split by the CSV reader, BOM removed).
     pub fn resolve(schema: &Schema, cells: &[&[u8]]) -> Result<Header, FileError> {
@@ -54,7 +37,7 @@ impl Header {
         for (i, cell) in cells.iter().enumerate() {
             let text = std::str::from_utf8(cell).map_err(|_| {
                 FileError::new(
-                    "encoding",
+                    FileCode::Encoding,
                     format!(
                         "header cell {} is not UTF-8 ({:?}); save the file as UTF-8",
                         i + 1,
@@ -138,7 +121,7 @@ impl Header {
         }
         if !duplicates.is_empty() {
             return Err(FileError::new(
-                "duplicate_column",
+                FileCode::DuplicateColumn,
                 format!("the header repeats a column: {}", duplicates.join(", ")),
             ));
         }
@@ -148,7 +131,7 @@ impl Header {
             .find(|(c, _)| schema.columns.iter().any(|s| s.field == c.field))
         {
             return Err(FileError::new(
-                "duplicate_column",
+                FileCode::DuplicateColumn,
                 format!(
                     "header `{}` writes field `{}`, which another column already writes",
                     c.name, c.field
@@ -170,7 +153,7 @@ impl Header {
             .collect();
         if !missing.is_empty() {
             return Err(FileError::new(
-                "missing_column",
+                FileCode::MissingColumn,
                 format!(
                     "the header lacks required column{} {}; it has: {}",
                     if missing.len() > 1 { "s" } else { "" },

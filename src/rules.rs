@@ -16,58 +16,18 @@
 //! use chute::{rules, schema::Schema};
 //! let schema = Schema::products();
 //! let price = schema.column("price").unwrap();
-//! assert!(rules::parse_cell(price, "19.99").is_ok());
-//! let err = rules::parse_cell(price, "19.999").unwrap_err();
-//! assert_eq!(err.code, rules::Code::Constraint);
+//! assert!(rules::parse_cell(price.kind, &price.constraints, "19.99").is_ok());
+//! let err = rules::parse_cell(price.kind, &price.constraints, "19.999").unwrap_err();
+//! assert_eq!(err.code, chute::Code::Constraint);
 //! ```
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::fmt;
 
-use crate::schema::{Case, Column, ColumnType};
+use serde::Deserialize;
 
-/// Stable rejection codes; reports, tests and people filter on these strings.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    /// A required cell is empty after trimming.
-    MissingValue,
-    /// The cell does not parse as the column's type.
-    TypeError,
-    /// The cell parses but breaks a declared constraint (length, charset, range, scale).
-    Constraint,
-    /// The record has a different number of fields than the header.
-    FieldCount,
-    /// The record is not valid UTF-8.
-    Encoding,
-    /// The header lacks a required column (file-level).
-    MissingColumn,
-    /// The database refused the document (validator, key or size); the message is the server's.
-    Database,
-}
-
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::MissingValue => "missing_value",
-            Code::TypeError => "type_error",
-            Code::Constraint => "constraint",
-            Code::FieldCount => "field_count",
-            Code::Encoding => "encoding",
-            Code::MissingColumn => "missing_column",
-            Code::Database => "database",
-        }
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::error::Code;
+use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal};
 
 /// Why one cell was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,168 +45,103 @@ impl CellError {
     }
 }
 
-/// A parsed cell. Text borrows from the record when it needs no change, so the hot path does not
-/// allocate per cell.
+/// The kinds of value a column can hold; each maps to one BSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Decimal,
+    Integer,
+    Boolean,
+    Timestamp,
+    List,
+}
+
+/// Case folding applied to a string after it passed its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Case {
+    Upper,
+    Lower,
+}
+
+/// The checks a cell must pass, beyond parsing as its type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    /// Length bounds in characters, after trimming.
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    /// Allowed characters, as ranges and single characters (`A-Za-z0-9._-`).
+    pub charset: Option<Charset>,
+    pub case: Option<Case>,
+    /// Numeric bounds (decimal and integer columns), kept as text so decimals stay exact.
+    pub min: Option<Decimal>,
+    pub max: Option<Decimal>,
+    /// Most digits allowed after the decimal point.
+    pub scale: Option<u32>,
+    /// List separator.
+    pub separator: String,
+}
+
+/// A set of allowed characters written like a regex class body: `A-Za-z0-9._-`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CellValue<'a> {
-    String(Cow<'a, str>),
-    Decimal(Decimal),
-    Integer(i64),
-    Boolean(bool),
-    /// Milliseconds since the Unix epoch, UTC.
-    Timestamp(i64),
-    List(Vec<Cow<'a, str>>),
+pub struct Charset {
+    pub spec: String,
+    ranges: Vec<(char, char)>,
+    /// Bit `c` set when ASCII character `c` is in the set: one test per character on the hot path.
+    ascii: u128,
 }
 
-impl CellValue<'_> {
-    /// The same value borrowing from `self` (used to apply schema defaults without copying text).
-    pub fn borrowed(&self) -> CellValue<'_> {
-        match self {
-            CellValue::String(s) => CellValue::String(Cow::Borrowed(s)),
-            CellValue::List(items) => {
-                CellValue::List(items.iter().map(|i| Cow::Borrowed(i.as_ref())).collect())
+impl Charset {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let chars: Vec<char> = spec.chars().collect();
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            // A '-' is a range only between two characters; at either end it is literal.
+            if i + 2 < chars.len() && chars[i + 1] == '-' {
+                let (lo, hi) = (chars[i], chars[i + 2]);
+                if lo > hi {
+                    return Err(format!("charset `{spec}`: range {lo}-{hi} is backwards"));
+                }
+                ranges.push((lo, hi));
+                i += 3;
+            } else {
+                ranges.push((chars[i], chars[i]));
+                i += 1;
             }
-            CellValue::Decimal(d) => CellValue::Decimal(*d),
-            CellValue::Integer(n) => CellValue::Integer(*n),
-            CellValue::Boolean(b) => CellValue::Boolean(*b),
-            CellValue::Timestamp(t) => CellValue::Timestamp(*t),
         }
-    }
-
-    /// The value with no borrow left (schema defaults outlive the text they were parsed from).
-    pub fn into_owned(self) -> CellValue<'static> {
-        match self {
-            CellValue::String(s) => CellValue::String(Cow::Owned(s.into_owned())),
-            CellValue::List(items) => CellValue::List(
-                items
-                    .into_iter()
-                    .map(|i| Cow::Owned(i.into_owned()))
-                    .collect(),
-            ),
-            CellValue::Decimal(d) => CellValue::Decimal(d),
-            CellValue::Integer(n) => CellValue::Integer(n),
-            CellValue::Boolean(b) => CellValue::Boolean(b),
-            CellValue::Timestamp(t) => CellValue::Timestamp(t),
-        }
-    }
-}
-
-/// Most significant digits a BSON Decimal128 holds.
-const MAX_DECIMAL_DIGITS: usize = 34;
-
-/// An exact decimal: `coefficient × 10^-scale`, negative when `negative`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decimal {
-    pub negative: bool,
-    pub coefficient: u128,
-    pub scale: u32,
-}
-
-impl Decimal {
-    /// Parses plain decimal text: optional `-`, digits, optional `.` and digits. No exponent, no `+`,
-    /// no grouping, at most 34 significant digits (what Decimal128 holds exactly).
-    pub fn parse(text: &str) -> Option<Decimal> {
-        let (negative, body) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (int, frac) = match body.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (body, ""),
-        };
-        if int.is_empty() || (body.contains('.') && frac.is_empty()) {
-            return None;
-        }
-        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let digits = int.trim_start_matches('0').len() + frac.len();
-        if digits > MAX_DECIMAL_DIGITS {
-            return None;
-        }
-        let mut coefficient: u128 = 0;
-        for b in int.bytes().chain(frac.bytes()) {
-            coefficient = coefficient * 10 + u128::from(b - b'0');
-        }
-        Some(Decimal {
-            negative: negative && coefficient != 0,
-            coefficient,
-            scale: frac.len() as u32,
+        let ascii = (0..128u8)
+            .filter(|&b| in_ranges(&ranges, b as char))
+            .fold(0u128, |bits, b| bits | 1 << b);
+        Ok(Charset {
+            spec: spec.to_string(),
+            ranges,
+            ascii,
         })
     }
 
-    /// The IEEE 754-2008 BID encoding BSON uses for Decimal128 (little-endian), keeping the written
-    /// scale so `19.90` stays `19.90`.
-    pub fn to_decimal128_bytes(self) -> [u8; 16] {
-        const EXPONENT_BIAS: i32 = 6176;
-        let exponent = (EXPONENT_BIAS - self.scale as i32) as u128;
-        let bits = (u128::from(self.negative) << 127) | (exponent << 113) | self.coefficient;
-        bits.to_le_bytes()
-    }
-
-    fn cmp_value(&self, other: &Decimal) -> Ordering {
-        let sign = |d: &Decimal| if d.negative { -1 } else { 1 };
-        match (self.negative, other.negative) {
-            (false, true) => return Ordering::Greater,
-            (true, false) => return Ordering::Less,
-            _ => {}
-        }
-        if self.scale == other.scale {
-            let magnitude = self.coefficient.cmp(&other.coefficient);
-            return if self.negative {
-                magnitude.reverse()
-            } else {
-                magnitude
-            };
-        }
-        // Same sign: compare magnitudes at a common scale (fits: both are < 10^34, scales ≤ 34).
-        let scale = self.scale.max(other.scale);
-        let a = self.coefficient.checked_mul(10u128.pow(scale - self.scale));
-        let b = other
-            .coefficient
-            .checked_mul(10u128.pow(scale - other.scale));
-        let magnitude = match (a, b) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            (None, _) => Ordering::Greater,
-            (_, None) => Ordering::Less,
-        };
-        if sign(self) < 0 {
-            magnitude.reverse()
+    pub fn contains(&self, c: char) -> bool {
+        if c.is_ascii() {
+            self.ascii & (1 << c as u32) != 0
         } else {
-            magnitude
+            in_ranges(&self.ranges, c)
         }
     }
 }
 
-impl fmt::Display for Decimal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.coefficient.to_string();
-        let scale = self.scale as usize;
-        let sign = if self.negative { "-" } else { "" };
-        if scale == 0 {
-            return write!(f, "{sign}{digits}");
-        }
-        let padded = format!("{digits:0>width$}", width = scale + 1);
-        let (int, frac) = padded.split_at(padded.len() - scale);
-        write!(f, "{sign}{int}.{frac}")
-    }
-}
-
-/// Trims Unicode whitespace as `str::trim` does, without scanning when the ends are plain ASCII.
-pub fn trim(text: &str) -> &str {
-    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
-    if plain(text.as_bytes().first()) && plain(text.as_bytes().last()) {
-        text
-    } else {
-        text.trim()
-    }
+fn in_ranges(ranges: &[(char, char)], c: char) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
 
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
-pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, CellError> {
-    let c = &column.constraints;
-    match column.kind {
-        ColumnType::String => parse_string(column, text).map(CellValue::String),
+pub fn parse_cell<'a>(
+    kind: ColumnType,
+    c: &Constraints,
+    text: &'a str,
+) -> Result<CellValue<'a>, CellError> {
+    match kind {
+        ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
             let d = Decimal::parse(text).ok_or_else(|| {
                 CellError::new(
@@ -262,7 +157,7 @@ pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, C
                     ));
                 }
             }
-            check_range(column, &d)?;
+            check_range(c, &d)?;
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
@@ -273,7 +168,7 @@ pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, C
                 coefficient: u128::from(n.unsigned_abs()),
                 scale: 0,
             };
-            check_range(column, &as_decimal)?;
+            check_range(c, &as_decimal)?;
             Ok(CellValue::Integer(n))
         }
         ColumnType::Boolean => {
@@ -313,8 +208,7 @@ pub fn parse_cell<'a>(column: &Column, text: &'a str) -> Result<CellValue<'a>, C
     }
 }
 
-fn parse_string<'a>(column: &Column, text: &'a str) -> Result<Cow<'a, str>, CellError> {
-    let c = &column.constraints;
+fn parse_string<'a>(c: &Constraints, text: &'a str) -> Result<Cow<'a, str>, CellError> {
     let ascii = text.is_ascii();
     let length = if ascii {
         text.len()
@@ -366,16 +260,7 @@ fn parse_string<'a>(column: &Column, text: &'a str) -> Result<Cow<'a, str>, Cell
     })
 }
 
-fn parse_integer(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
-fn check_range(column: &Column, value: &Decimal) -> Result<(), CellError> {
-    let c = &column.constraints;
+fn check_range(c: &Constraints, value: &Decimal) -> Result<(), CellError> {
     if let Some(min) = &c.min {
         if value.cmp_value(min) == Ordering::Less {
             return Err(CellError::new(
@@ -393,92 +278,4 @@ fn check_range(column: &Column, value: &Decimal) -> Result<(), CellError> {
         }
     }
     Ok(())
-}
-
-/// RFC 3339, or a bare `YYYY-MM-DD` taken as midnight UTC; milliseconds since the epoch.
-fn parse_timestamp(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        return parse_date(b).map(|days| days * 86_400_000);
-    }
-    bson::DateTime::parse_rfc3339_str(text)
-        .ok()
-        .map(|d| d.timestamp_millis())
-}
-
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date (years 0000–9999, real calendar days only).
-fn parse_date(b: &[u8]) -> Option<i64> {
-    let number = |digits: &[u8]| {
-        digits.iter().try_fold(0i64, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
-    };
-    let (year, month, day) = (number(&b[..4])?, number(&b[5..7])?, number(&b[8..])?);
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if day < 1 || day > month_days {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    Some(era * 146_097 + day_of_era - 719_468)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_agree_with_the_rfc3339_parser_on_every_day_of_three_centuries() {
-        let mut day = bson::DateTime::parse_rfc3339_str("1900-01-01T00:00:00Z").unwrap();
-        let end = bson::DateTime::parse_rfc3339_str("2200-12-31T00:00:00Z").unwrap();
-        let mut checked = 0;
-        while day <= end {
-            let text = &day.try_to_rfc3339_string().unwrap()[..10];
-            assert_eq!(
-                parse_timestamp(text),
-                Some(day.timestamp_millis()),
-                "{text}"
-            );
-            day = bson::DateTime::from_millis(day.timestamp_millis() + 86_400_000);
-            checked += 1;
-        }
-        assert_eq!(checked, 301 * 365 + 73); // 73 leap days: 1904..=2196 but not 2100
-    }
-
-    #[test]
-    fn impossible_dates_are_refused() {
-        for text in [
-            "2025-02-29",
-            "2100-02-29",
-            "2026-04-31",
-            "2026-13-01",
-            "2026-00-10",
-            "2026-01-00",
-            "2026-1a-01",
-            "+026-01-01",
-        ] {
-            assert_eq!(parse_timestamp(text), None, "{text}");
-        }
-        assert!(parse_timestamp("2024-02-29").is_some());
-        assert!(parse_timestamp("2000-02-29").is_some());
-    }
-
-    #[test]
-    fn trim_matches_str_trim() {
-        for text in ["a", " a", "a ", "\u{a0}a\u{2003}", "\ta\n", "", " ", "ab c"] {
-            assert_eq!(trim(text), text.trim(), "{text:?}");
-        }
-    }
 }

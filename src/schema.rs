@@ -8,27 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::rules::{self, CellValue};
-
-/// The kinds of value a column can hold; each maps to one BSON type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    String,
-    Decimal,
-    Integer,
-    Boolean,
-    Timestamp,
-    List,
-}
-
-/// Case folding applied to a string after it passed its checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Case {
-    Upper,
-    Lower,
-}
+use crate::error::SchemaError;
+use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
+use crate::value::{CellValue, Decimal};
 
 /// One column as written in the TOML file.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,77 +63,6 @@ fn default_delimiter() -> String {
     ",".to_string()
 }
 
-/// The checks a cell must pass, beyond parsing as its type.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Constraints {
-    /// Length bounds in characters, after trimming.
-    pub min_length: Option<usize>,
-    pub max_length: Option<usize>,
-    /// Allowed characters, as ranges and single characters (`A-Za-z0-9._-`).
-    pub charset: Option<Charset>,
-    pub case: Option<Case>,
-    /// Numeric bounds (decimal and integer columns), kept as text so decimals stay exact.
-    pub min: Option<rules::Decimal>,
-    pub max: Option<rules::Decimal>,
-    /// Most digits allowed after the decimal point.
-    pub scale: Option<u32>,
-    /// List separator.
-    pub separator: String,
-}
-
-/// A set of allowed characters written like a regex class body: `A-Za-z0-9._-`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Charset {
-    pub spec: String,
-    ranges: Vec<(char, char)>,
-    /// Bit `c` set when ASCII character `c` is in the set: one test per character on the hot path.
-    ascii: u128,
-}
-
-impl Charset {
-    pub fn parse(spec: &str) -> Result<Self, SchemaError> {
-        let chars: Vec<char> = spec.chars().collect();
-        let mut ranges = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            // A '-' is a range only between two characters; at either end it is literal.
-            if i + 2 < chars.len() && chars[i + 1] == '-' {
-                let (lo, hi) = (chars[i], chars[i + 2]);
-                if lo > hi {
-                    return Err(SchemaError::Invalid(format!(
-                        "charset `{spec}`: range {lo}-{hi} is backwards"
-                    )));
-                }
-                ranges.push((lo, hi));
-                i += 3;
-            } else {
-                ranges.push((chars[i], chars[i]));
-                i += 1;
-            }
-        }
-        let ascii = (0..128u8)
-            .filter(|&b| in_ranges(&ranges, b as char))
-            .fold(0u128, |bits, b| bits | 1 << b);
-        Ok(Charset {
-            spec: spec.to_string(),
-            ranges,
-            ascii,
-        })
-    }
-
-    pub fn contains(&self, c: char) -> bool {
-        if c.is_ascii() {
-            self.ascii & (1 << c as u32) != 0
-        } else {
-            in_ranges(&self.ranges, c)
-        }
-    }
-}
-
-fn in_ranges(ranges: &[(char, char)], c: char) -> bool {
-    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
-}
-
 /// A column of a schema, ready to validate cells.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -188,19 +99,6 @@ pub struct Schema {
     pub patterns: Vec<ColumnPattern>,
     /// Secondary indexes (column names, ascending) the queries on this collection need.
     pub indexes: Vec<Vec<String>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error("cannot read schema {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("schema {path} is not valid TOML: {message}")]
-    Toml { path: String, message: String },
-    #[error("invalid schema: {0}")]
-    Invalid(String),
 }
 
 /// The schema shipped as the default, compiled in so a Lambda needs no file system.
@@ -280,7 +178,12 @@ impl Schema {
             let constraints = Constraints {
                 min_length: c.min_length,
                 max_length: c.max_length,
-                charset: c.charset.as_deref().map(Charset::parse).transpose()?,
+                charset: c
+                    .charset
+                    .as_deref()
+                    .map(Charset::parse)
+                    .transpose()
+                    .map_err(SchemaError::Invalid)?,
                 case: c.case,
                 min: parse_bound(&c.name, "min", c.min.as_deref())?,
                 max: parse_bound(&c.name, "max", c.max.as_deref())?,
@@ -309,7 +212,7 @@ impl Schema {
                         )))
                     }
                 };
-                let default = rules::parse_cell(&column, &text).map_err(|e| {
+                let default = parse_cell(column.kind, &column.constraints, &text).map_err(|e| {
                     SchemaError::Invalid(format!(
                         "default `{text}` of column `{}` fails its own rules: {}",
                         c.name, e.message
@@ -383,9 +286,9 @@ fn parse_bound(
     column: &str,
     which: &str,
     text: Option<&str>,
-) -> Result<Option<rules::Decimal>, SchemaError> {
+) -> Result<Option<Decimal>, SchemaError> {
     text.map(|t| {
-        rules::Decimal::parse(t).ok_or_else(|| {
+        Decimal::parse(t).ok_or_else(|| {
             SchemaError::Invalid(format!("column `{column}`: {which} `{t}` is not a number"))
         })
     })
@@ -408,4 +311,20 @@ fn check_field_path(field: &str) -> Result<(), SchemaError> {
 /// Header cells compare case-insensitively after trimming.
 pub fn fold_header(name: &str) -> String {
     name.trim().to_lowercase()
+}
+
+/// Separates the parts of a composite key so `("ab","c")` and `("a","bc")` differ; the planner's
+/// fingerprints, the transform and the writer all join keys with it.
+pub const KEY_SEPARATOR: char = '\u{1f}';
+
+/// A composite key as one string, parts joined by [`KEY_SEPARATOR`].
+pub fn join_key<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut key = String::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(part);
+    }
+    key
 }

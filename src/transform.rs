@@ -22,11 +22,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bsonw::DocWriter;
+use crate::bson_writer::DocWriter;
+use crate::error::Code;
 use crate::header::{Header, Target};
-use crate::plan::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::{self, CellValue, Code};
-use crate::schema::{Column, Schema};
+use crate::records::{ChunkPlan, ChunkRecords, Fields};
+use crate::rules::parse_cell;
+use crate::schema::{join_key, Column, Schema};
+use crate::value::{trim, CellValue};
 
 /// Longest cell value quoted back in a rejection; longer ones are cut with `…`.
 pub const MAX_QUOTED_VALUE: usize = 500;
@@ -195,11 +197,11 @@ impl<'s> RowRules<'s> {
             return false;
         }
         for (column, cell) in &self.slots {
-            let text = cell.and_then(|c| record.get(c)).map_or("", rules::trim);
+            let text = cell.and_then(|c| record.get(c)).map_or("", trim);
             let parsed = if text.is_empty() {
                 None
             } else {
-                match rules::parse_cell(column, text) {
+                match parse_cell(column.kind, &column.constraints, text) {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
                     Err(e) => {
@@ -266,18 +268,12 @@ impl<'s> RowRules<'s> {
     }
 
     /// The natural key of a checked row (`values` from a successful [`RowRules::check`]), key parts
-    /// joined by U+001F.
+    /// joined by [`crate::schema::KEY_SEPARATOR`].
     pub fn key(&self, values: &[Option<CellValue>]) -> String {
-        let mut key = String::new();
-        for (i, slot) in self.key_slots.iter().enumerate() {
-            if i > 0 {
-                key.push('\u{1f}');
-            }
-            if let Some(CellValue::String(s)) = &values[*slot] {
-                key.push_str(s);
-            }
-        }
-        key
+        join_key(self.key_slots.iter().map(|slot| match &values[*slot] {
+            Some(CellValue::String(s)) => s.as_ref(),
+            _ => "",
+        }))
     }
 
     /// Writes a checked row as a staged document.

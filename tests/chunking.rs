@@ -1,7 +1,8 @@
 //! Property: reading a file chunk by chunk yields exactly the records, row numbers and line numbers
 //! of the file as written, whatever the chunk size.
 
-use chute::plan::{plan, ChunkRecords, PlanOptions};
+use chute::plan::{plan, PlanOptions};
+use chute::records::ChunkRecords;
 use chute::schema::Schema;
 use proptest::prelude::*;
 

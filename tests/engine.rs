@@ -1,10 +1,10 @@
 //! The engine over whole files: documents, rejections and accounting for the products schema.
 
 use bson::{Bson, Document};
-use chute::memory::{process, FileOutcome};
+use chute::pipeline::{process, FileOutcome};
 use chute::plan::PlanOptions;
-use chute::rules::Code;
 use chute::schema::Schema;
+use chute::Code;
 
 const HEADER: &str =
     "sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active";

@@ -219,7 +219,7 @@ async fn validate_refuses_a_bad_file_with_the_invalid_file_error() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "Chute.InvalidFile");
-    let file_error: chute::header::FileError = serde_json::from_str(&err.error_message).unwrap();
+    let file_error: chute::FileError = serde_json::from_str(&err.error_message).unwrap();
     assert_eq!(file_error.code, "missing_column");
 }
 

@@ -5,8 +5,8 @@ use chute::render::{render, Link};
 use chute::report::{
     Artifacts, ChunkTally, ReportBuilder, Source, Status, Timings, TransformTally, WriteTally,
 };
-use chute::rules::Code;
 use chute::transform::{Issue, RejectedRow};
+use chute::Code;
 
 fn source() -> Source {
     Source {

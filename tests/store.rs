@@ -3,7 +3,7 @@
 mod support;
 
 use bson::{doc, Bson, DateTime, Document};
-use chute::memory::process;
+use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
@@ -423,7 +423,7 @@ async fn the_ledger_remembers_finished_chunks() {
         unchanged: 1,
         refused: vec![],
     };
-    store.record_chunk("run-9", 0, &outcome).await.unwrap();
+    store.finish_chunk("run-9", 0, &outcome).await.unwrap();
     store
         .record_run("run-9", doc! {"status": "RUNNING"})
         .await

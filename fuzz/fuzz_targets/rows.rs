@@ -2,7 +2,7 @@
 //! It must never panic, and the accounting must hold for every file it accepts.
 #![no_main]
 
-use chute::memory::process;
+use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use libfuzzer_sys::fuzz_target;

@@ -1,11 +1,17 @@
 //! S3: the source file, staged chunks and report artifacts.
 
+use std::time::Duration;
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::aws::classify;
 use crate::error::ChuteError;
-use crate::plan::ChunkPlan;
+use crate::records::ChunkPlan;
 
 /// What HeadObject tells about a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,20 +29,14 @@ pub struct Blob {
 }
 
 impl Blob {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // Local S3 stand-ins answer on one host name: path-style addressing (CHUTE_S3_PATH_STYLE=1).
-        let path_style =
-            std::env::var("CHUTE_S3_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
+    /// `path_style` for local S3 stand-ins, which answer on one host name.
+    pub fn new(sdk: &aws_config::SdkConfig, path_style: bool) -> Self {
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(path_style)
             .build();
         Blob {
             client: aws_sdk_s3::Client::from_conf(config),
         }
-    }
-
-    pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
     }
 
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo, ChuteError> {
@@ -47,7 +47,7 @@ impl Blob {
             .key(key)
             .send()
             .await
-            .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
+            .map_err(|e| classify(&location(bucket, key), e))?;
         Ok(ObjectInfo {
             etag: out
                 .e_tag()
@@ -66,6 +66,28 @@ impl Blob {
         })
     }
 
+    /// GetObject of `[start, end)` (the whole object without a range), failing if the object
+    /// changed since `etag` was seen; the caller sorts the SDK's error (a missing object may be
+    /// an answer).
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, u64)>,
+        etag: Option<&str>,
+    ) -> Result<ByteStream, SdkError<GetObjectError, HttpResponse>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range.map(|(start, end)| format!("bytes={}-{}", start, end - 1)))
+            .set_if_match(etag.map(quote_etag))
+            .send()
+            .await?;
+        Ok(out.body)
+    }
+
     /// The object's body as a stream, failing if it changed since `etag` was seen.
     pub async fn stream(
         &self,
@@ -73,16 +95,9 @@ impl Blob {
         key: &str,
         etag: Option<&str>,
     ) -> Result<ByteStream, ChuteError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_if_match(etag.map(quote_etag))
-            .send()
+        self.get_object(bucket, key, None, etag)
             .await
-            .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
-        Ok(out.body)
+            .map_err(|e| classify(&location(bucket, key), e))
     }
 
     /// One chunk's bytes (`[start, end)` of the object), failing if the object changed since the
@@ -94,55 +109,54 @@ impl Blob {
         chunk: &ChunkPlan,
         etag: &str,
     ) -> Result<Vec<u8>, ChuteError> {
-        let (start, end) = (chunk.start, chunk.end);
-        if end <= start {
+        if chunk.end <= chunk.start {
             return Ok(Vec::new());
         }
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", start, end - 1))
-            .if_match(quote_etag(etag))
-            .send()
+        let range = Some((chunk.start, chunk.end));
+        let body = self
+            .get_object(bucket, key, range, Some(etag))
             .await
-            .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
-        collect(out.body, &format!("s3://{bucket}/{key}")).await
+            .map_err(|e| classify(&location(bucket, key), e))?;
+        collect(body, &location(bucket, key)).await
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ChuteError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        let body = self
+            .get_object(bucket, key, None, None)
             .await
-            .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
-        collect(out.body, &format!("s3://{bucket}/{key}")).await
+            .map_err(|e| classify(&location(bucket, key), e))?;
+        collect(body, &location(bucket, key)).await
     }
 
-    /// Like [`Blob::get`], `None` when the object does not exist.
-    pub async fn get_if_exists(
+    /// Reads a JSON object this run stored (a plan, a chunk outcome).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<Option<Vec<u8>>, ChuteError> {
-        match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => collect(out.body, &format!("s3://{bucket}/{key}"))
-                .await
-                .map(Some),
+    ) -> Result<T, ChuteError> {
+        parse_json(key, &self.get(bucket, key).await?)
+    }
+
+    /// Like [`Blob::get_json`], `None` when the object does not exist (the step did not finish).
+    pub async fn get_json_if_exists<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<T>, ChuteError> {
+        match self.get_object(bucket, key, None, None).await {
+            Ok(body) => parse_json(key, &collect(body, &location(bucket, key)).await?).map(Some),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(classify(&format!("s3://{bucket}/{key}"), e)),
+            Err(e) => Err(classify(&location(bucket, key), e)),
         }
+    }
+
+    /// A GET link to the object valid for `seconds`; `None` when it cannot be signed (the email
+    /// then names the S3 location instead).
+    pub async fn presign_get(&self, bucket: &str, key: &str, seconds: u64) -> Option<String> {
+        let config = PresigningConfig::expires_in(Duration::from_secs(seconds)).ok()?;
+        let request = self.client.get_object().bucket(bucket).key(key);
+        let presigned = request.presigned(config).await.ok()?;
+        Some(presigned.uri().to_string())
     }
 
     /// Stores a value as JSON (plans, chunk outcomes).
@@ -152,8 +166,10 @@ impl Blob {
         key: &str,
         value: &T,
     ) -> Result<(), ChuteError> {
-        let body =
-            serde_json::to_vec(value).map_err(|e| ChuteError::Fatal(format!("{key}: {e}")))?;
+        let body = serde_json::to_vec(value).map_err(|e| ChuteError::Unwritable {
+            what: key.into(),
+            source: e.into(),
+        })?;
         self.put(bucket, key, body, "application/json").await
     }
 
@@ -172,7 +188,7 @@ impl Blob {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| classify(&format!("s3://{bucket}/{key}"), e))?;
+            .map_err(|e| classify(&location(bucket, key), e))?;
         Ok(())
     }
     /// Stores the parts arriving on `parts` as one object, uploading each while the producer fills
@@ -195,7 +211,7 @@ impl Blob {
             self.put(bucket, key, first, content_type).await?;
             return Ok(size);
         };
-        let what = format!("s3://{bucket}/{key}");
+        let what = location(bucket, key);
         let upload_id = self
             .client
             .create_multipart_upload()
@@ -291,6 +307,18 @@ impl Blob {
     ) -> Result<impl tokio::io::AsyncRead + Unpin, ChuteError> {
         Ok(self.stream(bucket, key, None).await?.into_async_read())
     }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ChuteError> {
+    serde_json::from_slice(bytes).map_err(|e| ChuteError::Unreadable {
+        what: key.into(),
+        source: e.into(),
+    })
+}
+
+/// `s3://bucket/key`, as errors name an object.
+fn location(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
 }
 
 fn quote_etag(etag: &str) -> String {

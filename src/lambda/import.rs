@@ -5,38 +5,31 @@ use std::time::Instant;
 
 use bson::DateTime;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use tracing::Instrument;
 
-use super::transform::chunk_object;
-use super::{diagnostic, elapsed_ms, emit_metrics, Env, ImportOutput, TransformOutput};
-use crate::error::ChuteError;
+use super::metrics::Metrics;
+use super::{elapsed_ms, Env, ImportOutput, TransformOutput};
 use crate::store::WriteContext;
 
 pub async fn handle(
     env: &Env,
     event: LambdaEvent<TransformOutput>,
 ) -> Result<ImportOutput, Diagnostic> {
-    let input = event.payload;
-    let span = tracing::info_span!("import", run_id = %input.run_id, chunk = input.chunk);
-    async { run(env, &input).await.map_err(diagnostic) }
-        .instrument(span)
-        .await
-}
-
-async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteError> {
+    let input = &event.payload;
     let started = Instant::now();
     let store = env.store().await?;
     let record_key = env
         .config
-        .staging_key(&input.run_id, &chunk_object(input.chunk, "import.json"));
+        .chunk_key(&input.run_id, input.chunk, "import.json");
     if store
         .finished_chunk(&input.run_id, input.chunk)
         .await?
         .is_some()
     {
-        if let Some(bytes) = env.blob.get_if_exists(&input.bucket, &record_key).await? {
-            let mut recorded: ImportOutput = serde_json::from_slice(&bytes)
-                .map_err(|e| ChuteError::Fatal(format!("{record_key} is unreadable: {e}")))?;
+        if let Some(mut recorded) = env
+            .blob
+            .get_json_if_exists::<ImportOutput>(&input.bucket, &record_key)
+            .await?
+        {
             tracing::info!("chunk already imported; nothing written");
             recorded.replayed = true;
             recorded.refusals.clear();
@@ -65,10 +58,8 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
     env.blob
         .put_json(&input.bucket, &record_key, &output)
         .await?;
-    let mut ledger = outcome;
-    ledger.refused.clear();
     store
-        .record_chunk(&input.run_id, input.chunk, &ledger)
+        .finish_chunk(&input.run_id, input.chunk, &outcome)
         .await?;
     output.refusals.clear();
     tracing::info!(
@@ -79,19 +70,11 @@ async fn run(env: &Env, input: &TransformOutput) -> Result<ImportOutput, ChuteEr
         ms = output.duration_ms,
         "chunk imported"
     );
-    emit_metrics(
-        "import",
-        &input.run_id,
-        &[
-            (
-                "RowsWritten",
-                (output.inserted + output.updated) as f64,
-                "Count",
-            ),
-            ("RowsUnchanged", output.unchanged as f64, "Count"),
-            ("RowsRefused", output.refused as f64, "Count"),
-            ("Duration", output.duration_ms as f64, "Milliseconds"),
-        ],
-    );
+    Metrics::new("import", &input.run_id)
+        .count("RowsWritten", output.inserted + output.updated)
+        .count("RowsUnchanged", output.unchanged)
+        .count("RowsRefused", output.refused)
+        .duration(output.duration_ms)
+        .emit();
     Ok(output)
 }

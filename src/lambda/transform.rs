@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use tracing::Instrument;
 
-use super::{diagnostic, elapsed_ms, emit_metrics, ChunkInput, Env, StoredPlan, TransformOutput};
+use super::metrics::Metrics;
+use super::{elapsed_ms, ChunkInput, Env, StoredPlan, TransformOutput};
 use crate::dedup::rows_in_chunk;
 use crate::error::ChuteError;
 use crate::header::Header;
@@ -16,36 +16,19 @@ pub async fn handle(
     env: &Env,
     event: LambdaEvent<ChunkInput>,
 ) -> Result<TransformOutput, Diagnostic> {
-    let input = event.payload;
-    let span = tracing::info_span!("transform", run_id = %input.run_id, chunk = input.chunk.index);
-    async { run(env, &input).await.map_err(diagnostic) }
-        .instrument(span)
-        .await
-}
-
-/// Name of a chunk's staged objects: `chunk-00007.bson`, `chunk-00007.transform.json`, …
-pub fn chunk_object(index: u32, suffix: &str) -> String {
-    format!("chunk-{index:05}.{suffix}")
-}
-
-async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteError> {
+    let input = &event.payload;
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
-    let stored: StoredPlan = serde_json::from_slice(
-        &env.blob.get(&input.bucket, &input.plan_key).await?,
-    )
-    .map_err(|e| ChuteError::Fatal(format!("plan {} is unreadable: {e}", input.plan_key)))?;
+    let stored: StoredPlan = env.blob.get_json(&input.bucket, &input.plan_key).await?;
     let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
-    let header = Header::resolve(&schema, &cells)?;
+    let header = Header::resolve(&schema, &cells).map_err(ChuteError::from)?;
     let chunk = input.chunk;
     let bytes = env
         .blob
         .get_chunk(&input.bucket, &input.key, &chunk, &input.etag)
         .await?;
     let superseded = rows_in_chunk(&stored.superseded, &chunk).to_vec();
-    let staged_key = env
-        .config
-        .staging_key(&input.run_id, &chunk_object(chunk.index, "bson"));
+    let staged_key = env.config.chunk_key(&input.run_id, chunk.index, "bson");
     // Rows are turned into documents on a blocking thread while this task uploads the staged
     // parts as they fill: one part in the channel, one uploading, one filling.
     let (parts, received) = tokio::sync::mpsc::channel(1);
@@ -67,15 +50,17 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
         .blob
         .put_parts(&input.bucket, &staged_key, "application/bson", received)
         .await;
-    let outcome = transformed
-        .await
-        .map_err(|e| ChuteError::Fatal(format!("chunk {}: transform failed: {e}", chunk.index)))?;
+    let outcome = transformed.await.map_err(|e| ChuteError::Stopped {
+        what: format!("chunk {} transform", chunk.index),
+        source: e.into(),
+    })?;
     uploaded?;
     if outcome.rows != chunk.rows {
         return Err(ChuteError::Fatal(format!(
             "chunk {} held {} rows; the plan says {}",
             chunk.index, outcome.rows, chunk.rows
-        )));
+        ))
+        .into());
     }
     let mut output = TransformOutput {
         run_id: input.run_id.clone(),
@@ -93,7 +78,7 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
     };
     let record_key = env
         .config
-        .staging_key(&input.run_id, &chunk_object(chunk.index, "transform.json"));
+        .chunk_key(&input.run_id, chunk.index, "transform.json");
     env.blob
         .put_json(&input.bucket, &record_key, &output)
         .await?;
@@ -106,14 +91,10 @@ async fn run(env: &Env, input: &ChunkInput) -> Result<TransformOutput, ChuteErro
         ms = output.duration_ms,
         "chunk transformed"
     );
-    emit_metrics(
-        "transform",
-        &input.run_id,
-        &[
-            ("RowsRead", output.rows as f64, "Count"),
-            ("RowsRejected", output.rejected as f64, "Count"),
-            ("Duration", output.duration_ms as f64, "Milliseconds"),
-        ],
-    );
+    Metrics::new("transform", &input.run_id)
+        .count("RowsRead", output.rows)
+        .count("RowsRejected", output.rejected)
+        .duration(output.duration_ms)
+        .emit();
     Ok(output)
 }

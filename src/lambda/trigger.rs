@@ -4,10 +4,9 @@
 
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{diagnostic, now_rfc3339, Env, RunInput};
+use super::{now_rfc3339, Env, RunInput, Started, TriggerOutput};
 use crate::error::ChuteError;
 
 /// One object the event names.
@@ -17,20 +16,6 @@ pub struct ObjectRef {
     pub key: String,
     pub etag: Option<String>,
     pub version_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TriggerOutput {
-    pub started: Vec<Started>,
-    pub ignored: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Started {
-    pub run_id: String,
-    pub key: String,
-    /// False when the execution already existed (a duplicate delivery).
-    pub new: bool,
 }
 
 /// Objects named by an S3 notification (`Records[]`) or an EventBridge "Object Created" event.
@@ -131,15 +116,12 @@ pub fn run_id(object: &ObjectRef, etag: &str) -> String {
 }
 
 pub async fn handle(env: &Env, event: LambdaEvent<Value>) -> Result<TriggerOutput, Diagnostic> {
-    run(env, &event.payload).await.map_err(diagnostic)
-}
-
-async fn run(env: &Env, event: &Value) -> Result<TriggerOutput, ChuteError> {
+    let event = &event.payload;
     let arn = env
         .config
         .state_machine_arn
         .as_deref()
-        .ok_or_else(|| ChuteError::Fatal("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
+        .ok_or_else(|| ChuteError::Config("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
     let mut output = TriggerOutput::default();
     for object in objects(event)? {
         let wanted = object.key.starts_with(&env.config.incoming_prefix)
@@ -193,7 +175,7 @@ async fn run(env: &Env, event: &Value) -> Result<TriggerOutput, ChuteError> {
                 false
             }
             Err(e) if e.code() == Some("ExecutionAlreadyExists") => false,
-            Err(e) => return Err(crate::aws::classify("StartExecution", e)),
+            Err(e) => return Err(crate::aws::classify("StartExecution", e).into()),
         };
         tracing::info!(run_id = %run_id, key = %object.key, new, "execution started");
         output.started.push(Started {

@@ -3,35 +3,30 @@
 
 use std::time::Instant;
 
-use bson::doc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use tracing::Instrument;
 
-use super::{diagnostic, elapsed_ms, emit_metrics, Env, PlanOutput, RunInput, StoredPlan};
+use super::metrics::Metrics;
+use super::{elapsed_ms, Env, PlanOutput, RunInput, StoredPlan};
 use crate::dedup::Occurrences;
-use crate::error::ChuteError;
-use crate::header::FileError;
+use crate::error::{ChuteError, FileCode, FileError};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
+use crate::store::RunStart;
 use crate::transform::RowRules;
 
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
-    let input = event.payload;
-    let span = tracing::info_span!("validate", run_id = %input.run_id);
-    async { run(env, &input).await.map_err(diagnostic) }
-        .instrument(span)
-        .await
-}
-
-async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
+    let input = &event.payload;
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
     let store = env.store().await?;
     store
-        .record_run(
-            &input.run_id,
-            doc! {"status": "RUNNING", "source": {"bucket": &input.bucket, "key": &input.key, "etag": &input.etag},
-                  "schema": &schema.name, "requested_at": &input.requested_at},
-        )
+        .start_run(&RunStart {
+            run_id: &input.run_id,
+            bucket: &input.bucket,
+            key: &input.key,
+            etag: &input.etag,
+            schema: &schema.name,
+            requested_at: &input.requested_at,
+        })
         .await?;
     store.ensure_collection(&schema).await?;
 
@@ -44,13 +39,13 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
     };
     let info = env.blob.head(&input.bucket, &input.key).await?;
     if info.size > options.max_file_bytes {
-        return Err(FileError::new(
-            "too_large",
+        return Err(ChuteError::from(FileError::new(
+            FileCode::TooLarge,
             format!(
                 "the file is {} bytes; the limit is {}",
                 info.size, options.max_file_bytes
             ),
-        )
+        ))
         .into());
     }
     let body = env
@@ -63,7 +58,11 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         let options = options.clone();
         tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
             .await
-            .map_err(|e| ChuteError::Fatal(format!("planner stopped: {e}")))??
+            .map_err(|e| ChuteError::Stopped {
+                what: "planner".into(),
+                source: e.into(),
+            })?
+            .map_err(ChuteError::from)?
     };
     tracing::info!(
         rows = planned.rows,
@@ -93,7 +92,13 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
     };
     let plan_key = env.config.staging_key(&input.run_id, "plan.json");
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
-    let output = PlanOutput {
+    let duration_ms = elapsed_ms(started);
+    Metrics::new("validate", &input.run_id)
+        .count("RowsRead", planned.rows)
+        .count("Chunks", planned.chunks.len() as u64)
+        .duration(duration_ms)
+        .emit();
+    Ok(PlanOutput {
         rows: planned.rows,
         file_bytes: planned.file_bytes,
         chunk_count: planned.chunks.len() as u64,
@@ -102,16 +107,6 @@ async fn run(env: &Env, input: &RunInput) -> Result<PlanOutput, ChuteError> {
         warnings: planned.header.warnings,
         duplicate_keys: occurrences.duplicated_keys() as u64,
         superseded_rows: superseded.len() as u64,
-        duration_ms: elapsed_ms(started),
-    };
-    emit_metrics(
-        "validate",
-        &input.run_id,
-        &[
-            ("RowsRead", output.rows as f64, "Count"),
-            ("Chunks", output.chunk_count as f64, "Count"),
-            ("Duration", output.duration_ms as f64, "Milliseconds"),
-        ],
-    );
-    Ok(output)
+        duration_ms,
+    })
 }

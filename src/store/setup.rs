@@ -5,7 +5,8 @@ use mongodb::{Database, IndexModel};
 
 use super::{classify, RUNS};
 use crate::error::ChuteError;
-use crate::schema::{Column, ColumnType, Schema};
+use crate::rules::ColumnType;
+use crate::schema::{Column, Schema};
 
 /// The validator the database enforces for documents of `schema`, whoever writes them. It mirrors
 /// the schema's rules; fields of other feeds (merge semantics) are allowed.
@@ -106,7 +107,7 @@ fn property(column: &Column) -> Document {
     rule
 }
 
-fn integer_bound(d: crate::rules::Decimal) -> Option<i64> {
+fn integer_bound(d: crate::value::Decimal) -> Option<i64> {
     let magnitude = i64::try_from(d.coefficient).ok()?;
     (d.scale == 0).then_some(if d.negative { -magnitude } else { magnitude })
 }

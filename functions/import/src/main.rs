@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chute::lambda::serve(chute::lambda::import::handle).await
+    chute::lambda::serve("import", chute::lambda::import::handle).await
 }

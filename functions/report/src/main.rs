@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chute::lambda::serve(chute::lambda::report::handle).await
+    chute::lambda::serve("report", chute::lambda::report::handle).await
 }

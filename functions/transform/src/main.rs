@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chute::lambda::serve(chute::lambda::transform::handle).await
+    chute::lambda::serve("transform", chute::lambda::transform::handle).await
 }

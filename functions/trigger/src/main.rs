@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chute::lambda::serve(chute::lambda::trigger::handle).await
+    chute::lambda::serve("trigger", chute::lambda::trigger::handle).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    chute::lambda::serve(chute::lambda::validate::handle).await
+    chute::lambda::serve("validate", chute::lambda::validate::handle).await
 }

@@ -1,9 +1,10 @@
-//! The whole engine over a file held in memory: plan, resolve duplicates, transform every chunk.
+//! The whole pipeline over a file held in memory: plan, resolve duplicates, transform every chunk.
 //! The Lambdas do the same steps over S3; tests, benchmarks and fuzzing use this.
 
 use crate::dedup::{rows_in_chunk, Occurrences};
-use crate::header::FileError;
+use crate::error::FileError;
 use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
+use crate::records::ChunkPlan;
 use crate::schema::Schema;
 use crate::transform::{transform_chunk, ChunkOutcome, RowRules};
 
@@ -36,7 +37,7 @@ pub fn process(
 ) -> Result<FileOutcome, FileError> {
     let plan = plan(bytes, schema, options)?;
     let rules = RowRules::new(schema, &plan.header);
-    let slice = |c: &crate::plan::ChunkPlan| &bytes[c.start as usize..c.end as usize];
+    let slice = |c: &ChunkPlan| &bytes[c.start as usize..c.end as usize];
     let superseded = if plan.duplicate_fingerprints.is_empty() {
         Vec::new()
     } else {

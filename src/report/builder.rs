@@ -1,165 +1,19 @@
-//! The run report: counts, status, a capped sample of errors, rejects.csv and the HTML summary.
-//! Pure: the `report` Lambda gathers the inputs and stores what this renders.
+//! Adding up chunk tallies and rejections into a report, and writing rejects.csv.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+use super::{
+    Artifacts, ChunkTally, Chunks, ErrorEntry, Report, Rows, Source, Status, Timings, Written,
+    ERROR_SAMPLE,
+};
 use crate::transform::RejectedRow;
-
-/// Errors quoted in report.json and the email; rejects.csv has them all.
-pub const ERROR_SAMPLE: usize = 100;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Succeeded,
-    Partial,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Succeeded => "SUCCEEDED",
-            Status::Partial => "PARTIAL",
-            Status::Failed => "FAILED",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    pub bucket: String,
-    pub key: String,
-    pub etag: String,
-}
-
-/// `total = valid + rejected + duplicate + unprocessed`; `unprocessed` counts rows of chunks that
-/// failed and is 0 otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rows {
-    pub total: u64,
-    pub valid: u64,
-    pub rejected: u64,
-    pub duplicate: u64,
-    pub unprocessed: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Written {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-}
-
-/// One rejected cell (or row), as quoted in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorEntry {
-    pub row: u64,
-    pub line: u64,
-    pub column: String,
-    pub code: String,
-    pub message: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chunks {
-    pub total: u64,
-    pub failed: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timings {
-    pub started_at: String,
-    pub finished_at: String,
-    pub duration_ms: u64,
-    pub rows_per_second: u64,
-    /// Time spent in each step, summed over chunks (chunks run in parallel, so the sum can
-    /// exceed the wall time).
-    pub steps: StepTimings,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepTimings {
-    pub validate_ms: u64,
-    pub transform_ms: u64,
-    pub import_ms: u64,
-    /// The slowest chunk (transform + import): what bounds the wall time at full concurrency.
-    pub slowest_chunk_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifacts {
-    pub report: String,
-    pub rejects: String,
-    pub summary: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailStatus {
-    /// `sent`, `failed` or `skipped` (no recipients configured).
-    pub status: String,
-    pub to: Vec<String>,
-    pub subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub run_id: String,
-    pub source: Source,
-    pub schema: String,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub rows: Rows,
-    pub written: Written,
-    /// The first [`ERROR_SAMPLE`] errors in row order.
-    pub errors: Vec<ErrorEntry>,
-    pub errors_total: u64,
-    pub errors_by_code: BTreeMap<String, u64>,
-    pub errors_by_column: BTreeMap<String, u64>,
-    pub chunks: Chunks,
-    pub warnings: Vec<String>,
-    pub timings: Timings,
-    pub artifacts: Artifacts,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<EmailStatus>,
-}
-
-/// What one chunk contributed; `None` parts mean that step did not finish for the chunk.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkTally {
-    pub index: u32,
-    pub rows: u64,
-    pub transformed: Option<TransformTally>,
-    pub written: Option<WriteTally>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransformTally {
-    pub valid: u64,
-    pub duplicate: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteTally {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub refused: u64,
-}
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
 pub struct ReportBuilder {
     report: Report,
     rejects: Vec<RejectLine>,
+    /// Chunks whose import did not account for every staged document, with both counts.
+    unaccounted: Vec<String>,
 }
 
 /// One line of rejects.csv.
@@ -180,6 +34,7 @@ impl ReportBuilder {
                 reason: None,
                 rows: Rows::default(),
                 written: Written::default(),
+                staged: 0,
                 errors: Vec::new(),
                 errors_total: 0,
                 errors_by_code: BTreeMap::new(),
@@ -191,6 +46,7 @@ impl ReportBuilder {
                 email: None,
             },
             rejects: Vec::new(),
+            unaccounted: Vec::new(),
         }
     }
 
@@ -215,6 +71,14 @@ impl ReportBuilder {
                 r.written.inserted += w.inserted;
                 r.written.updated += w.updated;
                 r.written.unchanged += w.unchanged;
+                r.staged += t.valid;
+                let accounted = w.inserted + w.updated + w.unchanged + w.refused;
+                if accounted != t.valid {
+                    self.unaccounted.push(format!(
+                        "chunk {}: the transform staged {} documents, the import accounted for {accounted}",
+                        tally.index, t.valid
+                    ));
+                }
             }
             _ => {
                 r.rows.unprocessed += tally.rows;
@@ -247,7 +111,7 @@ impl ReportBuilder {
                 row,
                 line,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: crate::rules::Code::Database.as_str().to_string(),
+                code: crate::error::Code::Database.as_str().to_string(),
                 message: message.to_string(),
                 value: String::new(),
             },
@@ -280,6 +144,16 @@ impl ReportBuilder {
             .map(|l| l.entry.clone())
             .collect();
         r.chunks.failed.sort_unstable();
+        if !self.unaccounted.is_empty() {
+            let mismatch = format!(
+                "the accounting does not hold: {}",
+                self.unaccounted.join("; ")
+            );
+            r.reason = Some(match r.reason.take() {
+                Some(reason) => format!("{reason}; {mismatch}"),
+                None => mismatch,
+            });
+        }
         let imported_any = r.chunks.total > r.chunks.failed.len() as u64;
         r.status = if r.reason.is_some() && !imported_any {
             Status::Failed
@@ -339,57 +213,4 @@ fn rejects_csv(lines: &[RejectLine], header: &[String]) -> Vec<u8> {
         write(&mut out, cells);
     }
     out.into_inner().expect("writing to memory succeeds")
-}
-
-impl Report {
-    /// File name of the source (`products-2026-11-22.csv`).
-    pub fn file_name(&self) -> &str {
-        self.source
-            .key
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.source.key)
-    }
-
-    /// `[chute] PARTIAL products.csv: 9,950 imported, 50 rejected`
-    pub fn subject(&self) -> String {
-        let mut subject = format!("[chute] {} {}: ", self.status.as_str(), self.file_name());
-        if self.status == Status::Failed && self.rows.valid == 0 {
-            subject.push_str(
-                self.reason
-                    .as_deref()
-                    .map(first_sentence)
-                    .unwrap_or("failed"),
-            );
-        } else {
-            subject.push_str(&format!(
-                "{} imported, {} rejected",
-                thousands(self.rows.valid),
-                thousands(self.rows.rejected)
-            ));
-        }
-        subject
-    }
-}
-
-fn first_sentence(text: &str) -> &str {
-    let cut = text.find(['.', ';', '\n']).unwrap_or(text.len()).min(120);
-    let mut end = cut;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// `9950` → `9,950`
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -121,7 +121,7 @@ mod tests {
         doc.datetime("at", 1_700_000_000_000);
         doc.decimal128(
             "price",
-            crate::rules::Decimal::parse("19.90")
+            crate::value::Decimal::parse("19.90")
                 .unwrap()
                 .to_decimal128_bytes(),
         );

@@ -1,0 +1,189 @@
+//! Every setting a function reads from its environment, read once when the container starts (the
+//! SAM template sets them; the defaults suit local runs), and the S3 key layout built from them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{redact, ChuteError};
+use crate::plan::PlanOptions;
+use crate::routing::Routing;
+use crate::schema::Schema;
+
+/// Settings, all from environment variables.
+#[derive(Clone, Serialize)]
+pub struct Config {
+    /// Only keys under this prefix start runs (`CHUTE_INCOMING_PREFIX`, default `incoming/`).
+    pub incoming_prefix: String,
+    /// Where staged chunks go (`CHUTE_STAGING_PREFIX`, default `staging/`).
+    pub staging_prefix: String,
+    /// Where reports go (`CHUTE_REPORTS_PREFIX`, default `reports/`).
+    pub reports_prefix: String,
+    pub state_machine_arn: Option<String>,
+    /// `CHUTE_SCHEMA` (default `products`), looked up in `CHUTE_SCHEMA_DIR` (default `schemas`).
+    pub default_schema: String,
+    pub schema_dir: PathBuf,
+    /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`.
+    pub plan: PlanOptions,
+    /// `CHUTE_DATABASE`, default `chute`.
+    pub database: String,
+    /// `CHUTE_MONGODB_URI` (local) or `CHUTE_MONGODB_SECRET_ARN` (AWS: the secret's string is the URI,
+    /// or JSON with a `uri` field). The URI may carry a password: `Debug` redacts it.
+    pub mongodb_uri: Option<String>,
+    pub mongodb_secret_arn: Option<String>,
+    /// `CHUTE_MONGODB_TIMEOUT_SECONDS` (default 20): how long an operation waits for a usable server.
+    pub mongodb_timeout: Duration,
+    /// `CHUTE_S3_PATH_STYLE=1`: local S3 stand-ins answer on one host name, so path-style addressing.
+    pub s3_path_style: bool,
+    /// `CHUTE_EMAIL_FROM`: the verified SES identity; no sender, no email.
+    pub email_from: Option<String>,
+    /// `CHUTE_EMAIL_DEFAULT`, `CHUTE_EMAIL_SUCCESS`, `CHUTE_EMAIL_FAILURE` (comma-separated) and
+    /// `CHUTE_EMAIL_TEAMS` (`team=a@x,b@x;other=c@x`).
+    pub routing: Routing,
+    /// `CHUTE_EMAIL_ATTEMPTS`: tries for a throttled send (default 4).
+    pub email_attempts: u32,
+    /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email; 0 names S3 keys instead.
+    pub presign_seconds: u64,
+    /// `CHUTE_MAP_CONCURRENCY` (default 10) and `CHUTE_TOLERATED_FAILURE_PERCENT` (default 0).
+    pub map_concurrency: u32,
+    pub tolerated_failure_percent: u32,
+}
+
+/// Shows the settings with the MongoDB URI redacted, so a `{:?}` in a log line cannot leak the
+/// password.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        write!(f, "Config {}", redact(&settings))
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ChuteError> {
+    match var(name) {
+        Some(v) => v
+            .parse()
+            .map_err(|_| ChuteError::Config(format!("{name}={v} is not a number"))),
+        None => Ok(default),
+    }
+}
+
+fn list(name: &str) -> Vec<String> {
+    var(name).map(|v| split_addresses(&v)).unwrap_or_default()
+}
+
+fn split_addresses(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ChuteError> {
+        let defaults = PlanOptions::default();
+        let mut teams = std::collections::BTreeMap::new();
+        for entry in var("CHUTE_EMAIL_TEAMS")
+            .unwrap_or_default()
+            .split(';')
+            .filter(|e| !e.trim().is_empty())
+        {
+            let (team, addresses) = entry.split_once('=').ok_or_else(|| {
+                ChuteError::Config(format!(
+                    "CHUTE_EMAIL_TEAMS entry `{entry}` is not team=address,address"
+                ))
+            })?;
+            teams.insert(team.trim().to_string(), split_addresses(addresses));
+        }
+        Ok(Config {
+            incoming_prefix: var("CHUTE_INCOMING_PREFIX").unwrap_or_else(|| "incoming/".into()),
+            staging_prefix: var("CHUTE_STAGING_PREFIX").unwrap_or_else(|| "staging/".into()),
+            reports_prefix: var("CHUTE_REPORTS_PREFIX").unwrap_or_else(|| "reports/".into()),
+            state_machine_arn: var("CHUTE_STATE_MACHINE_ARN"),
+            default_schema: var("CHUTE_SCHEMA").unwrap_or_else(|| "products".into()),
+            schema_dir: var("CHUTE_SCHEMA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("schemas")),
+            plan: PlanOptions {
+                chunk_bytes: number("CHUTE_CHUNK_BYTES", defaults.chunk_bytes)?.max(1),
+                max_file_bytes: number("CHUTE_MAX_FILE_BYTES", defaults.max_file_bytes)?,
+                max_record_bytes: number("CHUTE_MAX_RECORD_BYTES", defaults.max_record_bytes)?,
+                max_columns: number("CHUTE_MAX_COLUMNS", defaults.max_columns)?,
+            },
+            database: var("CHUTE_DATABASE").unwrap_or_else(|| "chute".into()),
+            mongodb_uri: var("CHUTE_MONGODB_URI"),
+            mongodb_secret_arn: var("CHUTE_MONGODB_SECRET_ARN"),
+            mongodb_timeout: Duration::from_secs(number("CHUTE_MONGODB_TIMEOUT_SECONDS", 20)?),
+            s3_path_style: var("CHUTE_S3_PATH_STYLE").is_some_and(|v| v == "1" || v == "true"),
+            email_from: var("CHUTE_EMAIL_FROM"),
+            routing: Routing {
+                default: list("CHUTE_EMAIL_DEFAULT"),
+                success: list("CHUTE_EMAIL_SUCCESS"),
+                failure: list("CHUTE_EMAIL_FAILURE"),
+                teams,
+            },
+            email_attempts: number("CHUTE_EMAIL_ATTEMPTS", 4)?,
+            presign_seconds: number("CHUTE_PRESIGN_SECONDS", 0)?,
+            map_concurrency: number("CHUTE_MAP_CONCURRENCY", 10)?,
+            tolerated_failure_percent: number("CHUTE_TOLERATED_FAILURE_PERCENT", 0)?,
+        })
+    }
+
+    pub fn schema(&self, name: &str) -> Result<Schema, ChuteError> {
+        Ok(Schema::load(&self.schema_dir, name)?)
+    }
+
+    /// `staging/<run>/<name>`: the plan and every chunk's staged documents and outcomes.
+    pub fn staging_key(&self, run_id: &str, name: &str) -> String {
+        format!("{}{run_id}/{name}", self.staging_prefix)
+    }
+
+    /// A chunk's staged object: `staging/<run>/chunk-00007.bson`, `….transform.json`, `….import.json`.
+    pub fn chunk_key(&self, run_id: &str, chunk: u32, suffix: &str) -> String {
+        self.staging_key(run_id, &format!("chunk-{chunk:05}.{suffix}"))
+    }
+
+    /// `reports/<run>/<name>`.
+    pub fn report_key(&self, run_id: &str, name: &str) -> String {
+        format!("{}{run_id}/{name}", self.reports_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_mongodb_password() {
+        for uri in [
+            "mongodb://chute:s3cr3t@db:27017/chute",
+            "MONGODB+SRV://chute:s3cr3t@cluster0.x.net/chute",
+            "MongoDB://chute:s3cr3t@db",
+        ] {
+            let config = Config {
+                mongodb_uri: Some(uri.into()),
+                ..Config::from_env().unwrap()
+            };
+            let text = format!("{config:?}");
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("mongodb://<redacted>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn chunk_keys_sort_in_chunk_order() {
+        let config = Config::from_env().unwrap();
+        assert_eq!(
+            config.chunk_key("run", 7, "bson"),
+            format!("{}run/chunk-00007.bson", config.staging_prefix)
+        );
+    }
+}

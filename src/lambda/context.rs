@@ -1,0 +1,77 @@
+//! What a container builds once and every invocation shares: the configuration and the clients.
+
+use tokio::sync::OnceCell;
+
+use super::config::Config;
+use crate::blob::Blob;
+use crate::error::ChuteError;
+use crate::notify::Mailer;
+use crate::store::{Store, StoreConfig};
+
+/// Clients and settings shared by every invocation of a container.
+pub struct Env {
+    pub config: Config,
+    pub blob: Blob,
+    pub sfn: aws_sdk_sfn::Client,
+    pub mailer: Mailer,
+    secrets: aws_sdk_secretsmanager::Client,
+    store: OnceCell<Store>,
+}
+
+impl Env {
+    /// Reads the configuration and builds the AWS clients; MongoDB connects on first use.
+    pub async fn load() -> Result<Env, ChuteError> {
+        let config = Config::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        Ok(Env {
+            blob: Blob::new(&sdk, config.s3_path_style),
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            mailer: Mailer::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            store: OnceCell::new(),
+            config,
+        })
+    }
+
+    /// The MongoDB store, connected once per container; the URI is read from the environment or
+    /// Secrets Manager and never logged.
+    pub async fn store(&self) -> Result<&Store, ChuteError> {
+        self.store
+            .get_or_try_init(|| async {
+                let uri = match (&self.config.mongodb_uri, &self.config.mongodb_secret_arn) {
+                    (Some(uri), _) => uri.clone(),
+                    (None, Some(arn)) => self.secret_uri(arn).await?,
+                    (None, None) => {
+                        return Err(ChuteError::Config(
+                            "set CHUTE_MONGODB_URI or CHUTE_MONGODB_SECRET_ARN".into(),
+                        ));
+                    }
+                };
+                let mut store_config = StoreConfig::new(uri, &self.config.database);
+                store_config.server_selection_timeout = self.config.mongodb_timeout;
+                Store::connect(&store_config).await
+            })
+            .await
+    }
+
+    async fn secret_uri(&self, arn: &str) -> Result<String, ChuteError> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| crate::aws::classify("Secrets Manager", e))?;
+        let text = out.secret_string().unwrap_or_default();
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => v
+                .get("uri")
+                .and_then(|u| u.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ChuteError::Config("the MongoDB secret is JSON without a `uri` field".into())
+                }),
+            Err(_) => Ok(text.to_string()),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The payloads passed between the states of the state machine, and what each function returns.
+//! Field names are the JSON the ASL reads (`$.plan`, `$.failure`, …): renaming one is a change to
+//! `statemachine/`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Refusal;
+use crate::records::ChunkPlan;
+use crate::report::Status;
+use crate::transform::RejectedRow;
+
+/// The execution input `trigger` starts a run with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInput {
+    pub run_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    pub schema: String,
+    /// Overrides the configured chunk size for this file (object metadata `chute-chunk-bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes: Option<u64>,
+    /// When the object event was handled (RFC 3339).
+    pub requested_at: String,
+    /// Chunks processed at once (the Map's `MaxConcurrencyPath`).
+    pub map_concurrency: u32,
+    /// Share of chunks that may fail before the Map fails (`ToleratedFailurePercentagePath`).
+    pub tolerated_failure_percent: u32,
+}
+
+/// What `trigger` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerOutput {
+    pub started: Vec<Started>,
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub run_id: String,
+    pub key: String,
+    /// False when the execution already existed (a duplicate delivery).
+    pub new: bool,
+}
+
+/// What `validate` returns (the state's `$.plan`): small, whatever the file size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    pub rows: u64,
+    pub file_bytes: u64,
+    pub chunk_count: u64,
+    pub chunks: Vec<ChunkPlan>,
+    pub plan_key: String,
+    pub warnings: Vec<String>,
+    pub duplicate_keys: u64,
+    pub superseded_rows: u64,
+    pub duration_ms: u64,
+}
+
+/// The plan details chunks need, stored in S3 (`staging/<run>/plan.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPlan {
+    pub header: Vec<String>,
+    pub chunks: Vec<ChunkPlan>,
+    /// Rows superseded by a later valid occurrence of their key (sorted).
+    pub superseded: Vec<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// One Map item: the run plus one chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkInput {
+    pub run_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub schema: String,
+    pub plan_key: String,
+    pub chunk: ChunkPlan,
+}
+
+/// What `transform` returns and stores (`staging/<run>/chunk-<i>.transform.json`, with the rejected
+/// rows; the returned copy leaves them out to stay small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformOutput {
+    pub run_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub schema: String,
+    pub chunk: u32,
+    pub rows: u64,
+    pub valid: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+    pub staged_key: String,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_rows: Vec<RejectedRow>,
+}
+
+/// What `import` returns and stores (`staging/<run>/chunk-<i>.import.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutput {
+    pub run_id: String,
+    pub chunk: u32,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub refused: u64,
+    pub duration_ms: u64,
+    /// True when the ledger showed the chunk done and nothing was written.
+    pub replayed: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
+}
+
+/// A caught failure as Step Functions passes it (`{"Error", "Cause"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+/// The `report` input: the whole execution state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportInput {
+    #[serde(flatten)]
+    pub run: RunInput,
+    #[serde(default)]
+    pub plan: Option<PlanOutput>,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+}
+
+/// What `report` returns: the small result the state machine branches on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportOutput {
+    pub status: Status,
+    pub report_key: String,
+    pub email: String,
+}
+
+/// The run (and chunk) an event belongs to: [`super::serve`] puts them on every log line of the
+/// invocation.
+pub trait Traced {
+    fn run_id(&self) -> Option<&str>;
+    fn chunk(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// S3 and EventBridge events name objects, not runs.
+impl Traced for serde_json::Value {
+    fn run_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Traced for RunInput {
+    fn run_id(&self) -> Option<&str> {
+        Some(&self.run_id)
+    }
+}
+
+impl Traced for ChunkInput {
+    fn run_id(&self) -> Option<&str> {
+        Some(&self.run_id)
+    }
+    fn chunk(&self) -> Option<u32> {
+        Some(self.chunk.index)
+    }
+}
+
+impl Traced for TransformOutput {
+    fn run_id(&self) -> Option<&str> {
+        Some(&self.run_id)
+    }
+    fn chunk(&self) -> Option<u32> {
+        Some(self.chunk)
+    }
+}
+
+impl Traced for ReportInput {
+    fn run_id(&self) -> Option<&str> {
+        Some(&self.run.run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+    use crate::report::{Imported, Transformed};
+    use crate::transform::Issue;
+
+    /// The report reads the chunk records the transform and import store; the layouts must agree.
+    #[test]
+    fn stored_chunk_records_read_back_as_the_report_sees_them() {
+        let rejected = RejectedRow {
+            row: 2,
+            line: 3,
+            issues: vec![Issue {
+                column: "price".into(),
+                code: Code::TypeError,
+                message: "price is not a number".into(),
+                value: "x".into(),
+            }],
+            fields: vec!["A".into()],
+        };
+        let transformed = TransformOutput {
+            run_id: "run".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            schema: "products".into(),
+            chunk: 1,
+            rows: 5,
+            valid: 3,
+            duplicate: 1,
+            rejected: 1,
+            staged_key: "s".into(),
+            duration_ms: 40,
+            rejected_rows: vec![rejected.clone()],
+        };
+        let seen: Transformed =
+            serde_json::from_slice(&serde_json::to_vec(&transformed).unwrap()).unwrap();
+        let tally = &seen.tally;
+        assert_eq!((tally.valid, tally.duplicate, tally.rejected), (3, 1, 1));
+        assert_eq!((seen.duration_ms, seen.rejections), (40, vec![rejected]));
+
+        let refusal = Refusal {
+            row: 4,
+            line: 5,
+            code: 121,
+            message: "Document failed validation".into(),
+        };
+        let imported = ImportOutput {
+            run_id: "run".into(),
+            chunk: 1,
+            inserted: 1,
+            updated: 1,
+            unchanged: 0,
+            refused: 1,
+            duration_ms: 60,
+            replayed: false,
+            refusals: vec![refusal.clone()],
+        };
+        let seen: Imported =
+            serde_json::from_slice(&serde_json::to_vec(&imported).unwrap()).unwrap();
+        let tally = &seen.tally;
+        assert_eq!(
+            (
+                tally.inserted,
+                tally.updated,
+                tally.unchanged,
+                tally.refused
+            ),
+            (1, 1, 0, 1)
+        );
+        assert_eq!((seen.duration_ms, seen.rejections), (60, vec![refusal]));
+    }
+}

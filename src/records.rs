@@ -1,0 +1,140 @@
+//! Reading CSV records with the settings every pass shares (planner, duplicate scan, transform),
+//! so all passes agree on where records start, and numbering a chunk's rows and lines as one pass
+//! over the whole file would.
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Schema;
+
+/// One chunk: a byte range of the file holding whole records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub index: u32,
+    /// Byte offset of the chunk's first record.
+    pub start: u64,
+    /// Byte offset one past the chunk's end (the next chunk's start, or the file length).
+    pub end: u64,
+    /// Data record number of the first record (the first record after the header is row 1).
+    pub first_row: u64,
+    /// Physical line at the chunk's first byte (the header is line 1). A chunk can begin with the
+    /// previous record's line ending or blank lines; the chunk reader counts past them.
+    pub first_line: u64,
+    pub rows: u64,
+}
+
+/// Builds a CSV reader with the settings every pass uses (so all passes agree on records).
+pub fn csv_reader<R: Read>(schema: &Schema, input: R) -> csv::Reader<R> {
+    reader_settings(schema.delimiter).from_reader(input)
+}
+
+fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
+    let mut builder = csv::ReaderBuilder::new();
+    builder
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(256 * 1024);
+    builder
+}
+
+/// Reads a chunk's bytes record by record, numbering rows and lines as a single pass over the
+/// whole file would.
+pub struct ChunkRecords<'a> {
+    bytes: &'a [u8],
+    reader: csv::Reader<&'a [u8]>,
+    delimiter: u8,
+    next_row: u64,
+    /// Line and chunk offset where the previous record's content starts.
+    line: u64,
+    offset: usize,
+}
+
+/// A record and where it sits in the file.
+pub struct Located<'r> {
+    pub row: u64,
+    pub line: u64,
+    pub fields: Fields<'r>,
+}
+
+/// A record's fields: text, or (rarely) the raw bytes of a record that is not UTF-8.
+pub enum Fields<'r> {
+    Text(&'r csv::StringRecord),
+    NotUtf8 {
+        record: csv::ByteRecord,
+        /// The first field that is not UTF-8.
+        field: usize,
+    },
+}
+
+impl Fields<'_> {
+    pub fn bytes(&self) -> &csv::ByteRecord {
+        match self {
+            Fields::Text(record) => record.as_byte_record(),
+            Fields::NotUtf8 { record, .. } => record,
+        }
+    }
+}
+
+impl<'a> ChunkRecords<'a> {
+    pub fn new(schema: &Schema, chunk: &ChunkPlan, bytes: &'a [u8]) -> Self {
+        ChunkRecords {
+            bytes,
+            reader: csv_reader(schema, bytes),
+            delimiter: schema.delimiter,
+            next_row: chunk.first_row,
+            line: chunk.first_line,
+            offset: 0,
+        }
+    }
+
+    /// Reads the next record into `record`; `None` at the end of the chunk.
+    pub fn next<'r>(&mut self, record: &'r mut csv::StringRecord) -> Option<Located<'r>> {
+        // Reading from a byte slice cannot fail with I/O; the one other error is invalid UTF-8,
+        // after which the reader has consumed the record and goes on with the next.
+        let (span, fields) = match self.reader.read_record(record) {
+            Ok(false) => return None,
+            Ok(true) => (
+                record.position().map_or(self.offset, |p| p.byte() as usize),
+                Fields::Text(record),
+            ),
+            Err(e) => match e.into_kind() {
+                csv::ErrorKind::Utf8 { pos, err } => {
+                    let span = pos.map_or(self.offset, |p| p.byte() as usize);
+                    (
+                        span,
+                        Fields::NotUtf8 {
+                            record: self.raw_record(span),
+                            field: err.field(),
+                        },
+                    )
+                }
+                _ => return None,
+            },
+        };
+        let row = self.next_row;
+        self.next_row += 1;
+        let content = span
+            + self.bytes[span..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+        self.line += memchr::memchr_iter(b'\n', &self.bytes[self.offset..content]).count() as u64;
+        self.offset = content;
+        Some(Located {
+            row,
+            line: self.line,
+            fields,
+        })
+    }
+
+    /// Re-reads the record starting at `span` as bytes (the text reader drops a non-UTF-8 record).
+    fn raw_record(&self, span: usize) -> csv::ByteRecord {
+        let mut raw = csv::ByteRecord::new();
+        let mut reader = reader_settings(self.delimiter).from_reader(&self.bytes[span..]);
+        // Same bytes, same settings: this reads the record the text reader refused.
+        let _ = reader.read_byte_record(&mut raw);
+        raw
+    }
+}

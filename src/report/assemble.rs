@@ -1,0 +1,330 @@
+//! The report of a run from what each of its steps recorded.
+
+use super::{
+    Artifacts, ChunkTally, Report, ReportBuilder, Source, StepTimings, Timings, TransformTally,
+    WriteTally,
+};
+use serde::Deserialize;
+
+use crate::error::{FileError, Refusal};
+use crate::transform::RejectedRow;
+
+/// Everything the `report` function gathered about a run; [`assemble`] turns it into the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub source: Source,
+    pub schema: String,
+    /// When the run was requested (RFC 3339).
+    pub started_at: String,
+    /// `None` when the run failed before a plan was stored.
+    pub plan: Option<PlanRecord>,
+    /// Why the run failed, when a step failed as a whole (see [`failure_reason`]).
+    pub failure: Option<String>,
+    pub artifacts: Artifacts,
+}
+
+/// The stored plan and what each of its chunks recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanRecord {
+    /// The file's header as written, for rejects.csv.
+    pub header: Vec<String>,
+    pub warnings: Vec<String>,
+    pub validate_ms: u64,
+    pub chunks: Vec<ChunkRecord>,
+}
+
+/// One chunk; `None` where its step did not finish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkRecord {
+    pub index: u32,
+    pub rows: u64,
+    pub transformed: Option<Transformed>,
+    pub imported: Option<Imported>,
+}
+
+/// What one step recorded for a chunk: its tally, its time and the rows it turned away. Reads
+/// the step's stored record (`chunk-<i>.transform.json`, `chunk-<i>.import.json`) as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StepRecord<Tally, Rejection> {
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub duration_ms: u64,
+    /// `rejected_rows` of a transform record, `refusals` of an import record.
+    #[serde(default = "Vec::new", alias = "rejected_rows", alias = "refusals")]
+    pub rejections: Vec<Rejection>,
+}
+
+/// The transform's record: its own count of valid rows (documents staged) and the rejected rows.
+pub type Transformed = StepRecord<TransformTally, RejectedRow>;
+
+/// The import's record: what the database did with the staged documents, and what it refused.
+pub type Imported = StepRecord<WriteTally, Refusal>;
+
+/// Builds the report and rejects.csv of a run that finished at `finished`.
+///
+/// The transform's count of valid rows and the import's count of what it wrote come from two
+/// steps; they are compared per chunk, and a difference fails the accounting with a reason instead
+/// of being absorbed (the report's `valid` is what the import wrote).
+pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
+    let mut builder = ReportBuilder::new(&run.run_id, run.source, &run.schema);
+    let mut steps = StepTimings::default();
+    let mut header = Vec::new();
+    if let Some(plan) = run.plan {
+        steps.validate_ms = plan.validate_ms;
+        builder.warnings(&plan.warnings);
+        header = plan.header;
+        for chunk in &plan.chunks {
+            let mut tally = ChunkTally {
+                index: chunk.index,
+                rows: chunk.rows,
+                ..ChunkTally::default()
+            };
+            if let (Some(t), Some(i)) = (&chunk.transformed, &chunk.imported) {
+                steps.transform_ms += t.duration_ms;
+                steps.import_ms += i.duration_ms;
+                steps.slowest_chunk_ms = steps.slowest_chunk_ms.max(t.duration_ms + i.duration_ms);
+                tally.transformed = Some(t.tally.clone());
+                tally.written = Some(i.tally.clone());
+                for row in &t.rejections {
+                    builder.rejected_row(row);
+                }
+                for r in &i.rejections {
+                    builder.refused(r.row, r.line, &r.message);
+                }
+            }
+            builder.chunk(&tally);
+        }
+    }
+    if let Some(reason) = run.failure {
+        builder.fail(reason);
+    }
+    let started = bson::DateTime::parse_rfc3339_str(&run.started_at).ok();
+    let duration_ms = started
+        .map(|s| (finished.timestamp_millis() - s.timestamp_millis()).max(0) as u64)
+        .unwrap_or(0);
+    let timings = Timings {
+        started_at: run.started_at,
+        finished_at: finished.try_to_rfc3339_string().unwrap_or_default(),
+        duration_ms,
+        rows_per_second: 0,
+        steps,
+    };
+    let (mut report, rejects) = builder.finish(timings, run.artifacts, &header);
+    report.timings.rows_per_second = (report.rows.total * 1000)
+        .checked_div(duration_ms)
+        .unwrap_or(0);
+    (report, rejects)
+}
+
+/// The readable reason of a step's caught failure (`Error` and `Cause` as Step Functions passes
+/// them): a file error's message and code, or the error message inside the Lambda error payload.
+pub fn failure_reason(error: &str, cause: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(cause)
+        .ok()
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| cause.to_string());
+    match serde_json::from_str::<FileError>(&message) {
+        Ok(file) => format!("{} ({})", file.message, file.code),
+        Err(_) if message.is_empty() => error.to_string(),
+        Err(_) => format!("{error}: {}", crate::error::redact(&message)),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+    use crate::report::Status;
+    use crate::transform::Issue;
+
+    fn at(text: &str) -> bson::DateTime {
+        bson::DateTime::parse_rfc3339_str(text).unwrap()
+    }
+
+    fn chunk(index: u32, rows: u64, staged: u64, written: WriteTally) -> ChunkRecord {
+        ChunkRecord {
+            index,
+            rows,
+            transformed: Some(Transformed {
+                tally: TransformTally {
+                    valid: staged,
+                    duplicate: 0,
+                    rejected: rows - staged,
+                },
+                duration_ms: 10,
+                rejections: Vec::new(),
+            }),
+            imported: Some(Imported {
+                tally: written,
+                duration_ms: 20,
+                rejections: Vec::new(),
+            }),
+        }
+    }
+
+    fn written(inserted: u64, refused: u64) -> WriteTally {
+        WriteTally {
+            inserted,
+            updated: 0,
+            unchanged: 0,
+            refused,
+        }
+    }
+
+    fn run(chunks: Vec<ChunkRecord>) -> RunRecord {
+        RunRecord {
+            run_id: "run-1".into(),
+            source: Source {
+                bucket: "b".into(),
+                key: "incoming/products.csv".into(),
+                etag: "e".into(),
+            },
+            schema: "products".into(),
+            started_at: "2026-11-22T10:00:00Z".into(),
+            plan: Some(PlanRecord {
+                header: vec!["sku".into()],
+                warnings: vec!["unknown columns ignored: x".into()],
+                validate_ms: 5,
+                chunks,
+            }),
+            failure: None,
+            artifacts: Artifacts::default(),
+        }
+    }
+
+    /// The report of `chunks`, two seconds after the run started.
+    fn report_of(chunks: Vec<ChunkRecord>) -> Report {
+        assemble(run(chunks), at("2026-11-22T10:00:02Z")).0
+    }
+
+    #[test]
+    fn counts_that_agree_are_both_kept_and_add_no_reason() {
+        let report = report_of(vec![
+            chunk(0, 10, 10, written(10, 0)),
+            chunk(1, 5, 5, written(4, 1)),
+        ]);
+        assert_eq!(report.reason, None);
+        assert_eq!(
+            report.status,
+            Status::Partial,
+            "a refusal is a rejected row"
+        );
+        assert_eq!(
+            (report.rows.total, report.rows.valid, report.rows.rejected),
+            (15, 14, 1)
+        );
+        assert_eq!(report.staged, 15);
+        assert_eq!(report.timings.duration_ms, 2000);
+        assert_eq!(report.timings.rows_per_second, 7);
+        assert_eq!(report.timings.steps.validate_ms, 5);
+        assert_eq!(report.timings.steps.transform_ms, 20);
+        assert_eq!(report.timings.steps.slowest_chunk_ms, 30);
+        assert_eq!(
+            report.warnings,
+            vec!["unknown columns ignored: x".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_import_that_does_not_account_for_every_staged_document_is_an_error() {
+        let report = report_of(vec![
+            chunk(0, 10, 10, written(10, 0)),
+            chunk(1, 10, 10, written(7, 0)),
+        ]);
+        assert_ne!(report.status, Status::Succeeded);
+        assert_eq!(report.rows.valid, 17, "valid is what the import wrote");
+        assert_eq!(
+            report.staged, 20,
+            "the transform's own count is kept beside it"
+        );
+        let reason = report.reason.expect("a mismatch has a reason");
+        assert!(
+            reason.contains("chunk 1")
+                && reason.contains("staged 10")
+                && reason.contains("accounted for 7"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn chunks_without_outcomes_are_unprocessed_and_a_failure_is_the_reason() {
+        let mut record = run(vec![
+            chunk(0, 10, 10, written(10, 0)),
+            ChunkRecord {
+                index: 1,
+                rows: 4,
+                ..ChunkRecord::default()
+            },
+        ]);
+        record.failure = Some("Chute.Fatal: boom".into());
+        let (report, _) = assemble(record, at("2026-11-22T10:00:01Z"));
+        assert_eq!(report.status, Status::Partial);
+        assert_eq!(report.rows.unprocessed, 4);
+        assert_eq!(report.chunks.failed, vec![1]);
+        assert_eq!(report.reason.as_deref(), Some("Chute.Fatal: boom"));
+    }
+
+    #[test]
+    fn rejected_rows_and_refusals_reach_the_errors_and_rejects_csv() {
+        let mut c = chunk(0, 3, 2, written(1, 1));
+        if let Some(t) = &mut c.transformed {
+            t.rejections.push(RejectedRow {
+                row: 1,
+                line: 2,
+                issues: vec![Issue {
+                    column: "price".into(),
+                    code: Code::TypeError,
+                    message: "price is not a decimal number".into(),
+                    value: "x".into(),
+                }],
+                fields: vec!["A".into()],
+            });
+        }
+        if let Some(i) = &mut c.imported {
+            i.rejections.push(Refusal {
+                row: 3,
+                line: 4,
+                code: 121,
+                message: "Document failed validation".into(),
+            });
+        }
+        let (report, csv) = assemble(run(vec![c]), at("2026-11-22T10:00:01Z"));
+        let codes: Vec<&str> = report.errors.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["type_error", "database"]);
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+    }
+
+    #[test]
+    fn a_run_without_a_plan_fails_with_the_file_error_as_reason() {
+        let mut record = run(Vec::new());
+        record.plan = None;
+        record.failure = Some(failure_reason(
+            "Chute.InvalidFile",
+            r#"{"errorType":"Chute.InvalidFile","errorMessage":"{\"code\":\"empty_file\",\"message\":\"the file is empty\"}"}"#,
+        ));
+        let (report, _) = assemble(record, at("2026-11-22T10:00:01Z"));
+        assert_eq!(report.status, Status::Failed);
+        assert_eq!(
+            report.reason.as_deref(),
+            Some("the file is empty (empty_file)")
+        );
+        assert_eq!(report.timings.finished_at, "2026-11-22T10:00:01Z");
+    }
+
+    #[test]
+    fn failure_reasons_never_carry_a_connection_string() {
+        let reason = failure_reason(
+            "Chute.Transient",
+            r#"{"errorMessage":"MongoDB unavailable: MongoDB://u:pw@h:1"}"#,
+        );
+        assert_eq!(
+            reason,
+            "Chute.Transient: MongoDB unavailable: mongodb://<redacted>"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Staged documents: the concatenated BSON the transform writes, read back one document at a time
+//! and split into the key, the fields to `$set` and the insert-only defaults.
+
+use bson::{doc, Bson, Document, RawDocument};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::upsert::WriteContext;
+use crate::error::ChuteError;
+use crate::schema::join_key;
+
+/// One staged document, split into what the update statement needs.
+pub(super) struct StagedDoc {
+    pub key: Vec<(String, Bson)>,
+    pub key_text: String,
+    pub row: u64,
+    pub line: u64,
+    pub hash: String,
+    set: Document,
+    defaults: Document,
+}
+
+impl StagedDoc {
+    pub fn parse(raw: &RawDocument, key_fields: &[&str]) -> Result<StagedDoc, ChuteError> {
+        let bad = |what: &str| ChuteError::Fatal(format!("staged document is malformed: {what}"));
+        let doc = Document::try_from(raw).map_err(|e| bad(&e.to_string()))?;
+        let meta = doc.get_document("_import").map_err(|_| bad("no _import"))?;
+        let row = meta.get_i64("row").map_err(|_| bad("no _import.row"))? as u64;
+        let line = meta.get_i64("line").map_err(|_| bad("no _import.line"))? as u64;
+        let hash = meta
+            .get_str("hash")
+            .map_err(|_| bad("no _import.hash"))?
+            .to_string();
+        let mut defaults = Document::new();
+        if let Ok(d) = meta.get_document("defaults") {
+            flatten("", d, &mut defaults);
+        }
+        let mut set = Document::new();
+        for (k, v) in &doc {
+            if k == "_import" {
+                continue;
+            }
+            match v {
+                Bson::Document(sub) => flatten(k, sub, &mut set),
+                other => {
+                    set.insert(k.clone(), other.clone());
+                }
+            }
+        }
+        let key: Vec<(String, Bson)> = key_fields
+            .iter()
+            .map(|f| {
+                lookup(&doc, f)
+                    .cloned()
+                    .map(|v| (f.to_string(), v))
+                    .ok_or_else(|| bad(&format!("row {row} has no key field {f}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let parts: Vec<String> = key.iter().map(|(_, v)| bson_text(v)).collect();
+        let key_text = join_key(parts.iter().map(String::as_str));
+        Ok(StagedDoc {
+            key,
+            key_text,
+            row,
+            line,
+            hash,
+            set,
+            defaults,
+        })
+    }
+
+    pub fn statement(&self, ctx: &WriteContext) -> Document {
+        let filter: Document = self.key.iter().cloned().collect();
+        let mut set = self.set.clone();
+        set.insert("_import", self.import_meta(ctx));
+        let mut on_insert = self.defaults.clone();
+        on_insert.insert("first_imported_at", ctx.at);
+        on_insert.insert("first_run_id", &ctx.run_id);
+        doc! {"q": filter, "u": {"$set": set, "$setOnInsert": on_insert}, "upsert": true, "multi": false}
+    }
+
+    /// The whole document [`StagedDoc::statement`] would create when its key is not stored.
+    pub fn new_document(&self, ctx: &WriteContext) -> Document {
+        let mut doc = doc! {"_id": bson::oid::ObjectId::new()};
+        for (path, value) in self.set.iter().chain(&self.defaults) {
+            insert_path(&mut doc, path, value.clone());
+        }
+        doc.insert("_import", self.import_meta(ctx));
+        doc.insert("first_imported_at", ctx.at);
+        doc.insert("first_run_id", &ctx.run_id);
+        doc
+    }
+
+    fn import_meta(&self, ctx: &WriteContext) -> Document {
+        doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.row as i64, "line": self.line as i64, "hash": &self.hash, "at": ctx.at}
+    }
+}
+
+/// Sub-documents become dotted paths so `$set` merges them field by field.
+fn flatten(prefix: &str, doc: &Document, out: &mut Document) {
+    for (k, v) in doc {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Bson::Document(sub) if !sub.is_empty() => flatten(&path, sub, out),
+            other => {
+                out.insert(path, other.clone());
+            }
+        }
+    }
+}
+
+/// Sets a dotted path, creating sub-documents on the way (the inverse of [`flatten`]).
+fn insert_path(doc: &mut Document, path: &str, value: Bson) {
+    match path.split_once('.') {
+        None => {
+            doc.insert(path, value);
+        }
+        Some((head, rest)) => {
+            if !matches!(doc.get(head), Some(Bson::Document(_))) {
+                doc.insert(head, Document::new());
+            }
+            if let Some(Bson::Document(sub)) = doc.get_mut(head) {
+                insert_path(sub, rest, value);
+            }
+        }
+    }
+}
+
+pub(super) fn lookup<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
+    let mut parts = path.split('.');
+    let mut value = doc.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_document()?.get(part)?;
+    }
+    Some(value)
+}
+
+pub(super) fn bson_text(v: &Bson) -> String {
+    match v {
+        Bson::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Appends the next staged document of `staged` to `batch`; `false` at a clean end of the stream.
+/// `read` (documents read before) only names the place of a problem.
+pub(super) async fn read_staged(
+    staged: &mut (impl AsyncRead + Unpin),
+    batch: &mut Vec<u8>,
+    read: u64,
+) -> Result<bool, ChuteError> {
+    let truncated =
+        || ChuteError::Fatal(format!("staged file is truncated after {read} documents"));
+    let cut_off = |e: std::io::Error| {
+        ChuteError::Transient(format!(
+            "reading the staged file was cut off after {read} documents: {e}"
+        ))
+    };
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        match staged.read(&mut prefix[filled..]).await.map_err(cut_off)? {
+            0 if filled == 0 => return Ok(false),
+            0 => return Err(truncated()),
+            n => filled += n,
+        }
+    }
+    let len = i32::from_le_bytes(prefix);
+    if !(5..=MAX_STAGED_DOCUMENT).contains(&len) {
+        return Err(ChuteError::Fatal(format!(
+            "staged document {} has an impossible length {len}",
+            read + 1
+        )));
+    }
+    let start = batch.len();
+    batch.extend_from_slice(&prefix);
+    batch.resize(start + len as usize, 0);
+    match staged.read_exact(&mut batch[start + 4..]).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(truncated()),
+        Err(e) => Err(cut_off(e)),
+    }
+}
+
+/// MongoDB's document size limit, which no staged document can exceed.
+const MAX_STAGED_DOCUMENT: i32 = 16 * 1024 * 1024;
+
+/// Splits concatenated BSON documents without copying.
+pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
+    let mut docs = Vec::new();
+    while !bytes.is_empty() {
+        let len = bytes
+            .get(..4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .unwrap_or(0);
+        if len < 5 || len > bytes.len() {
+            return Err(ChuteError::Fatal(format!(
+                "staged file is truncated after {} documents",
+                docs.len()
+            )));
+        }
+        let doc = RawDocument::from_bytes(&bytes[..len]).map_err(|e| ChuteError::Unreadable {
+            what: format!("staged document {}", docs.len() + 1),
+            source: e.into(),
+        })?;
+        docs.push(doc);
+        bytes = &bytes[len..];
+    }
+    Ok(docs)
+}
