@@ -469,6 +469,20 @@ async fn connection_strings_never_reach_error_texts() {
         err.to_string().contains("MongoDB URI is not usable"),
         "{err}"
     );
+    // What a function returns to Lambda (and Lambda logs), whatever the case of the scheme.
+    for scheme in ["mongodb", "MONGODB", "MongoDB+SRV"] {
+        let uri = format!("{scheme}://chute:{secret}@127.0.0.1:notaport/chute");
+        let err = Store::connect(&StoreConfig::new(uri, "chute_test"))
+            .await
+            .err()
+            .expect("a malformed URI is refused");
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert!(
+            !diagnostic.error_message.contains(secret),
+            "{}",
+            diagnostic.error_message
+        );
+    }
 
     // Well-formed but nobody listens: the first operation fails as transient.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
