@@ -88,8 +88,7 @@ def provision(_args):
         ses.create_email_identity(EmailIdentity=SENDER)
     except ses.exceptions.AlreadyExistsException:
         pass
-    # The substitutions the template's DefinitionSubstitutions make in AWS.
-    definition = (ROOT / "statemachine" / "chute.asl.json").read_text().replace("${Partition}", "aws")
+    definition = (ROOT / "statemachine" / "chute.asl.json").read_text()
     for name in FUNCTIONS:
         if name != "trigger":
             definition = definition.replace("${%sFunctionArn}" % name.capitalize(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")

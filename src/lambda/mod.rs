@@ -74,12 +74,16 @@ where
         move |event: lambda_runtime::LambdaEvent<In>| -> std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<Out, Diagnostic>> + Send>,
         > {
+            // Display, not Debug: a run's log lines are found by the plain `run_id=…`.
             let span = tracing::info_span!(
                 "invocation",
-                step,
-                run_id = event.payload.run_id(),
+                step = %step,
+                run_id = tracing::field::Empty,
                 chunk = event.payload.chunk()
             );
+            if let Some(run_id) = event.payload.run_id() {
+                span.record("run_id", tracing::field::display(run_id));
+            }
             Box::pin(handler(env, event).instrument(span))
         },
     ))
