@@ -41,9 +41,12 @@ pub struct Config {
     /// `CHUTE_EMAIL_DEFAULT`, `CHUTE_EMAIL_SUCCESS`, `CHUTE_EMAIL_FAILURE` (comma-separated) and
     /// `CHUTE_EMAIL_TEAMS` (`team=a@x,b@x;other=c@x`).
     pub routing: Routing,
+    /// `CHUTE_SES_CONFIGURATION_SET`: the SES configuration set the emails go through; none if empty.
+    pub ses_configuration_set: Option<String>,
     /// `CHUTE_EMAIL_ATTEMPTS`: tries for a throttled send (default 4).
     pub email_attempts: u32,
-    /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email; 0 names S3 keys instead.
+    /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email, at most
+    /// [`MAX_PRESIGN_SECONDS`]; 0 names S3 keys instead.
     pub presign_seconds: u64,
     /// `CHUTE_MAP_CONCURRENCY` (default 10) and `CHUTE_TOLERATED_FAILURE_PERCENT` (default 0).
     pub map_concurrency: u32,
@@ -73,6 +76,23 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ChuteError>
             .map_err(|_| ChuteError::Config(format!("{name}={v} is not a number"))),
         None => Ok(default),
     }
+}
+
+/// Longest link lifetime asked for. A URL presigned with the report role's temporary credentials
+/// dies with them (AWS S3 guide, "Sharing objects with presigned URLs"), which can be within the
+/// hour; a longer request would only promise more than the link keeps (README "Email links").
+pub const MAX_PRESIGN_SECONDS: u64 = 3600;
+
+/// The requested lifetime, clamped to [`MAX_PRESIGN_SECONDS`].
+fn presign_seconds(requested: u64) -> u64 {
+    if requested > MAX_PRESIGN_SECONDS {
+        tracing::warn!(
+            requested,
+            used = MAX_PRESIGN_SECONDS,
+            "CHUTE_PRESIGN_SECONDS is clamped: presigned links die with the role's credentials"
+        );
+    }
+    requested.min(MAX_PRESIGN_SECONDS)
 }
 
 fn list(name: &str) -> Vec<String> {
@@ -130,8 +150,9 @@ impl Config {
                 failure: list("CHUTE_EMAIL_FAILURE"),
                 teams,
             },
+            ses_configuration_set: var("CHUTE_SES_CONFIGURATION_SET"),
             email_attempts: number("CHUTE_EMAIL_ATTEMPTS", 4)?,
-            presign_seconds: number("CHUTE_PRESIGN_SECONDS", 0)?,
+            presign_seconds: presign_seconds(number("CHUTE_PRESIGN_SECONDS", 0)?),
             map_concurrency: number("CHUTE_MAP_CONCURRENCY", 10)?,
             tolerated_failure_percent: number("CHUTE_TOLERATED_FAILURE_PERCENT", 0)?,
         })
@@ -176,6 +197,15 @@ mod tests {
             assert!(!text.contains("s3cr3t"), "{text}");
             assert!(text.contains("mongodb://<redacted>"), "{text}");
         }
+    }
+
+    #[test]
+    fn presign_lifetimes_are_clamped_to_an_hour() {
+        assert_eq!(presign_seconds(604_800), MAX_PRESIGN_SECONDS);
+        assert_eq!(presign_seconds(3601), 3600);
+        assert_eq!(presign_seconds(3600), 3600);
+        assert_eq!(presign_seconds(900), 900);
+        assert_eq!(presign_seconds(0), 0, "0 still means: name the S3 keys");
     }
 
     #[test]
