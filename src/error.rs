@@ -78,6 +78,9 @@ codes! {
         RecordTooLarge = "record_too_large",
         /// More header cells than `CHUTE_MAX_COLUMNS`.
         TooManyColumns = "too_many_columns",
+        /// More keys than validate's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) can check for
+        /// duplicates.
+        TooManyKeys = "too_many_keys",
         /// The bytes could not be read as CSV at all.
         Unreadable = "unreadable",
     }
@@ -267,6 +270,7 @@ mod tests {
             FileCode::TooLarge,
             FileCode::RecordTooLarge,
             FileCode::TooManyColumns,
+            FileCode::TooManyKeys,
             FileCode::Unreadable,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

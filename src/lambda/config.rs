@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{redact, ChuteError};
-use crate::plan::PlanOptions;
+use crate::plan::{max_keys_for_memory, PlanOptions};
 use crate::routing::Routing;
 use crate::schema::Schema;
 
@@ -24,7 +24,8 @@ pub struct Config {
     /// `CHUTE_SCHEMA` (default `products`), looked up in `CHUTE_SCHEMA_DIR` (default `schemas`).
     pub default_schema: String,
     pub schema_dir: PathBuf,
-    /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`.
+    /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`;
+    /// the key ceiling follows `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (none outside Lambda).
     pub plan: PlanOptions,
     /// `CHUTE_DATABASE`, default `chute`.
     pub database: String,
@@ -137,6 +138,10 @@ impl Config {
                 max_file_bytes: number("CHUTE_MAX_FILE_BYTES", defaults.max_file_bytes)?,
                 max_record_bytes: number("CHUTE_MAX_RECORD_BYTES", defaults.max_record_bytes)?,
                 max_columns: number("CHUTE_MAX_COLUMNS", defaults.max_columns)?,
+                max_keys: match var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+                    Some(_) => max_keys_for_memory(number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0)?),
+                    None => defaults.max_keys,
+                },
             },
             database: var("CHUTE_DATABASE").unwrap_or_else(|| "chute".into()),
             mongodb_uri: var("CHUTE_MONGODB_URI"),
