@@ -120,6 +120,8 @@ pub enum SchemaError {
     },
     #[error("schema {path} is not valid TOML: {message}")]
     Toml { path: String, message: String },
+    #[error("no schema `{name}` (built in: {known})")]
+    Unknown { name: String, known: String },
     #[error("invalid schema: {0}")]
     Invalid(String),
 }

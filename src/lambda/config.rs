@@ -21,9 +21,10 @@ pub struct Config {
     /// Where reports go (`CHUTE_REPORTS_PREFIX`, default `reports/`).
     pub reports_prefix: String,
     pub state_machine_arn: Option<String>,
-    /// `CHUTE_SCHEMA` (default `products`), looked up in `CHUTE_SCHEMA_DIR` (default `schemas`).
+    /// `CHUTE_SCHEMA` (default `products`): the schema of a file without `chute-schema` metadata.
     pub default_schema: String,
-    pub schema_dir: PathBuf,
+    /// `CHUTE_SCHEMA_DIR` (optional): a `NAME.toml` there wins over the built-in schema `NAME`.
+    pub schema_dir: Option<PathBuf>,
     /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`;
     /// the key ceiling follows `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (none outside Lambda).
     pub plan: PlanOptions,
@@ -130,9 +131,7 @@ impl Config {
             reports_prefix: var("CHUTE_REPORTS_PREFIX").unwrap_or_else(|| "reports/".into()),
             state_machine_arn: var("CHUTE_STATE_MACHINE_ARN"),
             default_schema: var("CHUTE_SCHEMA").unwrap_or_else(|| "products".into()),
-            schema_dir: var("CHUTE_SCHEMA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("schemas")),
+            schema_dir: var("CHUTE_SCHEMA_DIR").map(PathBuf::from),
             plan: PlanOptions {
                 chunk_bytes: number("CHUTE_CHUNK_BYTES", defaults.chunk_bytes)?.max(1),
                 max_file_bytes: number("CHUTE_MAX_FILE_BYTES", defaults.max_file_bytes)?,
@@ -164,7 +163,10 @@ impl Config {
     }
 
     pub fn schema(&self, name: &str) -> Result<Schema, ChuteError> {
-        Ok(Schema::load(&self.schema_dir, name)?)
+        Ok(match &self.schema_dir {
+            Some(dir) => Schema::load(dir, name)?,
+            None => Schema::built_in(name)?,
+        })
     }
 
     /// `staging/<run>/<name>`: the plan and every chunk's staged documents and outcomes.
