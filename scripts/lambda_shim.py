@@ -84,8 +84,10 @@ class Supervisor:
             AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.shim_port}/.rt/{function.name}",
         )
         log = open(self.stack / "logs" / f"fn-{function.name}.log", "ab")
+        # Started in the stack's bin directory, which has no schemas/ folder: as on AWS, where only the
+        # bootstrap is shipped, the functions use the schemas compiled into them.
         process = subprocess.Popen([str(self.stack / "bin" / function.name)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                                   stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, cwd=self.stack / "bin")
         log.close()
         (self.stack / "pids" / f"fn-{function.name}.pid").write_text(f"{process.pid}\n")
         with self.lock:

@@ -78,6 +78,9 @@ codes! {
         RecordTooLarge = "record_too_large",
         /// More header cells than `CHUTE_MAX_COLUMNS`.
         TooManyColumns = "too_many_columns",
+        /// More keys than validate's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) can check for
+        /// duplicates.
+        TooManyKeys = "too_many_keys",
         /// The bytes could not be read as CSV at all.
         Unreadable = "unreadable",
     }
@@ -117,6 +120,8 @@ pub enum SchemaError {
     },
     #[error("schema {path} is not valid TOML: {message}")]
     Toml { path: String, message: String },
+    #[error("no schema `{name}` (built in: {known})")]
+    Unknown { name: String, known: String },
     #[error("invalid schema: {0}")]
     Invalid(String),
 }
@@ -267,6 +272,7 @@ mod tests {
             FileCode::TooLarge,
             FileCode::RecordTooLarge,
             FileCode::TooManyColumns,
+            FileCode::TooManyKeys,
             FileCode::Unreadable,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

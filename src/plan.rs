@@ -37,6 +37,22 @@ pub struct PlanOptions {
     pub max_record_bytes: usize,
     /// Most header columns accepted.
     pub max_columns: usize,
+    /// Most keys (rows with a key) the planner holds a fingerprint of: past it the file is refused
+    /// as `too_many_keys` instead of running the function out of memory. See
+    /// [`max_keys_for_memory`].
+    pub max_keys: u64,
+}
+
+/// Bytes the planner holds per key: an 8-byte fingerprint, measured at ~12 MB per million keys with
+/// the vector's growth (README Performance), plus a margin.
+const BYTES_PER_KEY: u64 = 16;
+/// Memory kept for everything else in the process: runtime, clients, read buffers, the plan.
+const HEADROOM_MB: u64 = 256;
+
+/// The key ceiling of a process with `memory_mb` of memory (a Lambda's
+/// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`).
+pub fn max_keys_for_memory(memory_mb: u64) -> u64 {
+    memory_mb.saturating_sub(HEADROOM_MB) * 1024 * 1024 / BYTES_PER_KEY
 }
 
 impl Default for PlanOptions {
@@ -46,6 +62,7 @@ impl Default for PlanOptions {
             max_file_bytes: 50 * 1024 * 1024 * 1024,
             max_record_bytes: 1024 * 1024,
             max_columns: 1000,
+            max_keys: u64::MAX,
         }
     }
 }
@@ -201,6 +218,15 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
             }
         }
         fingerprints.extend(key_fingerprint(&record, &key_cells));
+        if fingerprints.len() as u64 > options.max_keys {
+            return Err(FileError::new(
+                FileCode::TooManyKeys,
+                format!(
+                    "row {rows} (near line {line}) takes the file past {} keys, the most validate's memory can check for duplicates; give validate more memory (stack parameter ValidateMemoryMb, up to 10240 MB) or split the file",
+                    options.max_keys
+                ),
+            ));
+        }
     }
     let file_bytes = bom + reader.position().byte();
     check_size(file_bytes, options)?;
@@ -256,4 +282,16 @@ fn csv_error(e: csv::Error) -> FileError {
         FileCode::Unreadable,
         format!("the file could not be read: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_ceiling_follows_memory() {
+        assert_eq!(max_keys_for_memory(1024), 50_331_648);
+        assert_eq!(max_keys_for_memory(3008), 180_355_072);
+        assert_eq!(max_keys_for_memory(100), 0);
+    }
 }

@@ -305,3 +305,136 @@ async fn a_header_only_file_succeeds_with_nothing_to_do() {
         (0, 0)
     );
 }
+
+/// `stock_levels` is keyed on `sku` + `warehouse`; the functions run from the stack's `bin`
+/// directory with no `schemas/` folder and no `CHUTE_SCHEMA_DIR`, as on AWS, so they can only use
+/// the schema compiled into them.
+#[tokio::test]
+async fn a_second_schema_is_built_in_and_imports_into_its_own_collection() {
+    let stack = stack();
+    for function in ["validate", "transform", "import"] {
+        let pid = stack.pid(&format!("fn-{function}"));
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        assert_eq!(cwd, stack.dir().join("bin"), "{function}");
+        assert!(!cwd.join("schemas").exists(), "{function}: {cwd:?}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains("CHUTE_SCHEMA_DIR="),
+            "{function} has no schema directory"
+        );
+    }
+    let p = unique("W");
+    let mut csv = String::from("sku,warehouse,quantity,updated_at,bin\n");
+    for i in 0..3 {
+        for (w, warehouse) in ["north", "south"].iter().enumerate() {
+            csv.push_str(&format!(
+                "{p}-{i},{warehouse},{},2026-11-2{i}T08:00:00Z,A-{i}{w}\n",
+                10 * i + w
+            ));
+        }
+    }
+    csv.push_str(&format!("{p}-0,north,99,2026-11-30,B-9\n")); // the pair again: it wins
+    csv.push_str(&format!("{p}-1,south,-1,2026-11-30,\n")); // below min
+    csv.push_str(&format!("{p}-2,,5,2026-11-30,\n")); // no warehouse
+    let run = run_local(
+        "stock.csv",
+        &csv,
+        &["--schema", "stock_levels", "--chunk-bytes", "128"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["status"], "PARTIAL", "{r}");
+    assert!(n(r, "/chunks/total") >= 2, "the file spans chunks: {r}");
+    assert_eq!(
+        (
+            n(r, "/rows/total"),
+            n(r, "/rows/valid"),
+            n(r, "/rows/duplicate"),
+            n(r, "/rows/rejected"),
+            n(r, "/written/inserted")
+        ),
+        (9, 6, 1, 2, 6)
+    );
+    let codes: Vec<(u64, &str, &str)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["column"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (8, "quantity", "constraint"),
+            (9, "warehouse", "missing_value")
+        ]
+    );
+    let db = stack.database().await;
+    let collection = db.collection::<Document>("stock_levels");
+    let docs: Vec<Document> = collection
+        .find(doc! {"sku": {"$regex": format!("^{p}")}})
+        .sort(doc! {"sku": 1, "warehouse": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let pairs: Vec<(String, String, i32, Option<String>)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d.get_str("sku").unwrap().to_string(),
+                d.get_str("warehouse").unwrap().to_string(),
+                d.get_i32("quantity").unwrap(),
+                d.get_str("bin").ok().map(str::to_string),
+            )
+        })
+        .collect();
+    let p = p.as_str();
+    let expected: Vec<(String, String, i32, Option<String>)> = (0..3)
+        .flat_map(|i| {
+            ["north", "south"]
+                .into_iter()
+                .enumerate()
+                .map(move |(w, warehouse)| {
+                    let (quantity, bin) = if (i, w) == (0, 0) {
+                        (99, "B-9".to_string())
+                    } else {
+                        ((10 * i + w) as i32, format!("A-{i}{w}"))
+                    };
+                    (
+                        format!("{p}-{i}"),
+                        warehouse.to_string(),
+                        quantity,
+                        Some(bin),
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(pairs, expected);
+    assert_eq!(
+        docs[0]
+            .get_datetime("updated_at")
+            .unwrap()
+            .try_to_rfc3339_string()
+            .unwrap(),
+        "2026-11-30T00:00:00Z"
+    );
+    let key_index = collection
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.options.as_ref().and_then(|o| o.name.as_deref()) == Some("stock_levels_key"))
+        .expect("the composite key's unique index");
+    assert_eq!(key_index.keys, doc! {"sku": 1, "warehouse": 1});
+    assert_eq!(stack.count(p).await, 0, "nothing went to products");
+}

@@ -476,3 +476,35 @@ fn staged_parts_are_cut_between_documents_and_add_up_to_the_whole() {
     }
     assert_eq!((expected.valid, expected.duplicate), (178, 2));
 }
+
+#[test]
+fn a_file_past_the_key_ceiling_is_refused_while_planning() {
+    let schema = Schema::products();
+    let csv = format!(
+        "sku,name,price,stock,category\n{}",
+        (0..5)
+            .map(|i| format!("S{i},N,1,1,C\n"))
+            .collect::<String>()
+    );
+    let at = |max_keys| PlanOptions {
+        max_keys,
+        ..PlanOptions::default()
+    };
+    assert_eq!(
+        chute::plan::plan(csv.as_bytes(), &schema, &at(5))
+            .unwrap()
+            .rows,
+        5
+    );
+    let err = chute::plan::plan(csv.as_bytes(), &schema, &at(3))
+        .err()
+        .unwrap();
+    assert_eq!(err.code, "too_many_keys");
+    assert!(
+        err.message
+            .starts_with("row 4 (near line 5) takes the file past 3 keys"),
+        "the refusal names the row and the limit: {}",
+        err.message
+    );
+    assert!(err.message.contains("ValidateMemoryMb"), "{}", err.message);
+}

@@ -223,6 +223,47 @@ async fn validate_refuses_a_bad_file_with_the_invalid_file_error() {
     assert_eq!(file_error.code, "missing_column");
 }
 
+/// Validate's memory sets the key ceiling (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`); here it is 2 keys.
+#[tokio::test]
+async fn a_file_past_the_key_ceiling_ends_in_a_failed_report_naming_the_limit() {
+    let mut env = env().await;
+    env.config.plan.max_keys = 2;
+    let run_id = unique("keys");
+    let key = format!("incoming/{run_id}.csv");
+    let etag = upload(
+        &env,
+        &key,
+        "sku,name,price,stock,category\nA,L,1,1,H\nB,L,1,1,H\nC,L,1,1,H\n",
+    )
+    .await;
+    let input = run_input(&run_id, &key, &etag);
+    let err = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Chute.InvalidFile");
+    let out = lambda::report::handle(
+        &env,
+        event(ReportInput {
+            run: input,
+            plan: None,
+            failure: Some(failure(&err.error_type, &err.error_message)),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, chute::report::Status::Failed);
+    let reason = stored_report(&env, &out.report_key).await["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("past 2 keys")
+            && reason.contains("ValidateMemoryMb")
+            && reason.ends_with("(too_many_keys)"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn a_file_changed_during_the_run_is_not_read_half_old_half_new() {
     let env = env().await;

@@ -455,6 +455,68 @@ async fn collection_setup_is_idempotent_and_builds_indexes() {
     );
 }
 
+/// What a `readWrite`-only user relies on: an unchanged schema sends no `collMod` and no
+/// `createIndexes`; a changed one sends both.
+#[tokio::test]
+async fn setup_changes_the_collection_only_when_the_schema_differs() {
+    use mongodb::event::command::CommandEvent;
+    use mongodb::event::EventHandler;
+    use std::sync::{Arc, Mutex};
+
+    let server = MongoServer::start().await;
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut config = StoreConfig::new(server.uri(), "chute_test");
+    config.command_events = Some(EventHandler::callback({
+        let sent = sent.clone();
+        move |event| {
+            if let CommandEvent::Started(started) = event {
+                sent.lock().unwrap().push(started.command_name);
+            }
+        }
+    }));
+    let store = Store::connect(&config).await.unwrap();
+    let setup = |schema: Schema| {
+        let store = store.clone();
+        let sent = sent.clone();
+        async move {
+            sent.lock().unwrap().clear();
+            store.ensure_collection(&schema).await.unwrap();
+            let sent = sent.lock().unwrap().clone();
+            let count = |name: &str| sent.iter().filter(|c| *c == name).count();
+            (count("create"), count("collMod"), count("createIndexes"))
+        }
+    };
+    assert_eq!(
+        setup(Schema::products()).await,
+        (1, 0, 2),
+        "first run: the collection, its indexes and the ledger's"
+    );
+    assert_eq!(setup(Schema::products()).await, (0, 0, 0), "unchanged");
+    let mut changed = Schema::products();
+    let name = changed
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "name")
+        .unwrap();
+    name.constraints.max_length = Some(300);
+    changed.indexes.push(vec!["name".into()]);
+    assert_eq!(
+        setup(changed.clone()).await,
+        (0, 1, 1),
+        "validator and index changed"
+    );
+    assert_eq!(setup(changed).await, (0, 0, 0), "and now stored");
+    let validator = store
+        .database()
+        .run_command(doc! {"listCollections": 1, "filter": {"name": "products"}})
+        .await
+        .unwrap();
+    assert!(
+        validator.to_string().contains("300"),
+        "collMod stored the new validator: {validator}"
+    );
+}
+
 #[tokio::test]
 async fn connection_strings_never_reach_error_texts() {
     let secret = "s3cr3t-pa55";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{redact, ChuteError};
-use crate::plan::PlanOptions;
+use crate::plan::{max_keys_for_memory, PlanOptions};
 use crate::routing::Routing;
 use crate::schema::Schema;
 
@@ -21,10 +21,12 @@ pub struct Config {
     /// Where reports go (`CHUTE_REPORTS_PREFIX`, default `reports/`).
     pub reports_prefix: String,
     pub state_machine_arn: Option<String>,
-    /// `CHUTE_SCHEMA` (default `products`), looked up in `CHUTE_SCHEMA_DIR` (default `schemas`).
+    /// `CHUTE_SCHEMA` (default `products`): the schema of a file without `chute-schema` metadata.
     pub default_schema: String,
-    pub schema_dir: PathBuf,
-    /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`.
+    /// `CHUTE_SCHEMA_DIR` (optional): a `NAME.toml` there wins over the built-in schema `NAME`.
+    pub schema_dir: Option<PathBuf>,
+    /// `CHUTE_CHUNK_BYTES`, `CHUTE_MAX_FILE_BYTES`, `CHUTE_MAX_RECORD_BYTES`, `CHUTE_MAX_COLUMNS`;
+    /// the key ceiling follows `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (none outside Lambda).
     pub plan: PlanOptions,
     /// `CHUTE_DATABASE`, default `chute`.
     pub database: String,
@@ -41,9 +43,12 @@ pub struct Config {
     /// `CHUTE_EMAIL_DEFAULT`, `CHUTE_EMAIL_SUCCESS`, `CHUTE_EMAIL_FAILURE` (comma-separated) and
     /// `CHUTE_EMAIL_TEAMS` (`team=a@x,b@x;other=c@x`).
     pub routing: Routing,
+    /// `CHUTE_SES_CONFIGURATION_SET`: the SES configuration set the emails go through; none if empty.
+    pub ses_configuration_set: Option<String>,
     /// `CHUTE_EMAIL_ATTEMPTS`: tries for a throttled send (default 4).
     pub email_attempts: u32,
-    /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email; 0 names S3 keys instead.
+    /// `CHUTE_PRESIGN_SECONDS`: lifetime of artifact links in the email, at most
+    /// [`MAX_PRESIGN_SECONDS`]; 0 names S3 keys instead.
     pub presign_seconds: u64,
     /// `CHUTE_MAP_CONCURRENCY` (default 10) and `CHUTE_TOLERATED_FAILURE_PERCENT` (default 0).
     pub map_concurrency: u32,
@@ -73,6 +78,23 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ChuteError>
             .map_err(|_| ChuteError::Config(format!("{name}={v} is not a number"))),
         None => Ok(default),
     }
+}
+
+/// Longest link lifetime asked for. A URL presigned with the report role's temporary credentials
+/// dies with them (AWS S3 guide, "Sharing objects with presigned URLs"), which can be within the
+/// hour; a longer request would only promise more than the link keeps (README "Email links").
+pub const MAX_PRESIGN_SECONDS: u64 = 3600;
+
+/// The requested lifetime, clamped to [`MAX_PRESIGN_SECONDS`].
+fn presign_seconds(requested: u64) -> u64 {
+    if requested > MAX_PRESIGN_SECONDS {
+        tracing::warn!(
+            requested,
+            used = MAX_PRESIGN_SECONDS,
+            "CHUTE_PRESIGN_SECONDS is clamped: presigned links die with the role's credentials"
+        );
+    }
+    requested.min(MAX_PRESIGN_SECONDS)
 }
 
 fn list(name: &str) -> Vec<String> {
@@ -109,14 +131,16 @@ impl Config {
             reports_prefix: var("CHUTE_REPORTS_PREFIX").unwrap_or_else(|| "reports/".into()),
             state_machine_arn: var("CHUTE_STATE_MACHINE_ARN"),
             default_schema: var("CHUTE_SCHEMA").unwrap_or_else(|| "products".into()),
-            schema_dir: var("CHUTE_SCHEMA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("schemas")),
+            schema_dir: var("CHUTE_SCHEMA_DIR").map(PathBuf::from),
             plan: PlanOptions {
                 chunk_bytes: number("CHUTE_CHUNK_BYTES", defaults.chunk_bytes)?.max(1),
                 max_file_bytes: number("CHUTE_MAX_FILE_BYTES", defaults.max_file_bytes)?,
                 max_record_bytes: number("CHUTE_MAX_RECORD_BYTES", defaults.max_record_bytes)?,
                 max_columns: number("CHUTE_MAX_COLUMNS", defaults.max_columns)?,
+                max_keys: match var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+                    Some(_) => max_keys_for_memory(number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0)?),
+                    None => defaults.max_keys,
+                },
             },
             database: var("CHUTE_DATABASE").unwrap_or_else(|| "chute".into()),
             mongodb_uri: var("CHUTE_MONGODB_URI"),
@@ -130,15 +154,19 @@ impl Config {
                 failure: list("CHUTE_EMAIL_FAILURE"),
                 teams,
             },
+            ses_configuration_set: var("CHUTE_SES_CONFIGURATION_SET"),
             email_attempts: number("CHUTE_EMAIL_ATTEMPTS", 4)?,
-            presign_seconds: number("CHUTE_PRESIGN_SECONDS", 0)?,
+            presign_seconds: presign_seconds(number("CHUTE_PRESIGN_SECONDS", 0)?),
             map_concurrency: number("CHUTE_MAP_CONCURRENCY", 10)?,
             tolerated_failure_percent: number("CHUTE_TOLERATED_FAILURE_PERCENT", 0)?,
         })
     }
 
     pub fn schema(&self, name: &str) -> Result<Schema, ChuteError> {
-        Ok(Schema::load(&self.schema_dir, name)?)
+        Ok(match &self.schema_dir {
+            Some(dir) => Schema::load(dir, name)?,
+            None => Schema::built_in(name)?,
+        })
     }
 
     /// `staging/<run>/<name>`: the plan and every chunk's staged documents and outcomes.
@@ -176,6 +204,15 @@ mod tests {
             assert!(!text.contains("s3cr3t"), "{text}");
             assert!(text.contains("mongodb://<redacted>"), "{text}");
         }
+    }
+
+    #[test]
+    fn presign_lifetimes_are_clamped_to_an_hour() {
+        assert_eq!(presign_seconds(604_800), MAX_PRESIGN_SECONDS);
+        assert_eq!(presign_seconds(3601), 3600);
+        assert_eq!(presign_seconds(3600), 3600);
+        assert_eq!(presign_seconds(900), 900);
+        assert_eq!(presign_seconds(0), 0, "0 still means: name the S3 keys");
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl Env {
         Ok(Env {
             blob: Blob::new(&sdk, config.s3_path_style),
             sfn: aws_sdk_sfn::Client::new(&sdk),
-            mailer: Mailer::new(&sdk),
+            mailer: Mailer::new(&sdk, config.ses_configuration_set.clone()),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             store: OnceCell::new(),
             config,

@@ -10,6 +10,8 @@ use crate::error::ChuteError;
 #[derive(Clone)]
 pub struct Mailer {
     client: aws_sdk_sesv2::Client,
+    /// Sent with every email, so the account's event destinations (bounces, complaints) see them.
+    configuration_set: Option<String>,
 }
 
 /// One email: HTML plus a plain-text alternative.
@@ -23,9 +25,10 @@ pub struct Email {
 }
 
 impl Mailer {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+    pub fn new(sdk: &aws_config::SdkConfig, configuration_set: Option<String>) -> Self {
         Mailer {
             client: aws_sdk_sesv2::Client::new(sdk),
+            configuration_set,
         }
     }
 
@@ -55,6 +58,7 @@ impl Mailer {
                 .client
                 .send_email()
                 .from_email_address(&email.from)
+                .set_configuration_set_name(self.configuration_set.clone())
                 .destination(
                     Destination::builder()
                         .set_to_addresses(Some(email.to.clone()))

@@ -33,6 +33,10 @@ pub use upsert::{WriteContext, WriteOutcome};
 /// command stays far below the 48 MB message limit with 1 MiB records.
 pub const DEFAULT_BATCH: usize = 1000;
 
+/// How long a pooled connection may sit idle before the driver closes it, unless the URI sets
+/// `maxIdleTimeMS`.
+pub const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
+
 /// Where the documents go and how the client behaves.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -81,20 +85,7 @@ pub struct Store {
 impl Store {
     /// Connects lazily (the first operation dials); fails only on a malformed URI.
     pub async fn connect(config: &StoreConfig) -> Result<Store, ChuteError> {
-        let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| {
-            ChuteError::Fatal(format!(
-                "MongoDB URI is not usable: {}",
-                redact(&e.to_string())
-            ))
-        })?;
-        options.app_name = Some("chute".into());
-        options.connect_timeout = Some(Duration::from_secs(5));
-        options.server_selection_timeout = Some(config.server_selection_timeout);
-        // A Lambda container runs one invocation at a time; a few sockets are plenty.
-        options.max_pool_size = Some(4);
-        options.min_pool_size = Some(0);
-        options.command_event_handler = config.command_events.clone();
-        let client = Client::with_options(options).map_err(classify)?;
+        let client = Client::with_options(client_options(config).await?).map_err(classify)?;
         let db = client.database(&config.database);
         Ok(Store {
             client,
@@ -125,6 +116,28 @@ impl Store {
     }
 }
 
+/// The driver's options: the URI's, with what a Lambda container needs where the URI is silent.
+async fn client_options(config: &StoreConfig) -> Result<ClientOptions, ChuteError> {
+    let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| {
+        ChuteError::Fatal(format!(
+            "MongoDB URI is not usable: {}",
+            redact(&e.to_string())
+        ))
+    })?;
+    options.app_name = Some("chute".into());
+    options.connect_timeout = Some(Duration::from_secs(5));
+    options.server_selection_timeout = Some(config.server_selection_timeout);
+    // A Lambda container runs one invocation at a time; a few sockets are plenty.
+    options.max_pool_size = Some(4);
+    options.min_pool_size = Some(0);
+    // A frozen container's idle sockets go stale; MongoDB's "Manage Connections with AWS Lambda"
+    // guide (https://www.mongodb.com/docs/atlas/manage-connections-aws-lambda/) recommends
+    // maxIdleTimeMS=60000 so the driver closes them instead. A URI's own value wins.
+    options.max_idle_time.get_or_insert(MAX_IDLE_TIME);
+    options.command_event_handler = config.command_events.clone();
+    Ok(options)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +152,20 @@ mod tests {
             assert!(!text.contains("s3cr3t"), "{text}");
             assert!(text.contains("mongodb://<redacted>"), "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_after_a_minute_unless_the_uri_says_otherwise() {
+        let options = client_options(&StoreConfig::new("mongodb://db/chute", "chute"))
+            .await
+            .unwrap();
+        assert_eq!(options.max_idle_time, Some(MAX_IDLE_TIME));
+        let options = client_options(&StoreConfig::new(
+            "mongodb://db/chute?maxIdleTimeMS=5000",
+            "chute",
+        ))
+        .await
+        .unwrap();
+        assert_eq!(options.max_idle_time, Some(Duration::from_secs(5)));
     }
 }

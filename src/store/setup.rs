@@ -1,7 +1,8 @@
 //! Collection setup derived from the import schema: `$jsonSchema` validator and indexes.
 
 use bson::{doc, Bson, Document};
-use mongodb::{Database, IndexModel};
+use mongodb::error::ErrorKind;
+use mongodb::{Collection, Database, IndexModel};
 
 use super::{classify, RUNS};
 use crate::error::ChuteError;
@@ -137,25 +138,34 @@ fn charset_regex(spec: &str) -> String {
     format!("^[{class}]*$")
 }
 
-/// Creates the collection with its validator (or updates the validator), and the indexes: unique
-/// on the natural key, plus those the schema lists. Safe to run on every cold start.
+/// Creates the collection with its validator and the indexes (unique on the natural key, plus those
+/// the schema lists), comparing first: `collMod` and `createIndexes` are sent only when what is
+/// stored differs from the schema. `readWrite` does not allow `collMod`, so after a one-time setup
+/// by a user that may (`dbAdmin`), a user with only `readWrite` runs every import.
 pub async fn ensure_collection(db: &Database, schema: &Schema) -> Result<(), ChuteError> {
     const NAMESPACE_EXISTS: i32 = 48;
     let validator = json_schema(schema);
-    let created = db
-        .run_command(doc! {"create": &schema.collection, "validator": validator.clone(), "validationLevel": "strict", "validationAction": "error"})
-        .await;
-    match created {
-        Ok(_) => {}
-        Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_EXISTS) =>
-        {
-            db.run_command(doc! {"collMod": &schema.collection, "validator": validator, "validationLevel": "strict", "validationAction": "error"})
-                .await
-                .map_err(classify)?;
+    let stored = match stored_options(db, &schema.collection).await? {
+        Some(options) => Some(options),
+        None => {
+            let created = db
+                .run_command(doc! {"create": &schema.collection, "validator": validator.clone(), "validationLevel": "strict", "validationAction": "error"})
+                .await;
+            match created {
+                Ok(_) => None,
+                // Another run created it since the look: compare with what it stored.
+                Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == NAMESPACE_EXISTS) => {
+                    stored_options(db, &schema.collection).await?
+                }
+                Err(e) => return Err(classify(e)),
+            }
         }
-        Err(e) => return Err(classify(e)),
+    };
+    if stored.is_some_and(|options| !validates_as(&options, &validator)) {
+        db.run_command(doc! {"collMod": &schema.collection, "validator": validator, "validationLevel": "strict", "validationAction": "error"})
+            .await
+            .map_err(classify)?;
     }
-    let products = db.collection::<Document>(&schema.collection);
     let mut key = Document::new();
     for k in &schema.key {
         let field = schema.column(k).map_or(k.as_str(), |c| c.field.as_str());
@@ -177,17 +187,91 @@ pub async fn ensure_collection(db: &Database, schema: &Schema) -> Result<(), Chu
         }
         indexes.push(IndexModel::builder().keys(keys).build());
     }
-    products.create_indexes(indexes).await.map_err(classify)?;
-    db.collection::<Document>(RUNS)
-        .create_indexes(vec![
+    ensure_indexes(db.collection(&schema.collection), indexes).await?;
+    ensure_indexes(
+        db.collection(RUNS),
+        vec![
             IndexModel::builder()
                 .keys(doc! {"status": 1, "created_at": -1})
                 .build(),
             IndexModel::builder()
                 .keys(doc! {"source.key": 1, "created_at": -1})
                 .build(),
-        ])
+        ],
+    )
+    .await
+}
+
+/// The collection's stored options (`listCollections`), or `None` when it does not exist.
+async fn stored_options(db: &Database, name: &str) -> Result<Option<Document>, ChuteError> {
+    let reply = db
+        .run_command(doc! {"listCollections": 1, "filter": {"name": name}})
         .await
         .map_err(classify)?;
+    let first = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .ok()
+        .and_then(|batch| batch.first())
+        .and_then(Bson::as_document);
+    Ok(first.map(|c| c.get_document("options").cloned().unwrap_or_default()))
+}
+
+/// Whether stored collection options enforce exactly `validator`, strictly and as errors (the
+/// server's defaults when the options do not say).
+fn validates_as(options: &Document, validator: &Document) -> bool {
+    options.get_document("validator").ok() == Some(validator)
+        && options.get_str("validationLevel").unwrap_or("strict") == "strict"
+        && options.get_str("validationAction").unwrap_or("error") == "error"
+}
+
+/// Creates those of `wanted` that the collection has no index for (same keys in the same order,
+/// same uniqueness); sends nothing when it has them all.
+async fn ensure_indexes(
+    collection: Collection<Document>,
+    wanted: Vec<IndexModel>,
+) -> Result<(), ChuteError> {
+    const NAMESPACE_NOT_FOUND: i32 = 26;
+    let mut stored: Vec<IndexModel> = Vec::new();
+    match collection.list_indexes().await {
+        Ok(mut cursor) => {
+            while cursor.advance().await.map_err(classify)? {
+                stored.push(cursor.deserialize_current().map_err(classify)?);
+            }
+        }
+        Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) =>
+            {}
+        Err(e) => return Err(classify(e)),
+    }
+    let missing: Vec<IndexModel> = wanted
+        .into_iter()
+        .filter(|w| !stored.iter().any(|s| same_index(s, w)))
+        .collect();
+    if !missing.is_empty() {
+        collection.create_indexes(missing).await.map_err(classify)?;
+    }
     Ok(())
+}
+
+fn same_index(stored: &IndexModel, wanted: &IndexModel) -> bool {
+    let unique = |i: &IndexModel| i.options.as_ref().and_then(|o| o.unique).unwrap_or(false);
+    // Order matters in a compound index; a server may give a direction back as another number type.
+    stored.keys.len() == wanted.keys.len()
+        && stored
+            .keys
+            .iter()
+            .zip(&wanted.keys)
+            .all(|((a, x), (b, y))| {
+                a == b && (x == y || number(x).is_some_and(|x| Some(x) == number(y)))
+            })
+        && unique(stored) == unique(wanted)
+}
+
+fn number(value: &Bson) -> Option<f64> {
+    match value {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(x) => Some(*x),
+        _ => None,
+    }
 }
