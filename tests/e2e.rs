@@ -64,6 +64,22 @@ fn n(report: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("report has {path}: {report}"))
 }
 
+/// The report's errors as (row, column, code).
+fn error_codes(report: &Value) -> Vec<(u64, &str, &str)> {
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["column"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn email(out: &Path) -> Value {
     serde_json::from_slice(
         &std::fs::read(out.join("email.json")).expect("the email as sent is in --out"),
@@ -169,18 +185,7 @@ async fn a_dirty_file_reports_every_problem_and_imports_the_rest() {
         r["warnings"],
         serde_json::json!(["unknown columns ignored: weight"])
     );
-    let codes: Vec<(u64, &str, &str)> = r["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["row"].as_u64().unwrap(),
-                e["column"].as_str().unwrap(),
-                e["code"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let codes = error_codes(r);
     assert_eq!(
         codes,
         [
@@ -355,18 +360,7 @@ async fn a_second_schema_is_built_in_and_imports_into_its_own_collection() {
         ),
         (9, 6, 1, 2, 6)
     );
-    let codes: Vec<(u64, &str, &str)> = r["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["row"].as_u64().unwrap(),
-                e["column"].as_str().unwrap(),
-                e["code"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let codes = error_codes(r);
     assert_eq!(
         codes,
         [
