@@ -2,6 +2,7 @@
 //! library the Lambda functions run; this crate only reads arguments, calls it and prints.
 
 mod check;
+mod draft;
 mod output;
 
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ functions run, so a rule, an error code or a duplicate resolution is never writt
 
 SUBCOMMANDS
     check FILE          validate and transform a local file offline, exactly as a run would
-    schema draft FILE   write an editable schema TOML inferred from a sample
+    schema draft FILE   print an editable schema TOML inferred from a sample
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
@@ -53,6 +54,16 @@ enum Command {
     /// of a real run.
     #[command(long_about = check::LONG_ABOUT)]
     Check(check::Args),
+    /// Schemas: `chute schema draft FILE` writes one from a sample.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print an editable schema TOML inferred from a sample CSV.
+    #[command(long_about = draft::LONG_ABOUT)]
+    Draft(draft::Args),
 }
 
 /// An error that stops a subcommand: exit 2 with the message on stderr.
@@ -72,6 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(&args, cli.json),
+        Command::Schema(SchemaCommand::Draft(args)) => draft::run(&args, cli.json),
     };
     match result {
         Ok(code) => code,

@@ -1,46 +1,8 @@
 //! `chute check`, offline: the built binary on the held-in samples and on made-up files; no server.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The binary with none of this shell's chute settings, schemas from the repository.
-pub fn chute(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chute"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CHUTE_") || k.starts_with("AWS_") {
-            command.env_remove(k);
-        }
-    }
-    command
-        .env("CHUTE_SCHEMA_DIR", root().join("schemas"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chute-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use common::{chute, json, root, temp};
 
 #[test]
 fn the_dirty_sample_is_partial_with_its_codes_and_writes_both_files() {
