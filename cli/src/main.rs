@@ -3,6 +3,7 @@
 
 mod check;
 mod draft;
+mod history;
 mod output;
 
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ functions run, so a rule, an error code or a duplicate resolution is never writt
 SUBCOMMANDS
     check FILE          validate and transform a local file offline, exactly as a run would
     schema draft FILE   print an editable schema TOML inferred from a sample
+    runs                run history from the import_runs ledger (MongoDB)
+    run RUN_ID          one run: file, version, status, counts, duration, report location
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
@@ -54,6 +57,12 @@ enum Command {
     /// of a real run.
     #[command(long_about = check::LONG_ABOUT)]
     Check(check::Args),
+    /// List runs from the import_runs ledger, newest first.
+    #[command(long_about = history::RUNS_ABOUT)]
+    Runs(history::RunsArgs),
+    /// Show one run: file, version, status, counts, duration, where its report is.
+    #[command(long_about = history::RUN_ABOUT)]
+    Run(history::RunArgs),
     /// Schemas: `chute schema draft FILE` writes one from a sample.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args, cli.json),
         Command::Schema(SchemaCommand::Draft(args)) => draft::run(&args, cli.json),
+        Command::Runs(args) => history::runs(&args, cli.json),
+        Command::Run(args) => history::run(&args, cli.json),
     };
     match result {
         Ok(code) => code,
