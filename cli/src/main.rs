@@ -1,8 +1,10 @@
 //! `chute`: the command line of the chute importer. Every rule it applies comes from the `chute`
 //! library the Lambda functions run; this crate only reads arguments, calls it and prints.
 
+mod backfill;
 mod check;
 mod draft;
+mod explain;
 mod history;
 mod output;
 
@@ -23,6 +25,8 @@ SUBCOMMANDS
     schema draft FILE   print an editable schema TOML inferred from a sample
     runs                run history from the import_runs ledger (MongoDB)
     run RUN_ID          one run: file, version, status, counts, duration, report location
+    backfill            start runs for uploaded files that have none (same run ids as the trigger)
+    explain KEY         one stored product and the run and file that wrote it
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
@@ -63,6 +67,12 @@ enum Command {
     /// Show one run: file, version, status, counts, duration, where its report is.
     #[command(long_about = history::RUN_ABOUT)]
     Run(history::RunArgs),
+    /// Start runs for objects under the incoming prefix that have none for their exact version.
+    #[command(long_about = backfill::LONG_ABOUT)]
+    Backfill(backfill::Args),
+    /// Show one stored product with the run and source file that wrote it.
+    #[command(long_about = explain::LONG_ABOUT)]
+    Explain(explain::Args),
     /// Schemas: `chute schema draft FILE` writes one from a sample.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -94,6 +104,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args, cli.json),
         Command::Schema(SchemaCommand::Draft(args)) => draft::run(&args, cli.json),
         Command::Runs(args) => history::runs(&args, cli.json),
+        Command::Backfill(args) => backfill::run(&args, cli.json),
+        Command::Explain(args) => explain::run(&args, cli.json),
         Command::Run(args) => history::run(&args, cli.json),
     };
     match result {

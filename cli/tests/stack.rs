@@ -139,3 +139,142 @@ fn runs_and_run_show_a_finished_run_from_the_ledger() {
         Some(2)
     );
 }
+
+/// `chute --json ARGS…`, which must exit 0.
+fn chute_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = chute(&all);
+    assert_eq!(out.status.code(), Some(0), "chute {args:?}: {out:?}");
+    json(&out)
+}
+
+fn actions(listed: &serde_json::Value) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_string(),
+                b["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn backfill_starts_each_missing_run_once_and_explain_shows_what_it_wrote() {
+    let s = stack();
+    s.export();
+    let blob = chute::blob::Blob::new(&chute::aws::sdk_config().await, true);
+    let folder = unique("bf");
+    let header =
+        "sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active";
+    let sku = |n: u32| format!("BF-{folder}-{n}");
+    let keys = [
+        format!("incoming/{folder}/a.csv"),
+        format!("incoming/{folder}/b.CSV"),
+    ];
+    for (n, key) in keys.iter().enumerate() {
+        let body = format!(
+            "{header}\n{},Backfilled lamp,,9.99,usd,1,Home,Lumo,Black,,2026-11-01,yes\n",
+            sku(n as u32)
+        );
+        blob.put(s.bucket(), key, body.into_bytes(), "text/csv")
+            .await
+            .unwrap();
+    }
+    let notes = format!("incoming/{folder}/notes.txt");
+    blob.put(s.bucket(), &notes, b"not a csv".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let prefix = format!("{folder}/");
+    let backfill = |dry: bool| {
+        let mut args = vec!["backfill", "--bucket", s.bucket(), "--prefix", &prefix];
+        if dry {
+            args.push("--dry-run");
+        }
+        chute_json(&args)
+    };
+
+    let dry = backfill(true);
+    assert_eq!(
+        actions(&dry),
+        vec![
+            (keys[0].clone(), "would-start".to_string()),
+            (keys[1].clone(), "would-start".to_string())
+        ]
+    );
+    let first = backfill(false);
+    assert_eq!(
+        actions(&first),
+        vec![
+            (keys[0].clone(), "started".to_string()),
+            (keys[1].clone(), "started".to_string())
+        ]
+    );
+    for (a, b) in dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(first.as_array().unwrap())
+    {
+        assert_eq!(a["run_id"], b["run_id"], "the dry run names the same runs");
+    }
+    let b_run = first[1]["run_id"].as_str().unwrap();
+    assert!(
+        b_run.starts_with("b-"),
+        "`.CSV` is dropped from the run id: {b_run}"
+    );
+    let second = backfill(false);
+    assert!(
+        actions(&second).iter().all(|(_, a)| a != "started"),
+        "a second backfill starts nothing: {second}"
+    );
+
+    // Both runs finish, and the product is stored with the run that wrote it.
+    let a_run = first[0]["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for run in [&a_run, &b_run.to_string()] {
+        loop {
+            let out = chute(&["--json", "run", run]);
+            if out.status.code() == Some(0) && json(&out)["status"] != "RUNNING" {
+                assert_eq!(json(&out)["status"], "SUCCEEDED");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run} did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let third = backfill(false);
+    assert!(
+        actions(&third).iter().all(|(_, a)| a == "has-run"),
+        "{third}"
+    );
+
+    let product = chute_json(&["explain", &sku(0)]);
+    assert_eq!(product["sku"], sku(0));
+    assert_eq!(product["_import"]["run_id"], a_run.as_str());
+    assert_eq!(product["first_run_id"], a_run.as_str());
+    let text = chute(&["explain", &sku(0)]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "last written by run {a_run} from s3://{}/{}",
+            s.bucket(),
+            keys[0]
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        chute(&["explain", "NO-SUCH-SKU-EVER"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(chute(&["explain", "A", "B"]).status.code(), Some(2));
+}
