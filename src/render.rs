@@ -65,7 +65,7 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         total => thousands(r.rows.total), valid => thousands(r.rows.valid), rejected => thousands(r.rows.rejected),
         duplicate => thousands(r.rows.duplicate), unprocessed => thousands(r.rows.unprocessed),
         inserted => thousands(r.written.inserted), updated => thousands(r.written.updated),
-        unchanged => thousands(r.written.unchanged), rate => thousands(r.timings.rows_per_second),
+        unchanged => thousands(r.written.unchanged), rate => r.timings.rows_per_second.map(thousands),
     };
     let ctx = context! {
         r => report,
@@ -87,4 +87,35 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         .and_then(|t| t.render(&ctx))
         .expect("summary.txt renders");
     (html, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ReportBuilder, Source, Timings};
+
+    fn rendered(rows_per_second: Option<u64>) -> (String, String) {
+        let (report, _) = ReportBuilder::new("run-1", Source::default(), "products").finish(
+            Timings {
+                duration_ms: 300,
+                rows_per_second,
+                ..Timings::default()
+            },
+            Default::default(),
+            &[],
+        );
+        render(&report, &[])
+    }
+
+    #[test]
+    fn a_rate_shows_only_when_the_report_has_one() {
+        let (html, text) = rendered(None);
+        assert!(
+            !html.contains("rows/s") && !text.contains("rows/s"),
+            "{text}"
+        );
+        let (html, text) = rendered(Some(12_345));
+        assert!(html.contains("12,345 rows/s"), "{html}");
+        assert!(text.contains("(12,345 rows/s)"), "{text}");
+    }
 }

@@ -120,9 +120,7 @@ pub fn check_bytes(
         ..Timings::default()
     };
     let (mut report, rejects) = builder.finish(timings, Artifacts::default(), &header);
-    report.timings.rows_per_second = (report.rows.total * 1000)
-        .checked_div(duration_ms)
-        .unwrap_or(0);
+    report.timings.rows_per_second = chute::report::rate(report.rows.total, duration_ms);
     // Nothing was written: the valid rows are what a run would write, not what it wrote.
     report.written = Written::default();
     Checked { report, rejects }
