@@ -1,5 +1,6 @@
 //! The report for people: an HTML summary and a plain-text email body, rendered from templates in
-//! `templates/` with every value escaped.
+//! `templates/` with every value escaped. The HTML's `<style>` block is inlined into `style`
+//! attributes (css-inline), since Outlook and several webmail clients drop `<style>`.
 
 use std::collections::BTreeMap;
 
@@ -82,11 +83,25 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         .get_template("summary.html")
         .and_then(|t| t.render(&ctx))
         .expect("summary.html renders");
+    let html = inline_css(&html);
     let text = env
         .get_template("summary.txt")
         .and_then(|t| t.render(&ctx))
         .expect("summary.txt renders");
     (html, text)
+}
+
+/// `html` with its `<style>` rules moved into `style` attributes (and the `<style>` block removed).
+/// Only the document's own CSS: this build of css-inline cannot fetch stylesheets.
+pub fn inline_css(html: &str) -> String {
+    match css_inline::inline(html) {
+        Ok(inlined) => inlined,
+        Err(e) => {
+            // The template's CSS is fixed, so this is a bug; the email still goes, styled or not.
+            tracing::warn!(error = %e, "the summary's CSS could not be inlined");
+            html.to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +120,16 @@ mod tests {
             &[],
         );
         render(&report, &[])
+    }
+
+    #[test]
+    fn the_css_is_inlined_into_style_attributes() {
+        let (html, _) = rendered(None);
+        assert!(!html.contains("<style"), "{html}");
+        assert!(
+            html.contains(r#"class="card" style="#) && html.contains("max-width: 860px"),
+            "{html}"
+        );
     }
 
     #[test]
