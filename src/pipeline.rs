@@ -35,7 +35,7 @@ pub fn process(
     schema: &Schema,
     options: &PlanOptions,
 ) -> Result<FileOutcome, FileError> {
-    process_with_progress(bytes, schema, options, |_| {})
+    process_with_progress(bytes, schema, options, true, |_| {})
 }
 
 /// Where [`process_with_progress`] is: the plan is made, then each chunk is transformed.
@@ -47,11 +47,14 @@ pub enum Progress {
     Chunk { rows: u64 },
 }
 
-/// [`process`], telling `progress` as it goes (a progress bar for a large file).
+/// [`process`], telling `progress` as it goes (a progress bar for a large file). Without
+/// `keep_staged` each chunk's documents are dropped once transformed (`staged` comes back empty):
+/// a check that only wants the outcome needs neither the memory nor the copying.
 pub fn process_with_progress(
     bytes: &[u8],
     schema: &Schema,
     options: &PlanOptions,
+    keep_staged: bool,
     mut progress: impl FnMut(Progress),
 ) -> Result<FileOutcome, FileError> {
     let plan = plan(bytes, schema, options)?;
@@ -80,6 +83,9 @@ pub fn process_with_progress(
                 rows_in_chunk(&superseded, chunk),
                 &mut staged,
             );
+            if !keep_staged {
+                staged.clear();
+            }
             progress(Progress::Chunk { rows: outcome.rows });
             outcome
         })

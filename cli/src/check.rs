@@ -97,7 +97,7 @@ pub fn check_bytes(
     let start = Instant::now();
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
-    let outcome = process_with_progress(bytes, schema, &options, progress);
+    let outcome = process_with_progress(bytes, schema, &options, false, progress);
     let mut builder = ReportBuilder::new("check", source, &schema.name);
     let mut header = Vec::new();
     match &outcome {
