@@ -134,6 +134,19 @@ fn runs_and_run_show_a_finished_run_from_the_ledger() {
     let out = chute(&["--json", "run", run_id]);
     assert_eq!(json(&out)["report"]["rows"]["valid"], 3);
     assert_eq!(chute(&["run", "no-such-run"]).status.code(), Some(2));
+
+    // The trigger's run of this file is the one backfill names: nothing to start.
+    let listed = chute_json(&[
+        "backfill",
+        "--bucket",
+        stack().bucket(),
+        "--prefix",
+        key,
+        "--dry-run",
+    ]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["run_id"], run_id);
+    assert_eq!(listed[0]["action"], "has-run");
     assert_eq!(
         chute(&["runs", "--since", "yesterday"]).status.code(),
         Some(2)
