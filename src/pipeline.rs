@@ -35,7 +35,30 @@ pub fn process(
     schema: &Schema,
     options: &PlanOptions,
 ) -> Result<FileOutcome, FileError> {
+    process_with_progress(bytes, schema, options, true, |_| {})
+}
+
+/// Where [`process_with_progress`] is: the plan is made, then each chunk is transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The file has this many data rows.
+    Planned { rows: u64 },
+    /// A chunk of this many rows was transformed.
+    Chunk { rows: u64 },
+}
+
+/// [`process`], telling `progress` as it goes (a progress bar for a large file). Without
+/// `keep_staged` each chunk's documents are dropped once transformed (`staged` comes back empty):
+/// a check that only wants the outcome needs neither the memory nor the copying.
+pub fn process_with_progress(
+    bytes: &[u8],
+    schema: &Schema,
+    options: &PlanOptions,
+    keep_staged: bool,
+    mut progress: impl FnMut(Progress),
+) -> Result<FileOutcome, FileError> {
     let plan = plan(bytes, schema, options)?;
+    progress(Progress::Planned { rows: plan.rows });
     let rules = RowRules::new(schema, &plan.header);
     let slice = |c: &ChunkPlan| &bytes[c.start as usize..c.end as usize];
     let superseded = if plan.duplicate_fingerprints.is_empty() {
@@ -53,13 +76,18 @@ pub fn process(
         .chunks
         .iter()
         .map(|chunk| {
-            transform_chunk(
+            let outcome = transform_chunk(
                 &rules,
                 chunk,
                 slice(chunk),
                 rows_in_chunk(&superseded, chunk),
                 &mut staged,
-            )
+            );
+            if !keep_staged {
+                staged.clear();
+            }
+            progress(Progress::Chunk { rows: outcome.rows });
+            outcome
         })
         .collect();
     Ok(FileOutcome {

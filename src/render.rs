@@ -1,5 +1,6 @@
 //! The report for people: an HTML summary and a plain-text email body, rendered from templates in
-//! `templates/` with every value escaped.
+//! `templates/` with every value escaped. The HTML's `<style>` block is inlined into `style`
+//! attributes (css-inline), since Outlook and several webmail clients drop `<style>`.
 
 use std::collections::BTreeMap;
 
@@ -65,7 +66,7 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         total => thousands(r.rows.total), valid => thousands(r.rows.valid), rejected => thousands(r.rows.rejected),
         duplicate => thousands(r.rows.duplicate), unprocessed => thousands(r.rows.unprocessed),
         inserted => thousands(r.written.inserted), updated => thousands(r.written.updated),
-        unchanged => thousands(r.written.unchanged), rate => thousands(r.timings.rows_per_second),
+        unchanged => thousands(r.written.unchanged), rate => r.timings.rows_per_second.map(thousands),
     };
     let ctx = context! {
         r => report,
@@ -82,9 +83,64 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         .get_template("summary.html")
         .and_then(|t| t.render(&ctx))
         .expect("summary.html renders");
+    let html = inline_css(&html);
     let text = env
         .get_template("summary.txt")
         .and_then(|t| t.render(&ctx))
         .expect("summary.txt renders");
     (html, text)
+}
+
+/// `html` with its `<style>` rules moved into `style` attributes (and the `<style>` block removed).
+/// Only the document's own CSS: this build of css-inline cannot fetch stylesheets.
+pub fn inline_css(html: &str) -> String {
+    match css_inline::inline(html) {
+        Ok(inlined) => inlined,
+        Err(e) => {
+            // The template's CSS is fixed, so this is a bug; the email still goes, styled or not.
+            tracing::warn!(error = %e, "the summary's CSS could not be inlined");
+            html.to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ReportBuilder, Source, Timings};
+
+    fn rendered(rows_per_second: Option<u64>) -> (String, String) {
+        let (report, _) = ReportBuilder::new("run-1", Source::default(), "products").finish(
+            Timings {
+                duration_ms: 300,
+                rows_per_second,
+                ..Timings::default()
+            },
+            Default::default(),
+            &[],
+        );
+        render(&report, &[])
+    }
+
+    #[test]
+    fn the_css_is_inlined_into_style_attributes() {
+        let (html, _) = rendered(None);
+        assert!(!html.contains("<style"), "{html}");
+        assert!(
+            html.contains(r#"class="card" style="#) && html.contains("max-width: 860px"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_rate_shows_only_when_the_report_has_one() {
+        let (html, text) = rendered(None);
+        assert!(
+            !html.contains("rows/s") && !text.contains("rows/s"),
+            "{text}"
+        );
+        let (html, text) = rendered(Some(12_345));
+        assert!(html.contains("12,345 rows/s"), "{html}");
+        assert!(text.contains("(12,345 rows/s)"), "{text}");
+    }
 }

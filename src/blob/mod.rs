@@ -23,6 +23,16 @@ pub struct ObjectInfo {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
+/// One object a listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
 #[derive(Clone)]
 pub struct Blob {
     client: aws_sdk_s3::Client,
@@ -36,6 +46,42 @@ impl Blob {
             .build();
         Blob {
             client: aws_sdk_s3::Client::from_conf(config),
+        }
+    }
+
+    /// Every object under `prefix`, in key order (ListObjectsV2, page by page).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, ChuteError> {
+        let mut listed = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| classify(&location(bucket, prefix), e))?;
+            for object in out.contents() {
+                listed.push(Listed {
+                    key: object.key().unwrap_or_default().to_string(),
+                    etag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+                        .unwrap_or_default(),
+                });
+            }
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(listed);
+            }
         }
     }
 

@@ -6,17 +6,10 @@ use aws_sdk_sfn::error::ProvideErrorMetadata;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
-use super::{now_rfc3339, Env, RunInput, Started, TriggerOutput};
+use super::{now_rfc3339, Config, Env, RunInput, Started, TriggerOutput};
+use crate::blob::ObjectInfo;
 use crate::error::ChuteError;
-
-/// One object the event names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub bucket: String,
-    pub key: String,
-    pub etag: Option<String>,
-    pub version_id: Option<String>,
-}
+pub use crate::routing::{run_id, ObjectRef};
 
 /// Objects named by an S3 notification (`Records[]`) or an EventBridge "Object Created" event.
 pub fn objects(event: &Value) -> Result<Vec<ObjectRef>, ChuteError> {
@@ -88,31 +81,66 @@ pub fn url_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A Step Functions execution name (≤ 80 of `A-Za-z0-9-_`) unique to this object version:
-/// readable file stem plus a hash of bucket, key and version (or ETag).
-pub fn run_id(object: &ObjectRef, etag: &str) -> String {
-    let version = object.version_id.as_deref().unwrap_or(etag);
-    let hash = xxhash_rust::xxh3::xxh3_64(
-        format!("{}\u{0}{}\u{0}{}", object.bucket, object.key, version).as_bytes(),
-    );
-    let stem = object
-        .key
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches(".csv");
-    let readable: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(60)
-        .collect();
-    format!("{readable}-{hash:016x}")
+/// The execution input of a run of `object` (HEAD told `info`): the run id, the schema and chunk
+/// size from the object's metadata (`chute-schema`, `chute-chunk-bytes`) or the settings. `chute
+/// backfill` builds its runs with this too, so both start the same execution for the same version.
+pub fn run_input(config: &Config, object: &ObjectRef, info: &ObjectInfo) -> RunInput {
+    let etag = object
+        .etag
+        .clone()
+        .map(|e| e.trim_matches('"').to_string())
+        .unwrap_or(info.etag.clone());
+    RunInput {
+        run_id: run_id(object, &etag),
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag,
+        version_id: object.version_id.clone().or(info.version_id.clone()),
+        schema: info
+            .metadata
+            .get("chute-schema")
+            .cloned()
+            .unwrap_or_else(|| config.default_schema.clone()),
+        chunk_bytes: info
+            .metadata
+            .get("chute-chunk-bytes")
+            .and_then(|v| v.parse().ok()),
+        requested_at: now_rfc3339(),
+        map_concurrency: config.map_concurrency,
+        tolerated_failure_percent: config.tolerated_failure_percent,
+    }
+}
+
+/// Whether `key` starts runs: a `.csv` (any case) under the incoming prefix.
+pub fn wanted(config: &Config, key: &str) -> bool {
+    key.starts_with(&config.incoming_prefix) && key.to_ascii_lowercase().ends_with(".csv")
+}
+
+/// Starts the run's execution, named by its run id; `Ok(false)` when that execution already exists
+/// (a re-delivered event, a repeated backfill), which counts as done.
+pub async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    input: &RunInput,
+) -> Result<bool, ChuteError> {
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(&input.run_id)
+        .input(serde_json::to_string(input).expect("serialisable"))
+        .send()
+        .await;
+    match started {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            Ok(false)
+        }
+        Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(false),
+        Err(e) => Err(crate::aws::classify("StartExecution", e)),
+    }
 }
 
 pub async fn handle(env: &Env, event: LambdaEvent<Value>) -> Result<TriggerOutput, Diagnostic> {
@@ -124,59 +152,16 @@ pub async fn handle(env: &Env, event: LambdaEvent<Value>) -> Result<TriggerOutpu
         .ok_or_else(|| ChuteError::Config("CHUTE_STATE_MACHINE_ARN is not set".into()))?;
     let mut output = TriggerOutput::default();
     for object in objects(event)? {
-        let wanted = object.key.starts_with(&env.config.incoming_prefix)
-            && object.key.to_ascii_lowercase().ends_with(".csv");
-        if !wanted {
+        if !wanted(&env.config, &object.key) {
             tracing::info!(bucket = %object.bucket, key = %object.key, prefix = %env.config.incoming_prefix, "ignored: not a .csv under the incoming prefix");
             output.ignored.push(object.key);
             continue;
         }
         // HEAD gives the ETag when the event lacks it, and the per-file overrides in user metadata.
         let info = env.blob.head(&object.bucket, &object.key).await?;
-        let etag = object
-            .etag
-            .clone()
-            .map(|e| e.trim_matches('"').to_string())
-            .unwrap_or(info.etag.clone());
-        let run_id = run_id(&object, &etag);
-        let input = RunInput {
-            run_id: run_id.clone(),
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            etag,
-            version_id: object.version_id.clone().or(info.version_id.clone()),
-            schema: info
-                .metadata
-                .get("chute-schema")
-                .cloned()
-                .unwrap_or_else(|| env.config.default_schema.clone()),
-            chunk_bytes: info
-                .metadata
-                .get("chute-chunk-bytes")
-                .and_then(|v| v.parse().ok()),
-            requested_at: now_rfc3339(),
-            map_concurrency: env.config.map_concurrency,
-            tolerated_failure_percent: env.config.tolerated_failure_percent,
-        };
-        let started = env
-            .sfn
-            .start_execution()
-            .state_machine_arn(arn)
-            .name(&run_id)
-            .input(serde_json::to_string(&input).expect("serialisable"))
-            .send()
-            .await;
-        let new = match started {
-            Ok(_) => true,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_execution_already_exists()) =>
-            {
-                false
-            }
-            Err(e) if e.code() == Some("ExecutionAlreadyExists") => false,
-            Err(e) => return Err(crate::aws::classify("StartExecution", e).into()),
-        };
+        let input = run_input(&env.config, &object, &info);
+        let run_id = input.run_id.clone();
+        let new = start(&env.sfn, arn, &input).await?;
         tracing::info!(run_id = %run_id, key = %object.key, new, "execution started");
         output.started.push(Started {
             run_id,
@@ -198,25 +183,5 @@ mod tests {
             "incoming/shoes/Spring sale, 2026.csv"
         );
         assert_eq!(url_decode("100%"), "100%");
-    }
-
-    #[test]
-    fn run_ids_are_valid_execution_names_and_stable_per_version() {
-        let object = ObjectRef {
-            bucket: "b".into(),
-            key: "incoming/Spring sale (v2).csv".into(),
-            etag: None,
-            version_id: None,
-        };
-        let id = run_id(&object, "abc");
-        assert!(id.starts_with("Spring-sale--v2--"), "{id}");
-        assert!(
-            id.len() <= 80
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
-        assert_eq!(id, run_id(&object, "abc"));
-        assert_ne!(id, run_id(&object, "def"), "a new upload is a new run");
     }
 }

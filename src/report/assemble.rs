@@ -107,13 +107,11 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
         started_at: run.started_at,
         finished_at: finished.try_to_rfc3339_string().unwrap_or_default(),
         duration_ms,
-        rows_per_second: 0,
+        rows_per_second: None,
         steps,
     };
     let (mut report, rejects) = builder.finish(timings, run.artifacts, &header);
-    report.timings.rows_per_second = (report.rows.total * 1000)
-        .checked_div(duration_ms)
-        .unwrap_or(0);
+    report.timings.rows_per_second = super::rate(report.rows.total, duration_ms);
     (report, rejects)
 }
 
@@ -219,7 +217,10 @@ mod tests {
         );
         assert_eq!(report.staged, 15);
         assert_eq!(report.timings.duration_ms, 2000);
-        assert_eq!(report.timings.rows_per_second, 7);
+        assert_eq!(
+            report.timings.rows_per_second, None,
+            "15 rows in 2 s: no rate worth showing"
+        );
         assert_eq!(report.timings.steps.validate_ms, 5);
         assert_eq!(report.timings.steps.transform_ms, 20);
         assert_eq!(report.timings.steps.slowest_chunk_ms, 30);
@@ -227,6 +228,15 @@ mod tests {
             report.warnings,
             vec!["unknown columns ignored: x".to_string()]
         );
+    }
+
+    #[test]
+    fn a_rate_is_given_only_for_runs_of_a_second_and_a_thousand_rows() {
+        assert_eq!(super::super::rate(999, 60_000), None);
+        assert_eq!(super::super::rate(1_000_000, 999), None);
+        assert_eq!(super::super::rate(3000, 2000), Some(1500));
+        let report = report_of(vec![chunk(0, 4000, 4000, written(4000, 0))]);
+        assert_eq!(report.timings.rows_per_second, Some(2000));
     }
 
     #[test]

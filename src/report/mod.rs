@@ -82,7 +82,10 @@ pub struct Timings {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: u64,
-    pub rows_per_second: u64,
+    /// Rows per second over the whole run, only where it means something (see [`rate`]): "0 rows/s"
+    /// for a small file reads like a fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<u64>,
     /// Time spent in each step, summed over chunks (chunks run in parallel, so the sum can
     /// exceed the wall time).
     pub steps: StepTimings,
@@ -225,6 +228,15 @@ fn first_sentence(text: &str) -> &str {
     }
     &text[..end]
 }
+
+/// The rate a report shows: only for a run of at least [`RATE_MIN_MS`] and [`RATE_MIN_ROWS`] rows,
+/// where a rate says something about speed rather than about start-up.
+pub fn rate(rows: u64, duration_ms: u64) -> Option<u64> {
+    (duration_ms >= RATE_MIN_MS && rows >= RATE_MIN_ROWS).then(|| rows * 1000 / duration_ms)
+}
+
+pub const RATE_MIN_MS: u64 = 1000;
+pub const RATE_MIN_ROWS: u64 = 1000;
 
 /// `9950` → `9,950`
 pub fn thousands(n: u64) -> String {

@@ -17,9 +17,14 @@ pub fn unique(tag: &str) -> String {
     format!("{tag}{}x{}", std::process::id(), nanos % 1_000_000_000)
 }
 
-/// The repository root (scripts/, events/, schemas/).
+/// The repository root (scripts/, events/, schemas/), also from a workspace member (cli/tests
+/// include this module).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|dir| dir.join("scripts/stack").is_file())
+        .unwrap_or(&here)
+        .to_path_buf()
 }
 
 pub struct MongoServer {

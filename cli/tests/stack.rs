@@ -1,0 +1,293 @@
+//! `chute runs`, `run`, `backfill` and `explain` against the tests' own local stack (.dev/test),
+//! and `chute check` agreeing row for row with a real local run of the held-in samples. Every
+//! setting the binary gets comes from the stack's local.env, never from this shell.
+
+mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{json, root, temp};
+use support::{stack, unique, Stack};
+
+/// The binary aimed at the tests' stack.
+fn chute(args: &[&str]) -> Output {
+    let s = stack();
+    let mut command = common::command();
+    for name in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_EC2_METADATA_DISABLED",
+        "CHUTE_S3_PATH_STYLE",
+        "CHUTE_DATABASE",
+        "CHUTE_MONGODB_URI",
+        "CHUTE_MONGODB_TIMEOUT_SECONDS",
+        "CHUTE_STATE_MACHINE_ARN",
+        "CHUTE_SCHEMA_DIR",
+    ] {
+        command.env(name, s.get(name));
+    }
+    command.args(args).output().unwrap()
+}
+
+/// A copy of `sample` under a name no earlier run used.
+fn fresh_copy(sample: &str, tag: &str) -> PathBuf {
+    let name = format!("{}-{}.csv", sample.trim_end_matches(".csv"), unique(tag));
+    let path = temp(tag).join(name);
+    std::fs::copy(root().join("samples").join(sample), &path).unwrap();
+    path
+}
+
+/// `scripts/run-local FILE --out DIR` on the tests' stack: its report JSON.
+fn run_local(file: &Path, out: &Path) -> serde_json::Value {
+    let run = Stack::script("run-local")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "run-local: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
+#[test]
+fn check_agrees_row_for_row_with_a_local_run_of_each_sample() {
+    for sample in ["dirty.csv", "products.csv"] {
+        let file = fresh_copy(sample, "agree");
+        let ran = temp(&unique("ran"));
+        let checked = temp(&unique("checked"));
+        let real = run_local(&file, &ran);
+        let out = chute(&[
+            "--json",
+            "check",
+            file.to_str().unwrap(),
+            "--out",
+            checked.to_str().unwrap(),
+        ]);
+        let offline = json(&out);
+        for field in [
+            "/status",
+            "/rows",
+            "/errors_total",
+            "/errors_by_code",
+            "/errors_by_column",
+            "/errors",
+            "/warnings",
+        ] {
+            assert_eq!(
+                offline.pointer(field),
+                real.pointer(field),
+                "{sample}: {field} differs between chute check and a run"
+            );
+        }
+        let rejects = |dir: &Path| std::fs::read_to_string(dir.join("rejects.csv")).unwrap();
+        assert_eq!(rejects(&checked), rejects(&ran), "{sample}: rejects.csv");
+    }
+}
+
+#[test]
+fn runs_and_run_show_a_finished_run_from_the_ledger() {
+    let file = fresh_copy("dirty.csv", "runs");
+    let real = run_local(&file, &temp(&unique("runs-out")));
+    let run_id = real["run_id"].as_str().unwrap();
+    let key = real["source"]["key"].as_str().unwrap();
+
+    let out = chute(&["--json", "runs", "--source", key, "--since", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines = json(&out);
+    let lines = lines.as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["run_id"], run_id);
+    assert_eq!(lines[0]["status"], "PARTIAL");
+    assert_eq!(lines[0]["rows"], 7);
+    assert_eq!(lines[0]["etag"], real["source"]["etag"]);
+    assert!(lines[0]["report"]
+        .as_str()
+        .unwrap()
+        .ends_with("/report.json"));
+
+    let out = chute(&["--json", "runs", "--source", key, "--status", "FAILED"]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 0);
+    let text = chute(&["runs", "--source", key]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains(run_id) && text.contains("PARTIAL"), "{text}");
+
+    let out = chute(&["run", run_id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("reports/{run_id}/report.json")),
+        "{text}"
+    );
+    assert!(
+        text.contains("7 total, 3 valid, 3 rejected, 1 duplicate"),
+        "{text}"
+    );
+    let out = chute(&["--json", "run", run_id]);
+    assert_eq!(json(&out)["report"]["rows"]["valid"], 3);
+    assert_eq!(chute(&["run", "no-such-run"]).status.code(), Some(2));
+
+    // The trigger's run of this file is the one backfill names: nothing to start.
+    let listed = chute_json(&[
+        "backfill",
+        "--bucket",
+        stack().bucket(),
+        "--prefix",
+        key,
+        "--dry-run",
+    ]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["run_id"], run_id);
+    assert_eq!(listed[0]["action"], "has-run");
+    assert_eq!(
+        chute(&["runs", "--since", "yesterday"]).status.code(),
+        Some(2)
+    );
+}
+
+/// `chute --json ARGS…`, which must exit 0.
+fn chute_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = chute(&all);
+    assert_eq!(out.status.code(), Some(0), "chute {args:?}: {out:?}");
+    json(&out)
+}
+
+fn actions(listed: &serde_json::Value) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_string(),
+                b["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn backfill_starts_each_missing_run_once_and_explain_shows_what_it_wrote() {
+    let s = stack();
+    s.export();
+    let blob = chute::blob::Blob::new(&chute::aws::sdk_config().await, true);
+    let folder = unique("bf");
+    let header =
+        "sku,name,description,price,currency,stock,category,brand,color,tags,created_at,active";
+    let sku = |n: u32| format!("BF-{folder}-{n}");
+    let keys = [
+        format!("incoming/{folder}/a.csv"),
+        format!("incoming/{folder}/b.CSV"),
+    ];
+    for (n, key) in keys.iter().enumerate() {
+        let body = format!(
+            "{header}\n{},Backfilled lamp,,9.99,usd,1,Home,Lumo,Black,,2026-11-01,yes\n",
+            sku(n as u32)
+        );
+        blob.put(s.bucket(), key, body.into_bytes(), "text/csv")
+            .await
+            .unwrap();
+    }
+    let notes = format!("incoming/{folder}/notes.txt");
+    blob.put(s.bucket(), &notes, b"not a csv".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let prefix = format!("{folder}/");
+    let backfill = |dry: bool| {
+        let mut args = vec!["backfill", "--bucket", s.bucket(), "--prefix", &prefix];
+        if dry {
+            args.push("--dry-run");
+        }
+        chute_json(&args)
+    };
+
+    let dry = backfill(true);
+    assert_eq!(
+        actions(&dry),
+        vec![
+            (keys[0].clone(), "would-start".to_string()),
+            (keys[1].clone(), "would-start".to_string())
+        ]
+    );
+    let first = backfill(false);
+    assert_eq!(
+        actions(&first),
+        vec![
+            (keys[0].clone(), "started".to_string()),
+            (keys[1].clone(), "started".to_string())
+        ]
+    );
+    for (a, b) in dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(first.as_array().unwrap())
+    {
+        assert_eq!(a["run_id"], b["run_id"], "the dry run names the same runs");
+    }
+    let b_run = first[1]["run_id"].as_str().unwrap();
+    assert!(
+        b_run.starts_with("b-"),
+        "`.CSV` is dropped from the run id: {b_run}"
+    );
+    let second = backfill(false);
+    assert!(
+        actions(&second).iter().all(|(_, a)| a != "started"),
+        "a second backfill starts nothing: {second}"
+    );
+
+    // Both runs finish, and the product is stored with the run that wrote it.
+    let a_run = first[0]["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for run in [&a_run, &b_run.to_string()] {
+        loop {
+            let out = chute(&["--json", "run", run]);
+            if out.status.code() == Some(0) && json(&out)["status"] != "RUNNING" {
+                assert_eq!(json(&out)["status"], "SUCCEEDED");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run} did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let third = backfill(false);
+    assert!(
+        actions(&third).iter().all(|(_, a)| a == "has-run"),
+        "{third}"
+    );
+
+    let product = chute_json(&["explain", &sku(0)]);
+    assert_eq!(product["sku"], sku(0));
+    assert_eq!(product["_import"]["run_id"], a_run.as_str());
+    assert_eq!(product["first_run_id"], a_run.as_str());
+    let text = chute(&["explain", &sku(0)]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "last written by run {a_run} from s3://{}/{}",
+            s.bucket(),
+            keys[0]
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        chute(&["explain", "NO-SUCH-SKU-EVER"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(chute(&["explain", "A", "B"]).status.code(), Some(2));
+}
