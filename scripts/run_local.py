@@ -8,7 +8,6 @@ to recover, instead of waiting for the timeout.
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time
@@ -175,11 +174,12 @@ def stack_problem(env):
 
 
 def alive(pid_file):
+    """Running, not a zombie (a killed service init has not reaped yet)."""
     try:
-        os.kill(int(pid_file.read_text()), 0)
-        return True
+        stat = pathlib.Path(f"/proc/{int(pid_file.read_text())}/stat").read_text()
     except (OSError, ValueError):
         return False
+    return stat.rsplit(") ", 1)[1][:1] not in ("Z", "X")
 
 
 def sent_email(env, report):

@@ -54,8 +54,12 @@ fn hold(function: &str) {
 }
 
 fn up() {
-    let up = Stack::script("stack").arg("up").status().unwrap();
-    assert!(up.success(), "scripts/stack up");
+    let up = Stack::script("stack").arg("up").output().unwrap();
+    assert!(
+        up.status.success(),
+        "scripts/stack up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 }
 
 /// A run of `rows` new rows ended with each row inserted exactly once, whatever was retried.
@@ -263,7 +267,7 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     // SIGTERM: SecantusDB loses its latest writes on SIGKILL, which a journaled mongod does not.
     let mongo = stack().pid("mongo");
     stack().signal("mongo", "-TERM");
-    while std::path::Path::new(&format!("/proc/{mongo}")).exists() {
+    while support::running(mongo) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     stack().signal("fn-import", "-CONT");

@@ -258,6 +258,17 @@ impl Stack {
     }
 }
 
+/// Whether a process runs: a zombie (killed, not yet reaped by its parent) does not.
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(!matches!(state, 'Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
 /// A report's numbers add up: every row in exactly one bucket, and what the import wrote equals
 /// what the transform found valid (two counts the report keeps apart).
 pub fn accounting_holds(report: &serde_json::Value) {
