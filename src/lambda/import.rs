@@ -73,15 +73,28 @@ pub async fn handle(
             return Ok(recorded);
         }
     }
-    let before = store
+    let staged_etag = env.blob.head(&input.bucket, &input.staged_key).await?.etag;
+    let mut before = store
         .chunk_progress(&input.run_id, input.chunk)
         .await?
         .filter(|p| !p.finished)
         .unwrap_or_default();
+    if before.documents > 0 && before.staged_etag != staged_etag {
+        tracing::warn!(
+            written = before.documents,
+            "the staged file changed since the last invocation (the transform ran again): the \
+             chunk starts over; what was written is recounted, not rewritten"
+        );
+        before = ImportProgress {
+            invocations: before.invocations,
+            duration_ms: before.duration_ms,
+            ..ImportProgress::default()
+        };
+    }
     let schema = env.config.schema(&input.schema)?;
     let staged = env
         .blob
-        .reader_from(&input.bucket, &input.staged_key, before.bytes)
+        .reader_from(&input.bucket, &input.staged_key, before.bytes, &staged_etag)
         .await?;
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
@@ -100,6 +113,7 @@ pub async fn handle(
         updated: before.updated + outcome.updated,
         unchanged: before.unchanged + outcome.unchanged,
         refused: before.refused + outcome.refused.len() as u64,
+        staged_etag,
         refusal_parts: before.refusal_parts.clone(),
         invocations: before.invocations + 1,
         duration_ms: before.duration_ms + elapsed_ms(started),

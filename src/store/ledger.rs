@@ -49,6 +49,10 @@ pub struct ImportProgress {
     /// invocation reads the staged file from `bytes` on.
     pub documents: u64,
     pub bytes: u64,
+    /// The ETag of the staged file those offsets are in: if the transform re-ran since (a resumed
+    /// run), the import starts the chunk over (recounting, not rewriting, what it wrote).
+    #[serde(default)]
+    pub staged_etag: String,
     /// Counts so far (`refused` is the number; the refusals themselves are in S3).
     pub inserted: u64,
     pub updated: u64,
