@@ -383,54 +383,8 @@ fn near_deadline<T>(payload: T) -> LambdaEvent<T> {
 #[tokio::test]
 async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_document_written_twice()
 {
-    use chute::store::{Store, StoreConfig};
-    use mongodb::event::command::CommandEvent;
-    use mongodb::event::EventHandler;
-    use std::sync::{Arc, Mutex};
-
-    let env = env().await;
     let run_id = unique("budget");
-    // Every document the store sends to be written, by sku (inserted whole or `$set`).
-    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = sent.clone();
-    let prefix = run_id.clone();
-    let mut config = StoreConfig::new(
-        stack().get("CHUTE_MONGODB_URI"),
-        std::env::var("CHUTE_DATABASE").unwrap(),
-    );
-    config.batch_size = 7;
-    config.command_events = Some(EventHandler::callback(move |event| {
-        let CommandEvent::Started(started) = event else {
-            return;
-        };
-        let docs: Vec<bson::Document> = match started.command_name.as_str() {
-            "insert" => started
-                .command
-                .get_array("documents")
-                .map(|a| a.iter().filter_map(|d| d.as_document().cloned()).collect())
-                .unwrap_or_default(),
-            "update" => started
-                .command
-                .get_array("updates")
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|u| u.as_document()?.get_document("q").ok().cloned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => return,
-        };
-        let mut seen = seen.lock().unwrap();
-        for doc in docs {
-            if let Ok(sku) = doc.get_str("sku") {
-                if sku.starts_with(&prefix) {
-                    seen.push(sku.to_string());
-                }
-            }
-        }
-    }));
-    assert!(env.use_store(Store::connect(&config).await.unwrap()));
-
+    let (env, sent) = observed_env(&run_id, 7).await;
     let key = format!("incoming/{run_id}.csv");
     let rows = 40;
     let mut csv = String::from("sku,name,price,stock,category\n");
@@ -547,6 +501,60 @@ async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_docum
     );
 }
 
+/// An `Env` whose store writes `batch` documents a command and records the sku of every document
+/// it sends to be written (inserted whole or `$set`) whose sku starts with `prefix`.
+async fn observed_env(
+    prefix: &str,
+    batch: usize,
+) -> (Env, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use chute::store::{Store, StoreConfig};
+    use mongodb::event::command::CommandEvent;
+    use mongodb::event::EventHandler;
+    use std::sync::{Arc, Mutex};
+
+    let env = env().await;
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = sent.clone();
+    let prefix = prefix.to_string();
+    let mut config = StoreConfig::new(
+        stack().get("CHUTE_MONGODB_URI"),
+        std::env::var("CHUTE_DATABASE").unwrap(),
+    );
+    config.batch_size = batch;
+    config.command_events = Some(EventHandler::callback(move |event| {
+        let CommandEvent::Started(started) = event else {
+            return;
+        };
+        let docs: Vec<bson::Document> = match started.command_name.as_str() {
+            "insert" => started
+                .command
+                .get_array("documents")
+                .map(|a| a.iter().filter_map(|d| d.as_document().cloned()).collect())
+                .unwrap_or_default(),
+            "update" => started
+                .command
+                .get_array("updates")
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_document()?.get_document("q").ok().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => return,
+        };
+        let mut seen = seen.lock().unwrap();
+        for doc in docs {
+            if let Ok(sku) = doc.get_str("sku") {
+                if sku.starts_with(&prefix) {
+                    seen.push(sku.to_string());
+                }
+            }
+        }
+    }));
+    assert!(env.use_store(Store::connect(&config).await.unwrap()));
+    (env, sent)
+}
+
 /// The staged bytes of the chunk's first `documents` documents.
 async fn bytes_of_first(env: &Env, transformed: &TransformOutput, documents: usize) -> u64 {
     let staged = env
@@ -559,4 +567,87 @@ async fn bytes_of_first(env: &Env, transformed: &TransformOutput, documents: usi
         .iter()
         .map(|d| d.as_bytes().len() as u64)
         .sum()
+}
+
+#[tokio::test]
+async fn a_staged_file_changed_between_invocations_restarts_the_chunk_with_exact_counts() {
+    let run_id = unique("restaged");
+    let (env, sent) = observed_env(&run_id, 5).await;
+    let key = format!("incoming/{run_id}.csv");
+    let rows = 20;
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
+    }
+    let etag = upload(&env, &key, &csv).await;
+    let input = run_input(&run_id, &key, &etag);
+    let plan = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap();
+    let chunk = ChunkInput {
+        run_id: run_id.clone(),
+        bucket: input.bucket.clone(),
+        key,
+        etag,
+        schema: "products".into(),
+        plan_key: plan.plan_key.clone(),
+        chunk: chunks(&env, &plan).await[0],
+        import_budget_ms: None,
+    };
+    let transformed = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    let first = lambda::import::handle(&env, near_deadline(transformed.clone()))
+        .await
+        .unwrap();
+    assert_eq!((first.position, first.finished), (5, false));
+    // The staged file is replaced by one with the same documents in the opposite order: the
+    // recorded byte offset means nothing in it, so the import must start over.
+    let staged = env
+        .blob
+        .get(stack().bucket(), &transformed.staged_key)
+        .await
+        .unwrap();
+    let reversed: Vec<u8> = chute::store::split_staged(&staged)
+        .unwrap()
+        .iter()
+        .rev()
+        .flat_map(|d| d.as_bytes().to_vec())
+        .collect();
+    env.blob
+        .put(
+            stack().bucket(),
+            &transformed.staged_key,
+            reversed,
+            "application/bson",
+        )
+        .await
+        .unwrap();
+    let mut positions = vec![first.position];
+    let last = loop {
+        let out = lambda::import::handle(&env, near_deadline(transformed.clone()))
+            .await
+            .unwrap();
+        positions.push(out.position);
+        if out.finished {
+            break out;
+        }
+        assert!(positions.len() < 20, "never finished: {positions:?}");
+    };
+    assert_eq!(positions, [5, 5, 10, 15, 20]);
+    assert_eq!(
+        (
+            last.inserted,
+            last.updated,
+            last.unchanged,
+            last.invocations
+        ),
+        (rows, 0, 0, 5)
+    );
+    let mut written = sent.lock().unwrap().clone();
+    written.sort();
+    written.dedup();
+    assert_eq!(
+        (sent.lock().unwrap().len(), written.len()),
+        (rows as usize, rows as usize),
+        "the first batch was recounted, not written again"
+    );
 }
