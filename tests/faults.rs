@@ -294,7 +294,10 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     let replayed = stack()
         .log("fn-import")
         .lines()
-        .filter(|l| l.contains(&format!("run_id={run_id}")) && l.contains("chunk already imported"))
+        // The invocation span writes the run id as a quoted string: `run_id="…"`.
+        .filter(|l| {
+            l.contains(&format!("run_id=\"{run_id}\"")) && l.contains("chunk already imported")
+        })
         .count();
     assert_eq!(replayed, finished, "finished chunks were not redone");
 }
