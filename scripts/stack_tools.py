@@ -5,6 +5,7 @@
   stack_tools.py provision                  bucket, SES identity, state machine (from the ASL file)
   stack_tools.py health [--json]            the functions' state from the shim; exit 1 if one is down
   stack_tools.py emails                     the emails moto's SES accepted (JSON)
+  stack_tools.py history RUN_ID             the events of the run's execution (JSON)
   stack_tools.py hold FUNCTION              hold that function's next answer until its process exits
   stack_tools.py cargo-executable NAME      reads `cargo … --message-format=json` on stdin
 
@@ -134,6 +135,20 @@ def emails(_args):
     print(json.dumps(sent_emails(load())))
 
 
+def history(args):
+    """Every event of the execution named RUN_ID (trigger names executions by run id), as JSON."""
+    sfn = client("stepfunctions", load())
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:{args.run_id}"
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    print(json.dumps(events, default=str))
+
+
 def cargo_executable(args):
     """The executable cargo built for target NAME (a bench harness's file name carries a hash)."""
     for line in sys.stdin:
@@ -154,10 +169,11 @@ def main():
     sub.add_parser("provision")
     sub.add_parser("health").add_argument("--json", action="store_true")
     sub.add_parser("emails")
+    sub.add_parser("history").add_argument("run_id")
     sub.add_parser("hold").add_argument("function")
     sub.add_parser("cargo-executable").add_argument("name")
     args = parser.parse_args()
-    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "hold": hold, "cargo-executable": cargo_executable}
+    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "history": history, "hold": hold, "cargo-executable": cargo_executable}
     sys.exit(commands[args.command](args) or 0)
 
 

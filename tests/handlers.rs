@@ -52,6 +52,17 @@ fn failure(error_type: &str, message: &str) -> lambda::Failure {
     }
 }
 
+/// The Map's items as Validate stored them for the ItemReader.
+async fn chunks(env: &Env, plan: &lambda::PlanOutput) -> Vec<chute::records::ChunkPlan> {
+    let items: Vec<chute::records::ChunkPlan> = env
+        .blob
+        .get_json(stack().bucket(), &plan.chunks_key)
+        .await
+        .unwrap();
+    assert_eq!(items.len() as u64, plan.chunk_count);
+    items
+}
+
 async fn stored_report(env: &Env, key: &str) -> Value {
     serde_json::from_slice(&env.blob.get(stack().bucket(), key).await.unwrap()).unwrap()
 }
@@ -142,7 +153,8 @@ async fn validate_transform_import_report_chain() {
         etag: etag.clone(),
         schema: "products".into(),
         plan_key: plan.plan_key.clone(),
-        chunk: plan.chunks[0],
+        chunk: chunks(&env, &plan).await[0],
+        import_budget_ms: None,
     };
     let transformed: TransformOutput = lambda::transform::handle(&env, event(chunk)).await.unwrap();
     assert_eq!(
@@ -394,4 +406,289 @@ async fn staged_parts_become_one_object_and_the_import_reads_it_back_as_a_stream
             .unwrap();
         assert!(read == expected, "{} bytes read back", read.len());
     }
+}
+
+/// An invocation whose deadline is `SAFETY_MARGIN` plus a millisecond away: its budget is spent at
+/// once, so it writes exactly one batch and stops (as a slow cluster near Lambda's 15 minutes
+/// would).
+fn near_deadline<T>(payload: T) -> LambdaEvent<T> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut context = Context::default();
+    context.deadline = now + lambda::import::SAFETY_MARGIN.as_millis() as u64 + 1;
+    LambdaEvent::new(payload, context)
+}
+
+#[tokio::test]
+async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_document_written_twice()
+{
+    let run_id = unique("budget");
+    let (env, sent) = observed_env(&run_id, 7).await;
+    let key = format!("incoming/{run_id}.csv");
+    let rows = 40;
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
+    }
+    let etag = upload(&env, &key, &csv).await;
+    let input = run_input(&run_id, &key, &etag);
+    let plan = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(plan.chunk_count, 1);
+    let chunk = ChunkInput {
+        run_id: run_id.clone(),
+        bucket: input.bucket.clone(),
+        key: key.clone(),
+        etag,
+        schema: "products".into(),
+        plan_key: plan.plan_key.clone(),
+        chunk: chunks(&env, &plan).await[0],
+        import_budget_ms: None,
+    };
+    let transformed = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    assert_eq!(transformed.valid, rows);
+
+    // 40 documents in batches of 7: six invocations, each one batch further.
+    let store = env.store().await.unwrap();
+    let mut outputs = Vec::new();
+    loop {
+        let out = lambda::import::handle(&env, near_deadline(transformed.clone()))
+            .await
+            .unwrap();
+        let done = out.finished;
+        outputs.push(out);
+        if outputs.len() == 2 {
+            // The second invocation's ledger record is lost (a crash after its writes): the next
+            // one resumes where the first stopped, recounts that batch and writes nothing twice.
+            let first = &outputs[0];
+            let second = store
+                .chunk_progress(&run_id, transformed.chunk)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((second.documents, second.invocations), (14, 2));
+            let first_progress = chute::store::ImportProgress {
+                documents: first.position,
+                bytes: bytes_of_first(&env, &transformed, 7).await,
+                inserted: first.inserted,
+                invocations: 1,
+                ..second
+            };
+            store
+                .record_progress(&run_id, transformed.chunk, &first_progress)
+                .await
+                .unwrap();
+        }
+        if done {
+            break;
+        }
+        assert!(
+            outputs.len() < 20,
+            "the import never finished: {outputs:#?}"
+        );
+    }
+    let positions: Vec<u64> = outputs.iter().map(|o| o.position).collect();
+    assert_eq!(positions, [7, 14, 14, 21, 28, 35, 40], "{outputs:#?}");
+    assert!(outputs[..6].iter().all(|o| !o.finished));
+    let last = outputs.last().unwrap();
+    assert_eq!(
+        (last.inserted, last.updated, last.unchanged, last.refused),
+        (rows, 0, 0, 0),
+        "exact counts over the invocations"
+    );
+    assert_eq!(
+        last.invocations, 6,
+        "the lost record's invocation is not counted"
+    );
+
+    let mut written = sent.lock().unwrap().clone();
+    let sent_count = written.len();
+    written.sort();
+    written.dedup();
+    assert_eq!(
+        (sent_count, written.len()),
+        (rows as usize, rows as usize),
+        "every document sent to MongoDB once"
+    );
+    let stored = store
+        .database()
+        .collection::<bson::Document>("products")
+        .count_documents(bson::doc! {"sku": {"$regex": format!("^{run_id}")}})
+        .await
+        .unwrap();
+    assert_eq!(stored, rows);
+    let record: lambda::ImportOutput = env
+        .blob
+        .get_json(
+            stack().bucket(),
+            &env.config
+                .chunk_key(&run_id, transformed.chunk, "import.json"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((record.inserted, record.finished), (rows, true));
+
+    let replay = lambda::import::handle(&env, near_deadline(transformed))
+        .await
+        .unwrap();
+    assert!(replay.replayed && replay.finished);
+    assert_eq!(
+        sent.lock().unwrap().len(),
+        rows as usize,
+        "the replay wrote nothing"
+    );
+}
+
+/// An `Env` whose store writes `batch` documents a command and records the sku of every document
+/// it sends to be written (inserted whole or `$set`) whose sku starts with `prefix`.
+async fn observed_env(
+    prefix: &str,
+    batch: usize,
+) -> (Env, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use chute::store::{Store, StoreConfig};
+    use mongodb::event::command::CommandEvent;
+    use mongodb::event::EventHandler;
+    use std::sync::{Arc, Mutex};
+
+    let env = env().await;
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = sent.clone();
+    let prefix = prefix.to_string();
+    let mut config = StoreConfig::new(
+        stack().get("CHUTE_MONGODB_URI"),
+        std::env::var("CHUTE_DATABASE").unwrap(),
+    );
+    config.batch_size = batch;
+    config.command_events = Some(EventHandler::callback(move |event| {
+        let CommandEvent::Started(started) = event else {
+            return;
+        };
+        let docs: Vec<bson::Document> = match started.command_name.as_str() {
+            "insert" => started
+                .command
+                .get_array("documents")
+                .map(|a| a.iter().filter_map(|d| d.as_document().cloned()).collect())
+                .unwrap_or_default(),
+            "update" => started
+                .command
+                .get_array("updates")
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_document()?.get_document("q").ok().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => return,
+        };
+        let mut seen = seen.lock().unwrap();
+        for doc in docs {
+            if let Ok(sku) = doc.get_str("sku") {
+                if sku.starts_with(&prefix) {
+                    seen.push(sku.to_string());
+                }
+            }
+        }
+    }));
+    assert!(env.use_store(Store::connect(&config).await.unwrap()));
+    (env, sent)
+}
+
+/// The staged bytes of the chunk's first `documents` documents.
+async fn bytes_of_first(env: &Env, transformed: &TransformOutput, documents: usize) -> u64 {
+    let staged = env
+        .blob
+        .get(stack().bucket(), &transformed.staged_key)
+        .await
+        .unwrap();
+    let docs = chute::store::split_staged(&staged).unwrap();
+    docs[..documents]
+        .iter()
+        .map(|d| d.as_bytes().len() as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_staged_file_changed_between_invocations_restarts_the_chunk_with_exact_counts() {
+    let run_id = unique("restaged");
+    let (env, sent) = observed_env(&run_id, 5).await;
+    let key = format!("incoming/{run_id}.csv");
+    let rows = 20;
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
+    }
+    let etag = upload(&env, &key, &csv).await;
+    let input = run_input(&run_id, &key, &etag);
+    let plan = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap();
+    let chunk = ChunkInput {
+        run_id: run_id.clone(),
+        bucket: input.bucket.clone(),
+        key,
+        etag,
+        schema: "products".into(),
+        plan_key: plan.plan_key.clone(),
+        chunk: chunks(&env, &plan).await[0],
+        import_budget_ms: None,
+    };
+    let transformed = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    let first = lambda::import::handle(&env, near_deadline(transformed.clone()))
+        .await
+        .unwrap();
+    assert_eq!((first.position, first.finished), (5, false));
+    // The staged file is replaced by one with the same documents in the opposite order: the
+    // recorded byte offset means nothing in it, so the import must start over.
+    let staged = env
+        .blob
+        .get(stack().bucket(), &transformed.staged_key)
+        .await
+        .unwrap();
+    let reversed: Vec<u8> = chute::store::split_staged(&staged)
+        .unwrap()
+        .iter()
+        .rev()
+        .flat_map(|d| d.as_bytes().to_vec())
+        .collect();
+    env.blob
+        .put(
+            stack().bucket(),
+            &transformed.staged_key,
+            reversed,
+            "application/bson",
+        )
+        .await
+        .unwrap();
+    let mut positions = vec![first.position];
+    let last = loop {
+        let out = lambda::import::handle(&env, near_deadline(transformed.clone()))
+            .await
+            .unwrap();
+        positions.push(out.position);
+        if out.finished {
+            break out;
+        }
+        assert!(positions.len() < 20, "never finished: {positions:?}");
+    };
+    assert_eq!(positions, [5, 5, 10, 15, 20]);
+    assert_eq!(
+        (
+            last.inserted,
+            last.updated,
+            last.unchanged,
+            last.invocations
+        ),
+        (rows, 0, 0, 5)
+    );
+    let mut written = sent.lock().unwrap().clone();
+    written.sort();
+    written.dedup();
+    assert_eq!(
+        (sent.lock().unwrap().len(), written.len()),
+        (rows as usize, rows as usize),
+        "the first batch was recounted, not written again"
+    );
 }

@@ -127,7 +127,10 @@ impl Blob {
             .get_object()
             .bucket(bucket)
             .key(key)
-            .set_range(range.map(|(start, end)| format!("bytes={}-{}", start, end - 1)))
+            .set_range(range.map(|(start, end)| match end {
+                u64::MAX => format!("bytes={start}-"),
+                end => format!("bytes={}-{}", start, end - 1),
+            }))
             .set_if_match(etag.map(quote_etag))
             .send()
             .await?;
@@ -352,6 +355,24 @@ impl Blob {
         key: &str,
     ) -> Result<impl tokio::io::AsyncRead + Unpin, ChuteError> {
         Ok(self.stream(bucket, key, None).await?.into_async_read())
+    }
+
+    /// [`Blob::reader`] from byte `offset` on (a resumed import skips what it wrote before),
+    /// failing if the object is no longer the version `etag` names. `offset` must be inside the
+    /// object (S3 refuses a range starting at its end).
+    pub async fn reader_from(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        etag: &str,
+    ) -> Result<impl tokio::io::AsyncRead + Unpin, ChuteError> {
+        let range = (offset > 0).then_some((offset, u64::MAX));
+        let body = self
+            .get_object(bucket, key, range, Some(etag))
+            .await
+            .map_err(|e| classify(&location(bucket, key), e))?;
+        Ok(body.into_async_read())
     }
 }
 

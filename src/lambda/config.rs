@@ -53,7 +53,18 @@ pub struct Config {
     /// `CHUTE_MAP_CONCURRENCY` (default 10) and `CHUTE_TOLERATED_FAILURE_PERCENT` (default 0).
     pub map_concurrency: u32,
     pub tolerated_failure_percent: u32,
+    /// `CHUTE_MIN_CHUNK_BYTES` (default 1 MiB): the smallest chunk size `CHUTE_CHUNK_BYTES` or a
+    /// file's `chute-chunk-bytes` may ask for; see [`Config::chunk_bytes`]. Local stacks lower it.
+    pub min_chunk_bytes: u64,
+    /// `CHUTE_IMPORT_BUDGET_MS`: caps the time one import invocation writes for (testing and
+    /// tuning); unset, the budget comes from the invocation's deadline only.
+    pub import_budget_ms: Option<u64>,
 }
+
+/// The largest chunk size accepted: a chunk is held in the transform's memory.
+pub const MAX_CHUNK_BYTES: u64 = 256 * 1024 * 1024;
+/// The default of [`Config::min_chunk_bytes`].
+pub const MIN_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Shows the settings with the MongoDB URI redacted, so a `{:?}` in a log line cannot leak the
 /// password.
@@ -159,7 +170,20 @@ impl Config {
             presign_seconds: presign_seconds(number("CHUTE_PRESIGN_SECONDS", 0)?),
             map_concurrency: number("CHUTE_MAP_CONCURRENCY", 10)?,
             tolerated_failure_percent: number("CHUTE_TOLERATED_FAILURE_PERCENT", 0)?,
+            min_chunk_bytes: number("CHUTE_MIN_CHUNK_BYTES", MIN_CHUNK_BYTES)?,
+            import_budget_ms: var("CHUTE_IMPORT_BUDGET_MS")
+                .map(|_| number("CHUTE_IMPORT_BUDGET_MS", 0))
+                .transpose()?,
         })
+    }
+
+    /// The chunk size a run plans with: the file's request (`chute-chunk-bytes`) or
+    /// `CHUTE_CHUNK_BYTES`, clamped to `CHUTE_MIN_CHUNK_BYTES..=256 MiB`.
+    pub fn chunk_bytes(&self, requested: Option<u64>) -> u64 {
+        let min = self.min_chunk_bytes.clamp(1, MAX_CHUNK_BYTES);
+        requested
+            .unwrap_or(self.plan.chunk_bytes)
+            .clamp(min, MAX_CHUNK_BYTES)
     }
 
     pub fn schema(&self, name: &str) -> Result<Schema, ChuteError> {
@@ -213,6 +237,35 @@ mod tests {
         assert_eq!(presign_seconds(3600), 3600);
         assert_eq!(presign_seconds(900), 900);
         assert_eq!(presign_seconds(0), 0, "0 still means: name the S3 keys");
+    }
+
+    #[test]
+    fn chunk_sizes_are_clamped_to_the_documented_range() {
+        let config = Config {
+            min_chunk_bytes: MIN_CHUNK_BYTES,
+            ..Config::from_env().unwrap()
+        };
+        assert_eq!(config.chunk_bytes(Some(64)), MIN_CHUNK_BYTES);
+        assert_eq!(config.chunk_bytes(Some(1 << 40)), MAX_CHUNK_BYTES);
+        assert_eq!(config.chunk_bytes(Some(5 << 20)), 5 << 20);
+        assert_eq!(
+            config.chunk_bytes(None),
+            config
+                .plan
+                .chunk_bytes
+                .clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
+        );
+        let local = Config {
+            min_chunk_bytes: 1,
+            ..config.clone()
+        };
+        assert_eq!(local.chunk_bytes(Some(64)), 64);
+        assert_eq!(local.chunk_bytes(Some(0)), 1);
+        let silly = Config {
+            min_chunk_bytes: u64::MAX,
+            ..config
+        };
+        assert_eq!(silly.chunk_bytes(Some(64)), MAX_CHUNK_BYTES);
     }
 
     #[test]

@@ -54,6 +54,12 @@ impl Env {
             .await
     }
 
+    /// Uses `store` instead of connecting from the configuration (tests observe the commands a
+    /// handler sends with a store of their own); false when a store is already in use.
+    pub fn use_store(&self, store: Store) -> bool {
+        self.store.set(store).is_ok()
+    }
+
     async fn secret_uri(&self, arn: &str) -> Result<String, ChuteError> {
         let out = self
             .secrets

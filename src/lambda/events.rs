@@ -45,14 +45,25 @@ pub struct Started {
     pub new: bool,
 }
 
-/// What `validate` returns (the state's `$.plan`): small, whatever the file size.
+/// What `validate` returns (the state's `$.plan`): small, whatever the file size. The chunk list
+/// is not in it: the Map reads it from `chunks_key` with an `ItemReader`, so a file of any number
+/// of chunks stays far below Step Functions' 256 KiB state limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOutput {
     pub rows: u64,
     pub file_bytes: u64,
     pub chunk_count: u64,
-    pub chunks: Vec<ChunkPlan>,
+    /// The chunk size the plan used, after clamping (see [`super::Config::chunk_bytes`]).
+    #[serde(default)]
+    pub chunk_bytes: u64,
+    /// `staging/<run>/chunks.json`: the Map's items, a JSON array of [`ChunkPlan`]s.
+    #[serde(default)]
+    pub chunks_key: String,
     pub plan_key: String,
+    /// The per-file import time budget (object metadata `chute-import-budget-ms`), for tests and
+    /// tuning; `null` when the file sets none. Always present: the ASL's ItemSelector reads it.
+    #[serde(default)]
+    pub import_budget_ms: Option<u64>,
     pub warnings: Vec<String>,
     pub duplicate_keys: u64,
     pub superseded_rows: u64,
@@ -79,6 +90,9 @@ pub struct ChunkInput {
     pub schema: String,
     pub plan_key: String,
     pub chunk: ChunkPlan,
+    /// Carried from the plan to the import (see [`PlanOutput::import_budget_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_budget_ms: Option<u64>,
 }
 
 /// What `transform` returns and stores (`staging/<run>/chunk-<i>.transform.json`, with the rejected
@@ -98,6 +112,9 @@ pub struct TransformOutput {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_rows: Vec<RejectedRow>,
+    /// Carried from [`ChunkInput::import_budget_ms`] to the import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_budget_ms: Option<u64>,
 }
 
 /// What `import` returns and stores (`staging/<run>/chunk-<i>.import.json`).
@@ -112,8 +129,23 @@ pub struct ImportOutput {
     pub duration_ms: u64,
     /// True when the ledger showed the chunk done and nothing was written.
     pub replayed: bool,
+    /// False when this invocation ran out of its time budget with staged documents left: the
+    /// counts are those so far, and the state machine invokes the import again, which resumes
+    /// where the `import_runs` ledger says this one stopped.
+    #[serde(default = "yes")]
+    pub finished: bool,
+    /// Staged documents of the chunk written so far (all of them once finished).
+    #[serde(default)]
+    pub position: u64,
+    /// Invocations the chunk's import took so far.
+    #[serde(default)]
+    pub invocations: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A caught failure as Step Functions passes it (`{"Error", "Cause"}`).
@@ -224,6 +256,7 @@ mod tests {
             staged_key: "s".into(),
             duration_ms: 40,
             rejected_rows: vec![rejected.clone()],
+            import_budget_ms: None,
         };
         let seen: Transformed =
             serde_json::from_slice(&serde_json::to_vec(&transformed).unwrap()).unwrap();
@@ -246,6 +279,9 @@ mod tests {
             refused: 1,
             duration_ms: 60,
             replayed: false,
+            finished: true,
+            position: 3,
+            invocations: 1,
             refusals: vec![refusal.clone()],
         };
         let seen: Imported =

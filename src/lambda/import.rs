@@ -1,14 +1,46 @@
-//! `import`: one chunk's staged documents upserted into MongoDB. The run ledger makes a re-invoked,
-//! finished chunk a no-op; the writer's per-run recount makes a retried, half-finished one exact.
+//! `import`: one chunk's staged documents upserted into MongoDB, to a time budget. The run ledger
+//! makes a re-invoked, finished chunk a no-op; the writer's per-run recount makes a retried,
+//! half-finished batch exact.
+//!
+//! No invocation depends on the cluster's speed: the import writes batch by batch until its budget
+//! (the invocation's deadline less [`SAFETY_MARGIN`], or less when `CHUTE_IMPORT_BUDGET_MS` or the
+//! file's `chute-import-budget-ms` asks) is spent, records in the `import_runs` ledger how far it
+//! got, and returns `finished: false`; the state machine invokes it again (a Choice after Import)
+//! and it resumes from the recorded position, reading the staged file from there on.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bson::DateTime;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
 use super::{elapsed_ms, Env, ImportOutput, TransformOutput};
-use crate::store::WriteContext;
+use crate::error::Refusal;
+use crate::store::{ImportProgress, WriteContext};
+
+/// Left of the invocation's time when the import stops starting batches: one batch (1,000
+/// documents) still in flight, the S3 and ledger writes after it, and the peek at the next batch.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long this invocation may start batches for: until the deadline (`deadline_ms`, epoch
+/// milliseconds; 0 when unknown) less [`SAFETY_MARGIN`], and no longer than `cap_ms` (the
+/// configured or per-file budget). Whatever it says, at least one batch is written.
+pub fn budget(deadline_ms: u64, now_ms: u64, cap_ms: Option<u64>) -> Option<Duration> {
+    let from_deadline = (deadline_ms > 0).then(|| {
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(SAFETY_MARGIN)
+    });
+    match (from_deadline, cap_ms.map(Duration::from_millis)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 pub async fn handle(
     env: &Env,
@@ -16,6 +48,11 @@ pub async fn handle(
 ) -> Result<ImportOutput, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
+    let cap = match (env.config.import_budget_ms, input.import_budget_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let budget = budget(event.context.deadline, epoch_ms(), cap);
     let store = env.store().await?;
     let record_key = env
         .config
@@ -36,30 +73,106 @@ pub async fn handle(
             return Ok(recorded);
         }
     }
+    let staged_etag = env.blob.head(&input.bucket, &input.staged_key).await?.etag;
+    let mut before = store
+        .chunk_progress(&input.run_id, input.chunk)
+        .await?
+        .filter(|p| !p.finished)
+        .unwrap_or_default();
+    if before.documents > 0 && before.staged_etag != staged_etag {
+        tracing::warn!(
+            written = before.documents,
+            "the staged file changed since the last invocation (the transform ran again): the \
+             chunk starts over; what was written is recounted, not rewritten"
+        );
+        before = ImportProgress {
+            invocations: before.invocations,
+            duration_ms: before.duration_ms,
+            ..ImportProgress::default()
+        };
+    }
     let schema = env.config.schema(&input.schema)?;
-    let staged = env.blob.reader(&input.bucket, &input.staged_key).await?;
+    let staged = env
+        .blob
+        .reader_from(&input.bucket, &input.staged_key, before.bytes, &staged_etag)
+        .await?;
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
         source: format!("s3://{}/{}", input.bucket, input.key),
         at: DateTime::now(),
     };
-    let outcome = store.upsert_stream(&schema, staged, &ctx).await?;
-    let mut output = ImportOutput {
-        run_id: input.run_id.clone(),
-        chunk: input.chunk,
-        inserted: outcome.inserted,
-        updated: outcome.updated,
-        unchanged: outcome.unchanged,
-        refused: outcome.refused.len() as u64,
-        duration_ms: elapsed_ms(started),
-        replayed: false,
-        refusals: outcome.refused.clone(),
+    let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
+    let step = store
+        .upsert_stream_until(&schema, staged, &ctx, before.documents, out_of_time)
+        .await?;
+    let outcome = &step.outcome;
+    let mut progress = ImportProgress {
+        documents: before.documents + step.documents,
+        bytes: before.bytes + step.bytes,
+        inserted: before.inserted + outcome.inserted,
+        updated: before.updated + outcome.updated,
+        unchanged: before.unchanged + outcome.unchanged,
+        refused: before.refused + outcome.refused.len() as u64,
+        staged_etag,
+        refusal_parts: before.refusal_parts.clone(),
+        invocations: before.invocations + 1,
+        duration_ms: before.duration_ms + elapsed_ms(started),
+        finished: step.finished,
     };
+    if !step.finished {
+        // Refusals of this invocation go to S3 before the ledger names them: a crash between the
+        // two leaves an unnamed object that the retry (starting at the same place) overwrites.
+        if !outcome.refused.is_empty() {
+            let part = refusal_part_key(env, input, before.documents);
+            env.blob
+                .put_json(&input.bucket, &part, &outcome.refused)
+                .await?;
+            progress.refusal_parts.push(before.documents);
+        }
+        store
+            .record_progress(&input.run_id, input.chunk, &progress)
+            .await?;
+        tracing::info!(
+            written = progress.documents,
+            invocations = progress.invocations,
+            ms = elapsed_ms(started),
+            "time budget spent; the chunk continues in the next invocation"
+        );
+        Metrics::new("import", &input.run_id)
+            .count("RowsWritten", outcome.inserted + outcome.updated)
+            .count("RowsUnchanged", outcome.unchanged)
+            .count("RowsRefused", outcome.refused.len() as u64)
+            .duration(elapsed_ms(started))
+            .emit();
+        return Ok(output(input, &progress, Vec::new()));
+    }
+
+    let mut refusals: Vec<Refusal> = Vec::with_capacity(progress.refused as usize);
+    for from in &before.refusal_parts {
+        let part = refusal_part_key(env, input, *from);
+        refusals.extend(
+            env.blob
+                .get_json::<Vec<Refusal>>(&input.bucket, &part)
+                .await?,
+        );
+    }
+    refusals.extend(outcome.refused.iter().cloned());
+    refusals.sort_by_key(|r| r.row);
+    let mut output = output(input, &progress, refusals);
     env.blob
         .put_json(&input.bucket, &record_key, &output)
         .await?;
     store
-        .finish_chunk(&input.run_id, input.chunk, &outcome)
+        .record_progress(&input.run_id, input.chunk, &progress)
+        .await?;
+    let total = crate::store::WriteOutcome {
+        inserted: progress.inserted,
+        updated: progress.updated,
+        unchanged: progress.unchanged,
+        refused: output.refusals.clone(),
+    };
+    store
+        .finish_chunk(&input.run_id, input.chunk, &total)
         .await?;
     output.refusals.clear();
     tracing::info!(
@@ -67,14 +180,70 @@ pub async fn handle(
         updated = output.updated,
         unchanged = output.unchanged,
         refused = output.refused,
+        invocations = output.invocations,
         ms = output.duration_ms,
         "chunk imported"
     );
     Metrics::new("import", &input.run_id)
-        .count("RowsWritten", output.inserted + output.updated)
-        .count("RowsUnchanged", output.unchanged)
-        .count("RowsRefused", output.refused)
-        .duration(output.duration_ms)
+        .count("RowsWritten", outcome.inserted + outcome.updated)
+        .count("RowsUnchanged", outcome.unchanged)
+        .count("RowsRefused", outcome.refused.len() as u64)
+        .duration(elapsed_ms(started))
         .emit();
     Ok(output)
+}
+
+/// `staging/<run>/chunk-00007.import-from-<documents>.json`: the refusals of the invocation that
+/// started at `documents`.
+fn refusal_part_key(env: &Env, input: &TransformOutput, documents: u64) -> String {
+    env.config.chunk_key(
+        &input.run_id,
+        input.chunk,
+        &format!("import-from-{documents}.json"),
+    )
+}
+
+fn output(
+    input: &TransformOutput,
+    progress: &ImportProgress,
+    refusals: Vec<Refusal>,
+) -> ImportOutput {
+    ImportOutput {
+        run_id: input.run_id.clone(),
+        chunk: input.chunk,
+        inserted: progress.inserted,
+        updated: progress.updated,
+        unchanged: progress.unchanged,
+        refused: progress.refused,
+        duration_ms: progress.duration_ms,
+        replayed: false,
+        finished: progress.finished,
+        position: progress.documents,
+        invocations: progress.invocations,
+        refusals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_the_deadline_less_the_margin_capped_by_the_setting() {
+        let now = 1_000_000_000;
+        let margin = SAFETY_MARGIN.as_millis() as u64;
+        let deadline = now + 900_000;
+        assert_eq!(
+            budget(deadline, now, None),
+            Some(Duration::from_millis(900_000 - margin))
+        );
+        assert_eq!(
+            budget(deadline, now, Some(5)),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(budget(now + 10, now, None), Some(Duration::ZERO), "near");
+        assert_eq!(budget(now - 10, now, None), Some(Duration::ZERO), "past");
+        assert_eq!(budget(0, now, None), None, "no deadline known");
+        assert_eq!(budget(0, now, Some(7)), Some(Duration::from_millis(7)));
+    }
 }

@@ -75,6 +75,7 @@ pub async fn handle(
         staged_key,
         duration_ms: elapsed_ms(started),
         rejected_rows: outcome.rejected,
+        import_budget_ms: input.import_budget_ms,
     };
     let record_key = env
         .config

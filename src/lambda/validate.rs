@@ -31,10 +31,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
     store.ensure_collection(&schema).await?;
 
     let options = PlanOptions {
-        chunk_bytes: input
-            .chunk_bytes
-            .unwrap_or(env.config.plan.chunk_bytes)
-            .max(1),
+        chunk_bytes: env.config.chunk_bytes(input.chunk_bytes),
         ..env.config.plan.clone()
     };
     let info = env.blob.head(&input.bucket, &input.key).await?;
@@ -92,6 +89,11 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
     };
     let plan_key = env.config.staging_key(&input.run_id, "plan.json");
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
+    // The Map's items, read by its ItemReader: never inline in the state (256 KiB limit).
+    let chunks_key = env.config.staging_key(&input.run_id, "chunks.json");
+    env.blob
+        .put_json(&input.bucket, &chunks_key, &planned.chunks)
+        .await?;
     let duration_ms = elapsed_ms(started);
     Metrics::new("validate", &input.run_id)
         .count("RowsRead", planned.rows)
@@ -102,8 +104,13 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         rows: planned.rows,
         file_bytes: planned.file_bytes,
         chunk_count: planned.chunks.len() as u64,
-        chunks: planned.chunks,
+        chunk_bytes: options.chunk_bytes,
+        chunks_key,
         plan_key,
+        import_budget_ms: info
+            .metadata
+            .get("chute-import-budget-ms")
+            .and_then(|v| v.trim().parse().ok()),
         warnings: planned.header.warnings,
         duplicate_keys: occurrences.duplicated_keys() as u64,
         superseded_rows: superseded.len() as u64,

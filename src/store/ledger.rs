@@ -1,8 +1,10 @@
 //! The run ledger (`import_runs`): one document per run, set when the run starts, when each chunk
 //! is written and when the run is reported. A re-invoked import finds its chunk there and writes
-//! nothing.
+//! nothing. An import that runs out of its time budget records how far it got
+//! (`progress.<chunk>`), and the next invocation resumes from there.
 
 use bson::{doc, DateTime, Document};
+use serde::{Deserialize, Serialize};
 
 use super::classify::classify;
 use super::{Store, WriteOutcome};
@@ -37,6 +39,32 @@ pub struct RunStart<'a> {
     pub etag: &'a str,
     pub schema: &'a str,
     pub requested_at: &'a str,
+}
+
+/// How far a chunk's import got (`progress.<chunk>` in the run's ledger document), updated after
+/// each invocation that ran out of time and once more when the chunk is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportProgress {
+    /// Staged documents written so far, and the bytes of the staged file they take: the next
+    /// invocation reads the staged file from `bytes` on.
+    pub documents: u64,
+    pub bytes: u64,
+    /// The ETag of the staged file those offsets are in: if the transform re-ran since (a resumed
+    /// run), the import starts the chunk over (recounting, not rewriting, what it wrote).
+    #[serde(default)]
+    pub staged_etag: String,
+    /// Counts so far (`refused` is the number; the refusals themselves are in S3).
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub refused: u64,
+    /// `documents` at the start of each earlier invocation that had refusals: each wrote them to
+    /// `chunk-<i>.import-from-<documents>.json`, read back when the chunk finishes.
+    pub refusal_parts: Vec<u64>,
+    pub invocations: u32,
+    /// Time spent writing, over all invocations.
+    pub duration_ms: u64,
+    pub finished: bool,
 }
 
 impl Store {
@@ -121,6 +149,52 @@ impl Store {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    /// How far the chunk's import got, if an invocation recorded it.
+    pub async fn chunk_progress(
+        &self,
+        run_id: &str,
+        chunk: u32,
+    ) -> Result<Option<ImportProgress>, ChuteError> {
+        let field = format!("progress.{chunk}");
+        let found = self
+            .db
+            .collection::<Document>(RUNS)
+            .find_one(doc! {"_id": run_id, &field: {"$exists": true}})
+            .projection(doc! {&field: 1})
+            .await
+            .map_err(classify)?;
+        let Some(run) = found else { return Ok(None) };
+        let what = || format!("ledger progress of chunk {chunk} of run {run_id}");
+        let entry = run
+            .get_document("progress")
+            .and_then(|c| c.get_document(chunk.to_string()))
+            .map_err(|e| ChuteError::Unreadable {
+                what: what(),
+                source: e.into(),
+            })?;
+        bson::from_document(entry.clone())
+            .map(Some)
+            .map_err(|e| ChuteError::Unreadable {
+                what: what(),
+                source: e.into(),
+            })
+    }
+
+    /// Records how far the chunk's import got (one atomic `$set` of position and counts).
+    pub async fn record_progress(
+        &self,
+        run_id: &str,
+        chunk: u32,
+        progress: &ImportProgress,
+    ) -> Result<(), ChuteError> {
+        let entry = bson::to_document(progress).map_err(|e| ChuteError::Unwritable {
+            what: "the chunk's import progress".into(),
+            source: e.into(),
+        })?;
+        self.record_run(run_id, doc! {format!("progress.{chunk}"): entry})
+            .await
     }
 
     /// Sets run-level fields on the run's ledger document; [`Store::start_run`] and

@@ -24,10 +24,10 @@ use crate::error::{redact, ChuteError};
 use crate::schema::Schema;
 
 pub use classify::classify;
-pub use ledger::{RunStart, RUNS};
+pub use ledger::{ImportProgress, RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
-pub use upsert::{WriteContext, WriteOutcome};
+pub use upsert::{WriteContext, WriteOutcome, WriteProgress};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
 /// command stays far below the 48 MB message limit with 1 MiB records.

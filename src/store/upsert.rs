@@ -41,6 +41,17 @@ impl WriteOutcome {
     }
 }
 
+/// How far [`Store::upsert_stream_until`] got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteProgress {
+    pub outcome: WriteOutcome,
+    /// Staged documents written (whole batches) and the bytes they took in the stream.
+    pub documents: u64,
+    pub bytes: u64,
+    /// True when the stream ended: nothing is left to write.
+    pub finished: bool,
+}
+
 impl Store {
     /// Upserts staged documents (concatenated BSON from the transform), batch by batch.
     ///
@@ -64,9 +75,28 @@ impl Store {
     pub async fn upsert_stream(
         &self,
         schema: &Schema,
-        mut staged: impl AsyncRead + Unpin,
+        staged: impl AsyncRead + Unpin,
         ctx: &WriteContext,
     ) -> Result<WriteOutcome, ChuteError> {
+        Ok(self
+            .upsert_stream_until(schema, staged, ctx, 0, || false)
+            .await?
+            .outcome)
+    }
+
+    /// [`Store::upsert_stream`] that stops between batches once `out_of_time()` says so, having
+    /// written at least one batch (so every call makes progress). It reads the next batch before
+    /// asking, so it stops only with documents left: `finished` is false exactly then, and
+    /// `documents`/`bytes` say how much of the stream was written (whole batches), where the next
+    /// call resumes. `skipped` (documents before the stream's start) only names places in errors.
+    pub async fn upsert_stream_until(
+        &self,
+        schema: &Schema,
+        mut staged: impl AsyncRead + Unpin,
+        ctx: &WriteContext,
+        skipped: u64,
+        out_of_time: impl Fn() -> bool,
+    ) -> Result<WriteProgress, ChuteError> {
         let key_fields: Vec<&str> = schema
             .key
             .iter()
@@ -77,9 +107,9 @@ impl Store {
                     .unwrap_or(k.as_str())
             })
             .collect();
-        let mut outcome = WriteOutcome::default();
+        let mut progress = WriteProgress::default();
         let mut batch = Vec::new();
-        let mut read = 0;
+        let mut read = skipped;
         loop {
             batch.clear();
             let mut in_batch = 0;
@@ -88,10 +118,18 @@ impl Store {
                 read += 1;
             }
             if in_batch == 0 {
-                return Ok(outcome);
+                progress.finished = true;
+                return Ok(progress);
+            }
+            if progress.documents > 0 && out_of_time() {
+                return Ok(progress);
             }
             let docs = split_staged(&batch)?;
-            outcome.add(self.upsert_batch(schema, &key_fields, &docs, ctx).await?);
+            progress
+                .outcome
+                .add(self.upsert_batch(schema, &key_fields, &docs, ctx).await?);
+            progress.documents += in_batch as u64;
+            progress.bytes += batch.len() as u64;
         }
     }
 

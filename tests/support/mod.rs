@@ -240,6 +240,18 @@ impl Stack {
             .unwrap_or_else(|e| panic!("emails: {e}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 
+    /// The events of a run's execution (named by its run id), as Step Functions lists them.
+    pub fn history(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let out = Command::new(root().join(".dev/venv/bin/python"))
+            .arg(root().join("scripts/stack_tools.py"))
+            .args(["history", run_id])
+            .env("CHUTE_STACK_DIR", self.dir())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("history: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     pub async fn database(&self) -> mongodb::Database {
         mongodb::Client::with_uri_str(self.get("CHUTE_MONGODB_URI"))
             .await
