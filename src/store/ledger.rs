@@ -99,7 +99,19 @@ impl Store {
         run_id: &str,
         chunk: u32,
     ) -> Result<Option<WriteOutcome>, ChuteError> {
-        let field = format!("chunks.{chunk}");
+        self.chunk_entry(run_id, "chunks", chunk, "ledger entry")
+            .await
+    }
+
+    /// `<section>.<chunk>` of the run's ledger document, decoded; None when not recorded.
+    async fn chunk_entry<T: serde::de::DeserializeOwned>(
+        &self,
+        run_id: &str,
+        section: &str,
+        chunk: u32,
+        name: &str,
+    ) -> Result<Option<T>, ChuteError> {
+        let field = format!("{section}.{chunk}");
         let found = self
             .db
             .collection::<Document>(RUNS)
@@ -108,20 +120,20 @@ impl Store {
             .await
             .map_err(classify)?;
         let Some(run) = found else { return Ok(None) };
-        let what = || format!("ledger entry for chunk {chunk} of run {run_id}");
+        let unreadable = |e: bson::de::Error| ChuteError::Unreadable {
+            what: format!("{name} for chunk {chunk} of run {run_id}"),
+            source: e.into(),
+        };
         let entry = run
-            .get_document("chunks")
+            .get_document(section)
             .and_then(|c| c.get_document(chunk.to_string()))
             .map_err(|e| ChuteError::Unreadable {
-                what: what(),
+                what: format!("{name} for chunk {chunk} of run {run_id}"),
                 source: e.into(),
             })?;
         bson::from_document(entry.clone())
             .map(Some)
-            .map_err(|e| ChuteError::Unreadable {
-                what: what(),
-                source: e.into(),
-            })
+            .map_err(unreadable)
     }
 
     /// Records a written chunk in the run's ledger: its counts (the refusals are in its S3 record).
@@ -157,29 +169,8 @@ impl Store {
         run_id: &str,
         chunk: u32,
     ) -> Result<Option<ImportProgress>, ChuteError> {
-        let field = format!("progress.{chunk}");
-        let found = self
-            .db
-            .collection::<Document>(RUNS)
-            .find_one(doc! {"_id": run_id, &field: {"$exists": true}})
-            .projection(doc! {&field: 1})
+        self.chunk_entry(run_id, "progress", chunk, "ledger progress")
             .await
-            .map_err(classify)?;
-        let Some(run) = found else { return Ok(None) };
-        let what = || format!("ledger progress of chunk {chunk} of run {run_id}");
-        let entry = run
-            .get_document("progress")
-            .and_then(|c| c.get_document(chunk.to_string()))
-            .map_err(|e| ChuteError::Unreadable {
-                what: what(),
-                source: e.into(),
-            })?;
-        bson::from_document(entry.clone())
-            .map(Some)
-            .map_err(|e| ChuteError::Unreadable {
-                what: what(),
-                source: e.into(),
-            })
     }
 
     /// Records how far the chunk's import got (one atomic `$set` of position and counts).
