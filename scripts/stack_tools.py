@@ -89,7 +89,8 @@ def provision(_args):
         ses.create_email_identity(EmailIdentity=SENDER)
     except ses.exceptions.AlreadyExistsException:
         pass
-    definition = (ROOT / "statemachine" / "chute.asl.json").read_text()
+    # The template's DefinitionSubstitutions, made as CloudFormation makes them.
+    definition = (ROOT / "statemachine" / "chute.asl.json").read_text().replace("${Partition}", "aws")
     for name in FUNCTIONS:
         if name != "trigger":
             definition = definition.replace("${%sFunctionArn}" % name.capitalize(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
