@@ -163,15 +163,16 @@ def follow(args, run_id, execution, started):
 
 
 def stack_problem(env):
-    """What stops a run from progressing: the Lambda shim or a function process down."""
-    functions = function_health(env)
-    if functions is None:
-        return f"the local Lambda service (scripts/lambda_shim.py on port {env['SHIM_PORT']}) does not answer"
-    down = [f"{name} ({f['last_exit']})" for name, f in functions.items() if f["state"] == "crashed"]
+    """What stops a run from progressing: the Lambda shim or watch not running (from the stack's own
+    records), or a function the shim left down. A shim slow to answer is busy, not down."""
+    pids = stack_dir() / "pids"
+    if not alive(pids / "shim.pid"):
+        return "the local Lambda service (scripts/lambda_shim.py, which runs the functions) is not running"
+    if not alive(pids / "lambda.pid"):
+        return f"cargo lambda watch (Lambda's APIs, port {env['LAMBDA_PORT']}) is not running"
+    down = [f"{name} ({f['last_exit']})" for name, f in (function_health(env) or {}).items() if f["state"] == "crashed"]
     if down:
         return f"function {', '.join(down)} keeps exiting at start; see {stack_dir()}/logs/fn-*.log"
-    if not alive(stack_dir() / "pids" / "lambda.pid"):
-        return f"cargo lambda watch (Lambda's APIs, port {env['LAMBDA_PORT']}) is not running"
     return None
 
 

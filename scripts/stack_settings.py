@@ -8,8 +8,10 @@ The Rust tests read the same file (tests/support).
 import json
 import os
 import pathlib
+import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -51,10 +53,15 @@ def client(service, env, port=None, **config):
 
 
 def function_health(env):
-    """The shim's view of every function process, or None when the shim does not answer."""
+    """The shim's view of every function process; {} when it is too busy to answer in time (it is
+    up), None when nothing answers on its port (it is down)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{env['SHIM_PORT']}/_stack/health", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['SHIM_PORT']}/_stack/health", timeout=10) as r:
             return json.loads(r.read())
+    except (TimeoutError, socket.timeout):
+        return {}
+    except urllib.error.URLError as e:
+        return {} if isinstance(e.reason, (TimeoutError, socket.timeout)) else None
     except OSError:
         return None
 

@@ -113,6 +113,9 @@ def health(args):
     if functions is None:
         print("functions: unknown (the shim does not answer)")
         sys.exit(1)
+    if not functions:
+        print("functions: busy (the shim did not answer within 10 s; it is running)")
+        return
     down = False
     for name, f in functions.items():
         if f["state"] == "running":
