@@ -51,7 +51,7 @@ const SHOWN_REJECTS: usize = 10;
 pub struct Args {
     /// The CSV file to check.
     pub file: PathBuf,
-    /// Schema name, looked up as CHUTE_SCHEMA_DIR/NAME.toml (default: CHUTE_SCHEMA, else products).
+    /// Schema name: built in, or CHUTE_SCHEMA_DIR/NAME.toml when that exists (default: CHUTE_SCHEMA, else products).
     #[arg(long, value_name = "NAME", conflicts_with = "schema_file")]
     pub schema: Option<String>,
     /// A schema TOML file (for example one `chute schema draft` wrote).

@@ -30,7 +30,7 @@ SUBCOMMANDS
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
-    AWS_ENDPOINT_URL, CHUTE_STATE_MACHINE_ARN, CHUTE_SCHEMA, CHUTE_SCHEMA_DIR (default `schemas`),
+    AWS_ENDPOINT_URL, CHUTE_STATE_MACHINE_ARN, CHUTE_SCHEMA, CHUTE_SCHEMA_DIR (optional: its NAME.toml wins over the built-in schema NAME),
     CHUTE_INCOMING_PREFIX, CHUTE_CHUNK_BYTES, ... For the local stack:
         eval \"$(scripts/stack env)\"
 

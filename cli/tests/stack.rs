@@ -27,7 +27,6 @@ fn chute(args: &[&str]) -> Output {
         "CHUTE_MONGODB_URI",
         "CHUTE_MONGODB_TIMEOUT_SECONDS",
         "CHUTE_STATE_MACHINE_ARN",
-        "CHUTE_SCHEMA_DIR",
     ] {
         command.env(name, s.get(name));
     }
