@@ -298,9 +298,7 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     let replayed = stack()
         .log("fn-import")
         .lines()
-        .filter(|l| {
-            l.contains(&format!("run_id={run_id} ")) && l.contains("chunk already imported")
-        })
+        .filter(|l| l.contains(&format!("run_id={run_id}")) && l.contains("chunk already imported"))
         .count();
     assert_eq!(replayed, finished, "finished chunks were not redone");
 }
