@@ -138,12 +138,7 @@ pub async fn handle(
             ms = elapsed_ms(started),
             "time budget spent; the chunk continues in the next invocation"
         );
-        Metrics::new("import", &input.run_id)
-            .count("RowsWritten", outcome.inserted + outcome.updated)
-            .count("RowsUnchanged", outcome.unchanged)
-            .count("RowsRefused", outcome.refused.len() as u64)
-            .duration(elapsed_ms(started))
-            .emit();
+        emit_metrics(&input.run_id, outcome, started);
         return Ok(output(input, &progress, Vec::new()));
     }
 
@@ -184,12 +179,7 @@ pub async fn handle(
         ms = output.duration_ms,
         "chunk imported"
     );
-    Metrics::new("import", &input.run_id)
-        .count("RowsWritten", outcome.inserted + outcome.updated)
-        .count("RowsUnchanged", outcome.unchanged)
-        .count("RowsRefused", outcome.refused.len() as u64)
-        .duration(elapsed_ms(started))
-        .emit();
+    emit_metrics(&input.run_id, outcome, started);
     Ok(output)
 }
 
@@ -222,6 +212,16 @@ fn output(
         invocations: progress.invocations,
         refusals,
     }
+}
+
+/// What this invocation wrote, as EMF metrics (whether or not the chunk is finished).
+fn emit_metrics(run_id: &str, outcome: &crate::store::WriteOutcome, started: Instant) {
+    Metrics::new("import", run_id)
+        .count("RowsWritten", outcome.inserted + outcome.updated)
+        .count("RowsUnchanged", outcome.unchanged)
+        .count("RowsRefused", outcome.refused.len() as u64)
+        .duration(elapsed_ms(started))
+        .emit();
 }
 
 #[cfg(test)]
