@@ -32,13 +32,21 @@ use crate::feed::{Feed, Mode};
 
 /// The fields the writer reads of a stored product (the whole document in a dry run, to show
 /// field differences).
-pub(super) fn projection(ctx: &WriteContext, key_fields: &[&str], match_fields: &[String]) -> Option<Document> {
+pub(super) fn projection(
+    ctx: &WriteContext,
+    key_fields: &[&str],
+    match_fields: &[String],
+) -> Option<Document> {
     if ctx.mode == Mode::DryRun {
         return None;
     }
     let mut p = doc! {"_id": 1, "_rev": 1, "_import.hash": 1, "first_run_id": 1, "_sources": 1,
-        "_provenance": 1, "stale_since": 1, "_aliases": 1};
-    for f in key_fields.iter().copied().chain(match_fields.iter().map(String::as_str)) {
+    "_provenance": 1, "stale_since": 1, "_aliases": 1};
+    for f in key_fields
+        .iter()
+        .copied()
+        .chain(match_fields.iter().map(String::as_str))
+    {
         p.insert(f, 1);
     }
     Some(p)
@@ -106,12 +114,13 @@ impl Stored {
     fn same_content(&self, source: &str, hash: &str) -> bool {
         match self.stamp(source) {
             Some(stamp) => stamp.get_str("hash").ok() == Some(hash),
-            None if !self.doc.contains_key("_sources") => self
-                .doc
-                .get_document("_import")
-                .and_then(|i| i.get_str("hash"))
-                .ok()
-                == Some(hash),
+            None if !self.doc.contains_key("_sources") => {
+                self.doc
+                    .get_document("_import")
+                    .and_then(|i| i.get_str("hash"))
+                    .ok()
+                    == Some(hash)
+            }
             None => false,
         }
     }
@@ -165,8 +174,10 @@ pub(super) enum Target<'s> {
 pub(super) enum Plan {
     /// This run wrote it already: count it as then, write nothing.
     Written(Counted),
-    /// Nothing to write.
-    Unchanged,
+    /// Nothing to write (`merged`: the row's key is an alias of the product).
+    Unchanged {
+        merged: bool,
+    },
     Insert(Document),
     Update {
         /// `{q, u}` of an `update` statement, conditional on the revision read.
@@ -217,7 +228,7 @@ pub(super) fn plan(
     };
     if same && !reactivated && !new_alias {
         if ctx.mode != Mode::Full {
-            return Plan::Unchanged;
+            return Plan::Unchanged { merged };
         }
         // A full refresh restamps what it supplies, so the stale finder sees it. Only this
         // source's own entry changes: no revision needed, nobody else's write can be lost.
