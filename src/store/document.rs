@@ -196,7 +196,7 @@ pub(super) fn plan(
     feed: &Feed,
     key_fields: &[&str],
 ) -> Plan {
-    let stored = match target {
+    let (stored, merged) = match target {
         Target::New => return Plan::Insert(new_document(doc, ctx)),
         Target::Conflict(message) => {
             return Plan::Refuse(Refusal {
@@ -208,7 +208,6 @@ pub(super) fn plan(
         }
         Target::Existing { stored, merged } => (stored, merged),
     };
-    let (stored, merged) = stored;
     if let Some(counted) = stored.written_by(ctx, &doc.hash) {
         return Plan::Written(counted);
     }
