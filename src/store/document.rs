@@ -6,7 +6,8 @@
 //!   fields (`source` is the file, `s3://bucket/key`); `first_imported_at`, `first_run_id`;
 //! - `_sources.<name>: {run_id, at, hash, outcome}`: per feed source, the last run of that source
 //!   that supplied the product, when, the content hash of its row and what that write counted as
-//!   (`inserted`, `updated`, `unchanged`; with `reactivated: true` / `merged: true` when so). A
+//!   (`updated`, `unchanged`, with `reactivated: true` / `merged: true` when so; no `outcome` on
+//!   the insert that created the product, which `first_run_id` names). A
 //!   write never removes another source's entry. Incremental runs leave the entry of an unchanged
 //!   row as it was; full refreshes refresh it on every row they supply, so the products of a
 //!   source whose `_sources.<name>.run_id` is not the refresh's run are the ones it no longer
@@ -19,7 +20,8 @@
 //! - `active: false` and `stale_since` (a date) when a full refresh found the product stale; a
 //!   source supplying it again sets `active: true` (unless its row sets `active` itself) and
 //!   removes `stale_since`;
-//! - `_rev`: a revision every writer of the product increments (stale marking included). Updates
+//! - `_rev`: a revision every writer of the product increments (stale marking included; absent
+//!   until the first update, which makes it 1). Updates
 //!   are conditional on the revision they were computed from, so two writers of one product (two
 //!   chunks, two sources) never lose each other's fields: the loser re-reads and decides again.
 
@@ -134,7 +136,6 @@ impl Stored {
             return None;
         }
         let outcome = match stamp.get_str("outcome") {
-            Ok("inserted") => Outcome::Inserted,
             Ok("unchanged") => Outcome::Unchanged,
             Ok("updated") => Outcome::Updated,
             _ if self.doc.get_str("first_run_id").ok() == Some(ctx.run_id.as_str()) => {
@@ -320,12 +321,13 @@ pub(super) fn new_document(doc: &StagedDoc, ctx: &WriteContext) -> Document {
     out.insert("_import", doc.import_meta(ctx));
     out.insert("first_imported_at", ctx.at);
     out.insert("first_run_id", &ctx.run_id);
+    // No `outcome` (`first_run_id` says it was this run's insert) and no `_rev` (absent is the
+    // first revision): every element costs the server on the insert-heavy path.
     out.insert(
         "_sources",
-        doc! {me: {"run_id": &ctx.run_id, "at": ctx.at, "hash": &doc.hash, "outcome": Outcome::Inserted.as_str()}},
+        doc! {me: {"run_id": &ctx.run_id, "at": ctx.at, "hash": &doc.hash}},
     );
     out.insert("_provenance", provenance);
-    out.insert("_rev", 1_i64);
     out
 }
 
