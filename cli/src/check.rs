@@ -8,11 +8,9 @@ use std::time::Instant;
 use chute::lambda::Config;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
-    failure_reason, thousands, Artifacts, ChunkTally, Report, ReportBuilder, Source, Status,
-    Timings, TransformTally, WriteTally, Written,
+    failure_reason, thousands, Artifacts, Report, ReportBuilder, Source, Status, Timings, Written,
 };
 use chute::schema::Schema;
-use chute::FileOutcome;
 
 use crate::{Failure, Outcome};
 
@@ -103,8 +101,7 @@ pub fn check_bytes(
     match &outcome {
         Ok(file) => {
             header = file.plan.header.names.clone();
-            builder.warnings(&file.plan.header.warnings);
-            tally(&mut builder, file);
+            file.fill_report(&mut builder);
         }
         // The text a run's report gives for a file error (validate fails with the error as JSON).
         Err(e) => builder.fail(failure_reason(
@@ -126,29 +123,6 @@ pub fn check_bytes(
     Checked { report, rejects }
 }
 
-/// Each chunk as the report function sees it, with the import accounting for every staged document
-/// (offline there is no database to refuse one).
-fn tally(builder: &mut ReportBuilder, file: &FileOutcome) {
-    for (index, chunk) in file.chunks.iter().enumerate() {
-        builder.chunk(&ChunkTally {
-            index: index as u32,
-            rows: chunk.rows,
-            transformed: Some(TransformTally {
-                valid: chunk.valid,
-                duplicate: chunk.duplicate,
-                rejected: chunk.rejected.len() as u64,
-            }),
-            written: Some(WriteTally {
-                inserted: chunk.valid,
-                ..WriteTally::default()
-            }),
-        });
-        for row in &chunk.rejected {
-            builder.rejected_row(row);
-        }
-    }
-}
-
 pub fn run(args: &Args, json: bool) -> Outcome {
     let config = Config::from_env()?;
     let schema = load_schema(&config, args.schema.as_deref(), args.schema_file.as_deref())?;
@@ -158,9 +132,10 @@ pub fn run(args: &Args, json: bool) -> Outcome {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:40} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+                "{bar:40} {human_pos}/{human_len} rows  {rate}  ETA {eta}",
             )
-            .expect("valid template"),
+            .expect("valid template")
+            .with_key("rate", rows_per_second),
         );
         bar
     } else {
@@ -206,6 +181,15 @@ pub fn run(args: &Args, json: bool) -> Outcome {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The bar's rate: rows so far over time so far, once a chunk is done (not "0 rows/s" before).
+fn rows_per_second(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let seconds = state.elapsed().as_secs_f64();
+    if state.pos() > 0 && seconds > 0.0 {
+        let rate = (state.pos() as f64 / seconds) as u64;
+        let _ = write!(out, "{} rows/s", thousands(rate));
+    }
 }
 
 /// The text summary: status, counts, errors by code and column, the first rejected rows.

@@ -5,7 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{chute, generate, json, root, temp};
+use common::catalogue::generate;
+use common::{chute, json, root, temp};
 
 /// Drafts a schema for `file`, checks `file` with it, and returns (the TOML, the check's report).
 fn draft_then_check(file: &Path, tag: &str) -> (String, serde_json::Value) {
