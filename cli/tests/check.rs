@@ -6,19 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::catalogue::generate;
-use common::{chute, isolated, json, root, temp};
+use common::{check_args, chute, isolated, json, root, temp};
 
 #[test]
 fn the_dirty_sample_is_partial_with_its_codes_and_writes_both_files() {
     let out_dir = temp("dirty");
     let dirty = root().join("samples/dirty.csv");
-    let out = chute(&[
-        "--json",
-        "check",
-        dirty.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = chute(&check_args(&dirty, "--out", &out_dir));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json(&out);
     assert_eq!(report["status"], "PARTIAL");

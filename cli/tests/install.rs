@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{isolated, json, root, temp};
+use common::{isolated, json, root, run_ok, temp};
 
 #[test]
 fn cargo_install_path_cli_installs_a_chute_that_checks_a_sample() {
@@ -18,18 +18,13 @@ fn cargo_install_path_cli_installs_a_chute_that_checks_a_sample() {
         .nth(2)
         .unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let install = Command::new(cargo)
-        .args(["install", "--path", "cli", "--debug", "--locked", "--root"])
-        .arg(&install_root)
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        install.status.success(),
-        "{}",
-        String::from_utf8_lossy(&install.stderr)
+    run_ok(
+        Command::new(cargo)
+            .args(["install", "--path", "cli", "--debug", "--locked", "--root"])
+            .arg(&install_root)
+            .arg("--target-dir")
+            .arg(target)
+            .current_dir(root()),
     );
     let installed = install_root.join("bin/chute");
 

@@ -36,6 +36,23 @@ pub fn chute(args: &[&str]) -> Output {
     command().args(args).output().unwrap()
 }
 
+/// The arguments of `chute --json check FILE OPTION VALUE`.
+pub fn check_args<'a>(file: &'a Path, option: &'a str, value: &'a Path) -> [&'a str; 5] {
+    let path = |p: &'a Path| p.to_str().unwrap();
+    ["--json", "check", path(file), option, path(value)]
+}
+
+/// Runs `command` and asserts it exits 0 (its stderr is the failure message).
+pub fn run_ok(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn temp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chute-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
