@@ -16,9 +16,9 @@ use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
 Validate and transform a local CSV offline: no AWS, no MongoDB, no stack. The file goes through \
-the library's in-memory pipeline (plan, duplicate resolution, transform), the same code the \
-validate and transform functions run, so the counts, error codes and rejected rows are those a \
-run of the file would report. Nothing is written anywhere unless --out is given.
+the library's in-memory pipeline (plan, duplicate resolution, the transform's row checks), the \
+same code the validate and transform functions run, so the counts, error codes and rejected rows \
+are those a run of the file would report; only the documents a run would write are not built. Nothing is written anywhere unless --out is given.
 
 It prints the status the run would have, the counts, errors by code and by column and the first \
 rejected rows. With --out DIR it writes DIR/report.json and DIR/rejects.csv, built by the same \
@@ -126,8 +126,23 @@ pub fn check_bytes(
 pub fn run(args: &Args, json: bool) -> Outcome {
     let config = Config::from_env()?;
     let schema = load_schema(&config, args.schema.as_deref(), args.schema_file.as_deref())?;
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
+    let cannot_read =
+        |e: std::io::Error| Failure(format!("cannot read {}: {e}", args.file.display()));
+    let file = std::fs::File::open(&args.file).map_err(cannot_read)?;
+    let (mapped, read);
+    // SAFETY: the map is read-only and private; the one hazard is another process truncating the
+    // file during the check, which faults (SIGBUS) instead of giving a wrong answer. What cannot be
+    // mapped (a pipe, /dev/stdin) is read instead.
+    let bytes: &[u8] = match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => {
+            mapped = map;
+            &mapped
+        }
+        Err(_) => {
+            read = std::fs::read(&args.file).map_err(cannot_read)?;
+            &read
+        }
+    };
     let bar = if bytes.len() > PROGRESS_BYTES && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -146,7 +161,7 @@ pub fn run(args: &Args, json: bool) -> Outcome {
         key: args.file.display().to_string(),
         etag: String::new(),
     };
-    let checked = check_bytes(&bytes, &schema, &config, source, |p| match p {
+    let checked = check_bytes(bytes, &schema, &config, source, |p| match p {
         Progress::Planned { rows } => bar.set_length(rows),
         Progress::Chunk { rows } => bar.inc(rows),
     });
