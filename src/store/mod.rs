@@ -11,6 +11,7 @@ mod classify;
 mod ledger;
 mod setup;
 mod staged;
+mod stale;
 mod upsert;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use classify::classify;
 pub use ledger::{ImportProgress, RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
+pub use stale::{Stale, StaleMarked, StaleRun, STALE_SAMPLE};
 pub use upsert::{WriteContext, WriteOutcome, WriteProgress};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one

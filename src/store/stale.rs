@@ -1,0 +1,369 @@
+//! Stale products after a full refresh: what a source supplied before but not in this run.
+//!
+//! Every document a source supplies carries `_sources.<source>.run_id`, the run that last did. After
+//! every chunk of a `full` run was written, the claims of that source whose run id is not this run
+//! are stale. The database finds them through a per-source index on that field (created here on
+//! first use), with two range scans (`< run` and `> run`): the catalogue never passes through
+//! memory, only one batch of keys at a time.
+//!
+//! A claim found stale is tagged (`_sources.<source>.stale_run` = this run, `stale_since`) and loses
+//! its `run_id`, so it leaves the index range the next refresh scans: re-running a refresh marks
+//! nothing new, and a redrive of this run counts the same set again by its tag.
+
+use bson::{doc, Bson, DateTime, Document};
+use mongodb::options::IndexOptions;
+use mongodb::IndexModel;
+use tokio::sync::mpsc::Sender;
+
+use super::classify::classify;
+use super::staged::{bson_text, lookup};
+use super::Store;
+use crate::error::ChuteError;
+use crate::schema::{join_key, Schema};
+
+/// Keys quoted in the report; the CSV artifact has them all.
+pub const STALE_SAMPLE: usize = 20;
+
+/// One full refresh's stale marking.
+#[derive(Debug, Clone)]
+pub struct StaleRun<'a> {
+    pub schema: &'a Schema,
+    pub source: &'a str,
+    pub run_id: &'a str,
+    pub policy: Stale,
+    /// Refuse to mark anything when more than this share of the source's products would go stale.
+    pub max_stale_percent: f64,
+    /// `chute-force-stale: true`: mark whatever the share.
+    pub force: bool,
+}
+
+/// What the marking did (or, refused, would have done).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaleMarked {
+    /// The source's products before this run (its current claims plus those this run found stale).
+    pub supplied: u64,
+    /// Claims found stale (for `keep`, counted only).
+    pub marked: u64,
+    /// Documents deleted (`delete`, when no other source supplies them).
+    pub deleted: u64,
+    /// Why nothing was marked although claims were stale.
+    pub refused_reason: Option<String>,
+    /// The first [`STALE_SAMPLE`] stale keys.
+    pub sample: Vec<String>,
+}
+
+impl Store {
+    /// Marks the source's stale claims under `run.policy`, sending every stale key (in batches) to
+    /// `keys` for the CSV artifact. Call it only once every chunk of the run was written.
+    pub async fn mark_stale(
+        &self,
+        run: &StaleRun<'_>,
+        keys: Sender<Vec<String>>,
+    ) -> Result<StaleMarked, ChuteError> {
+        let source = checked_source(run.source)?;
+        let claim = format!("_sources.{source}");
+        let run_field = format!("{claim}.run_id");
+        let tag_field = format!("{claim}.stale_run");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        self.ensure_stale_indexes(run.schema, source).await?;
+
+        let count = |filter: Document| {
+            let products = products.clone();
+            async move { products.count_documents(filter).await.map_err(classify) }
+        };
+        let current = count(doc! {&run_field: {"$gte": ""}}).await?;
+        let already = count(doc! {&tag_field: run.run_id}).await?;
+        let below = doc! {&run_field: {"$lt": run.run_id}};
+        let above = doc! {&run_field: {"$gt": run.run_id}};
+        let candidates = count(below.clone()).await? + count(above.clone()).await?;
+        let supplied = current + already;
+        let stale = candidates + already;
+        let mut marked = StaleMarked {
+            supplied,
+            ..StaleMarked::default()
+        };
+        if stale == 0 {
+            return Ok(marked);
+        }
+        let percent = stale as f64 * 100.0 / supplied as f64;
+        if percent > run.max_stale_percent && !run.force && candidates > 0 {
+            marked.refused_reason = Some(format!(
+                "nothing marked stale: {stale} of the {supplied} products source '{}' supplied \
+                 before are missing from this full refresh ({percent:.1}%, more than \
+                 max_stale_percent = {}); a truncated or wrong file must not empty the catalogue. \
+                 Set object metadata chute-force-stale: true to mark them anyway",
+                run.source, run.max_stale_percent
+            ));
+            marked.marked = stale;
+            return Ok(marked);
+        }
+        let key_fields = key_fields(run.schema);
+        if run.policy == Stale::Keep {
+            // Nothing changes, so the candidates are listed as they stand.
+            for range in [below, above] {
+                self.list_keys(run.schema, &key_fields, range, &keys, &mut marked)
+                    .await?;
+            }
+            return Ok(marked);
+        }
+        for range in [below, above] {
+            self.tag_stale(run, &claim, range).await?;
+        }
+        let tagged = doc! {&tag_field: run.run_id};
+        self.list_keys(run.schema, &key_fields, tagged.clone(), &keys, &mut marked)
+            .await?;
+        if run.policy == Stale::Delete {
+            marked.deleted = self.drop_claims(run, source, tagged).await?;
+        }
+        Ok(marked)
+    }
+
+    /// The per-source indexes the stale scan and its tag count use; safe to repeat.
+    async fn ensure_stale_indexes(&self, schema: &Schema, source: &str) -> Result<(), ChuteError> {
+        let indexes = ["run_id", "stale_run"].map(|field| {
+            IndexModel::builder()
+                .keys(doc! {format!("_sources.{source}.{field}"): 1})
+                .options(
+                    IndexOptions::builder()
+                        .name(format!("_sources_{source}_{field}"))
+                        .sparse(true)
+                        .build(),
+                )
+                .build()
+        });
+        self.db
+            .collection::<Document>(&schema.collection)
+            .create_indexes(indexes)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Tags the claims in `range` (one index range) as stale, batch by batch; each batch leaves the
+    /// range, so the loop ends. A claim re-supplied in between no longer matches its statement.
+    async fn tag_stale(
+        &self,
+        run: &StaleRun<'_>,
+        claim: &str,
+        range: Document,
+    ) -> Result<(), ChuteError> {
+        let run_field = format!("{claim}.run_id");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        let now = DateTime::now();
+        loop {
+            let batch = self
+                .first_batch(&products, range.clone(), doc! {"_id": 1, &run_field: 1})
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let statements: Vec<Document> = batch
+                .iter()
+                .map(|d| {
+                    let previous = lookup(d, &run_field).cloned().unwrap_or(Bson::Null);
+                    let mut set = doc! {
+                        format!("{claim}.stale_run"): run.run_id,
+                        format!("{claim}.stale_since"): now,
+                        format!("{claim}.last_run_id"): previous.clone(),
+                    };
+                    if run.policy == Stale::Deactivate {
+                        set.insert("active", false);
+                        set.insert("stale_since", now);
+                    }
+                    doc! {
+                        "q": {"_id": d.get("_id").cloned().unwrap_or(Bson::Null), &run_field: previous},
+                        "u": {"$set": set, "$unset": {&run_field: ""}},
+                    }
+                })
+                .collect();
+            self.run_write(
+                doc! {"update": &run.schema.collection, "updates": statements, "ordered": false},
+            )
+            .await?;
+        }
+    }
+
+    /// Sends the keys of the documents matching `filter` to `keys`, batch by batch, counting them.
+    async fn list_keys(
+        &self,
+        schema: &Schema,
+        key_fields: &[String],
+        filter: Document,
+        keys: &Sender<Vec<String>>,
+        marked: &mut StaleMarked,
+    ) -> Result<(), ChuteError> {
+        let mut projection = doc! {"_id": 0};
+        for f in key_fields {
+            projection.insert(f.as_str(), 1);
+        }
+        let mut cursor = self
+            .db
+            .collection::<Document>(&schema.collection)
+            .find(filter)
+            .projection(projection)
+            .batch_size(self.batch_size as u32)
+            .await
+            .map_err(classify)?;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while cursor.advance().await.map_err(classify)? {
+            let d: Document = cursor.deserialize_current().map_err(classify)?;
+            let parts: Vec<String> = key_fields
+                .iter()
+                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
+                .collect();
+            let key = join_key(parts.iter().map(String::as_str));
+            if marked.sample.len() < STALE_SAMPLE {
+                marked.sample.push(key.clone());
+            }
+            marked.marked += 1;
+            batch.push(key);
+            if batch.len() == self.batch_size {
+                send(keys, std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            send(keys, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// `delete`: removes this source's stale claims; a document no other source supplies goes.
+    /// Returns the documents deleted.
+    async fn drop_claims(
+        &self,
+        run: &StaleRun<'_>,
+        source: &str,
+        tagged: Document,
+    ) -> Result<u64, ChuteError> {
+        let claim = format!("_sources.{source}");
+        let tag_field = format!("{claim}.stale_run");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .first_batch(&products, tagged.clone(), doc! {"_id": 1, "_sources": 1})
+                .await?;
+            if batch.is_empty() {
+                return Ok(deleted);
+            }
+            let (only, shared): (Vec<&Document>, Vec<&Document>) = batch.iter().partition(|d| {
+                d.get_document("_sources")
+                    .map(|s| s.keys().all(|k| k == source))
+                    .unwrap_or(true)
+            });
+            let id = |d: &Document| d.get("_id").cloned().unwrap_or(Bson::Null);
+            if !only.is_empty() {
+                let deletes: Vec<Document> = only
+                    .iter()
+                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "limit": 1})
+                    .collect();
+                let reply = self
+                    .run_write(doc! {"delete": &run.schema.collection, "deletes": deletes, "ordered": false})
+                    .await?;
+                deleted += count_of(&reply, "n");
+            }
+            if !shared.is_empty() {
+                let updates: Vec<Document> = shared
+                    .iter()
+                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "u": {"$unset": {&claim: ""}}})
+                    .collect();
+                self.run_write(
+                    doc! {"update": &run.schema.collection, "updates": updates, "ordered": false},
+                )
+                .await?;
+            }
+        }
+    }
+
+    /// Up to one batch of the documents matching `filter`.
+    async fn first_batch(
+        &self,
+        products: &mongodb::Collection<Document>,
+        filter: Document,
+        projection: Document,
+    ) -> Result<Vec<Document>, ChuteError> {
+        let mut cursor = products
+            .find(filter)
+            .projection(projection)
+            .limit(self.batch_size as i64)
+            .await
+            .map_err(classify)?;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while cursor.advance().await.map_err(classify)? {
+            batch.push(cursor.deserialize_current().map_err(classify)?);
+        }
+        Ok(batch)
+    }
+
+    /// An unordered write command whose every statement must succeed.
+    async fn run_write(&self, command: Document) -> Result<Document, ChuteError> {
+        let reply = self.db.run_command(command).await.map_err(classify)?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            return Err(ChuteError::Transient(format!(
+                "marking stale products failed: {}",
+                errors
+                    .first()
+                    .and_then(Bson::as_document)
+                    .and_then(|e| e.get_str("errmsg").ok())
+                    .unwrap_or("write error")
+            )));
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            return Err(ChuteError::Transient(format!(
+                "write concern not satisfied: {wce}"
+            )));
+        }
+        Ok(reply)
+    }
+}
+
+/// A source name is a field name in every document: letters, digits, `_` and `-` only.
+fn checked_source(source: &str) -> Result<&str, ChuteError> {
+    let fine = !source.is_empty()
+        && source
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if fine {
+        Ok(source)
+    } else {
+        Err(ChuteError::Config(format!(
+            "source name '{source}' is not usable as a field name (only A-Za-z0-9_- are allowed)"
+        )))
+    }
+}
+
+fn key_fields(schema: &Schema) -> Vec<String> {
+    schema
+        .key
+        .iter()
+        .map(|k| {
+            schema
+                .column(k)
+                .map(|c| c.field.clone())
+                .unwrap_or_else(|| k.clone())
+        })
+        .collect()
+}
+
+async fn send(keys: &Sender<Vec<String>>, batch: Vec<String>) -> Result<(), ChuteError> {
+    keys.send(batch)
+        .await
+        .map_err(|_| ChuteError::Fatal("the stale key list stopped reading".into()))
+}
+
+fn count_of(reply: &Document, field: &str) -> u64 {
+    match reply.get(field) {
+        Some(Bson::Int32(n)) => *n as u64,
+        Some(Bson::Int64(n)) => *n as u64,
+        Some(Bson::Double(n)) => *n as u64,
+        _ => 0,
+    }
+}
+
+/// TEMPORARY until feeds plumbing lands (crate::feed::Stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    Deactivate,
+    Delete,
+    Keep,
+}
