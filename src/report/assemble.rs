@@ -1,8 +1,8 @@
 //! The report of a run from what each of its steps recorded.
 
 use super::{
-    Artifacts, ChunkTally, Report, ReportBuilder, Source, StepTimings, Timings, TransformTally,
-    WriteTally,
+    Artifacts, ChunkTally, Difference, Feed, Report, ReportBuilder, Source, StaleReport,
+    StepTimings, Timings, TransformTally, WriteTally,
 };
 use serde::Deserialize;
 
@@ -22,6 +22,27 @@ pub struct RunRecord {
     /// Why the run failed, when a step failed as a whole (see [`failure_reason`]).
     pub failure: Option<String>,
     pub artifacts: Artifacts,
+    pub feed: Feed,
+    pub dry_run: bool,
+    /// The stale marking of a full refresh, once every chunk was written (see
+    /// [`RunRecord::complete`]).
+    pub stale: Option<StaleReport>,
+}
+
+impl RunRecord {
+    /// Every chunk was transformed and imported, with every staged document accounted for, and
+    /// no step failed as a whole: only then may a full refresh mark anything stale.
+    pub fn complete(&self) -> bool {
+        let Some(plan) = &self.plan else { return false };
+        self.failure.is_none()
+            && plan.chunks.iter().all(|c| match (&c.transformed, &c.imported) {
+                (Some(t), Some(i)) => {
+                    let w = &i.tally;
+                    w.inserted + w.updated + w.unchanged + w.refused == t.tally.valid
+                }
+                _ => false,
+            })
+    }
 }
 
 /// The stored plan and what each of its chunks recorded.
@@ -53,6 +74,9 @@ pub struct StepRecord<Tally, Rejection> {
     /// `rejected_rows` of a transform record, `refusals` of an import record.
     #[serde(default = "Vec::new", alias = "rejected_rows", alias = "refusals")]
     pub rejections: Vec<Rejection>,
+    /// A dry run's import: a sample of the field differences of documents it would update.
+    #[serde(default)]
+    pub differences: Vec<Difference>,
 }
 
 /// The transform's record: its own count of valid rows (documents staged) and the rejected rows.
@@ -68,6 +92,7 @@ pub type Imported = StepRecord<WriteTally, Refusal>;
 /// of being absorbed (the report's `valid` is what the import wrote).
 pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
     let mut builder = ReportBuilder::new(&run.run_id, run.source, &run.schema);
+    builder.feed(run.feed, run.dry_run);
     let mut steps = StepTimings::default();
     let mut header = Vec::new();
     if let Some(plan) = run.plan {
@@ -92,12 +117,16 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                 for r in &i.rejections {
                     builder.refused(r.row, r.line, &r.message);
                 }
+                builder.differences(&i.differences);
             }
             builder.chunk(&tally);
         }
     }
     if let Some(reason) = run.failure {
         builder.fail(reason);
+    }
+    if let Some(stale) = run.stale {
+        builder.stale(stale);
     }
     let started = bson::DateTime::parse_rfc3339_str(&run.started_at).ok();
     let duration_ms = started
@@ -155,11 +184,13 @@ mod tests {
                 },
                 duration_ms: 10,
                 rejections: Vec::new(),
+                differences: Vec::new(),
             }),
             imported: Some(Imported {
                 tally: written,
                 duration_ms: 20,
                 rejections: Vec::new(),
+                differences: Vec::new(),
             }),
         }
     }
@@ -191,6 +222,7 @@ mod tests {
             }),
             failure: None,
             artifacts: Artifacts::default(),
+            ..RunRecord::default()
         }
     }
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Artifacts, ChunkTally, Chunks, ErrorEntry, Report, Rows, Source, Status, Timings, Written,
-    ERROR_SAMPLE,
+    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source,
+    StaleReport, Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
 };
 use crate::transform::RejectedRow;
 
@@ -14,6 +14,8 @@ pub struct ReportBuilder {
     rejects: Vec<RejectLine>,
     /// Chunks whose import did not account for every staged document, with both counts.
     unaccounted: Vec<String>,
+    /// Stale products the file supplied again, over all chunks.
+    reactivated: u64,
 }
 
 /// One line of rejects.csv.
@@ -30,10 +32,14 @@ impl ReportBuilder {
                 run_id: run_id.to_string(),
                 source,
                 schema: schema.to_string(),
+                feed: Feed::default(),
+                dry_run: false,
                 status: Status::Succeeded,
                 reason: None,
                 rows: Rows::default(),
                 written: Written::default(),
+                stale: None,
+                differences: Vec::new(),
                 staged: 0,
                 errors: Vec::new(),
                 errors_total: 0,
@@ -47,7 +53,27 @@ impl ReportBuilder {
             },
             rejects: Vec::new(),
             unaccounted: Vec::new(),
+            reactivated: 0,
         }
+    }
+
+    /// The file's source and mode, and whether this is a dry run.
+    pub fn feed(&mut self, feed: Feed, dry_run: bool) {
+        self.report.feed = feed;
+        self.report.dry_run = dry_run;
+    }
+
+    /// The stale marking of a full refresh; one that refused to mark makes the run PARTIAL.
+    pub fn stale(&mut self, stale: StaleReport) {
+        self.report.stale = Some(stale);
+    }
+
+    /// Field differences a dry run's import found, kept up to [`DIFFERENCE_SAMPLE`].
+    pub fn differences(&mut self, differences: &[Difference]) {
+        let room = DIFFERENCE_SAMPLE.saturating_sub(self.report.differences.len());
+        self.report
+            .differences
+            .extend(differences.iter().take(room).cloned());
     }
 
     pub fn warnings(&mut self, warnings: &[String]) {
@@ -71,6 +97,8 @@ impl ReportBuilder {
                 r.written.inserted += w.inserted;
                 r.written.updated += w.updated;
                 r.written.unchanged += w.unchanged;
+                r.written.merged += w.merged;
+                self.reactivated += w.reactivated;
                 r.staged += t.valid;
                 let accounted = w.inserted + w.updated + w.unchanged + w.refused;
                 if accounted != t.valid {
@@ -144,6 +172,18 @@ impl ReportBuilder {
             .map(|l| l.entry.clone())
             .collect();
         r.chunks.failed.sort_unstable();
+        if self.reactivated > 0 && r.stale.is_none() {
+            r.stale = Some(StaleReport::default());
+        }
+        if let Some(stale) = &mut r.stale {
+            stale.reactivated = self.reactivated;
+            if let Some(refused) = &stale.refused_reason {
+                r.reason = Some(match r.reason.take() {
+                    Some(reason) => format!("{reason}; {refused}"),
+                    None => refused.clone(),
+                });
+            }
+        }
         if !self.unaccounted.is_empty() {
             let mismatch = format!(
                 "the accounting does not hold: {}",
