@@ -4,8 +4,9 @@
 mod support;
 
 use bson::{doc, Document};
+use chute::feed::Stale;
 use chute::schema::Schema;
-use chute::store::{Stale, StaleMarked, StaleRun, Store, StoreConfig};
+use chute::store::{StaleMarked, StaleRun, Store, StoreConfig};
 use support::MongoServer;
 
 async fn store(server: &MongoServer) -> Store {

@@ -3,6 +3,7 @@
 mod support;
 
 use bson::{doc, Bson, DateTime, Document};
+use chute::feed::Mode;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
@@ -44,6 +45,8 @@ fn ctx(run: &str) -> WriteContext {
     WriteContext {
         run_id: run.to_string(),
         source: format!("s3://bucket/incoming/{run}.csv"),
+        source_name: "default".into(),
+        mode: Mode::Incremental,
         at: DateTime::now(),
     }
 }
@@ -422,6 +425,7 @@ async fn the_ledger_remembers_finished_chunks() {
         updated: 2,
         unchanged: 1,
         refused: vec![],
+        ..WriteOutcome::default()
     };
     store.finish_chunk("run-9", 0, &outcome).await.unwrap();
     store

@@ -8,12 +8,15 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use super::metrics::Metrics;
 use super::{Env, PlanOutput, ReportInput, ReportOutput, RunInput, StoredPlan};
 use crate::error::ChuteError;
+use crate::feed::{Mode, Stale};
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Imported,
-    PlanRecord, Report, RunRecord, Source, Transformed,
+    assemble, failure_reason, stale_csv, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Feed,
+    Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
+use crate::store::StaleRun;
+use crate::transform::STAGING_PART_BYTES;
 
 pub async fn handle(
     env: &Env,
@@ -25,12 +28,13 @@ pub async fn handle(
         Some(plan) => Some(read_plan(env, run, plan).await?),
         None => None,
     };
-    let artifacts = Artifacts {
+    let mut artifacts = Artifacts {
         report: env.config.report_key(&run.run_id, "report.json"),
         rejects: env.config.report_key(&run.run_id, "rejects.csv"),
         summary: env.config.report_key(&run.run_id, "summary.html"),
+        stale: None,
     };
-    let record = RunRecord {
+    let mut record = RunRecord {
         run_id: run.run_id.clone(),
         source: Source {
             bucket: run.bucket.clone(),
@@ -45,7 +49,19 @@ pub async fn handle(
             .as_ref()
             .map(|f| failure_reason(&f.error, &f.cause)),
         artifacts: artifacts.clone(),
+        feed: Feed {
+            source: run.source.clone(),
+            mode: run.mode.as_str().to_string(),
+        },
+        dry_run: run.mode == Mode::DryRun,
+        stale: None,
     };
+    if run.mode == Mode::Full {
+        let (stale, key) = mark_stale(env, run, &record).await?;
+        record.stale = Some(stale);
+        artifacts.stale = key;
+        record.artifacts = artifacts.clone();
+    }
     let (mut report, rejects) = assemble(record, bson::DateTime::now());
 
     let links = links(env, &run.bucket, &artifacts).await;
@@ -100,6 +116,65 @@ pub async fn handle(
     })
 }
 
+/// A full refresh's stale products, marked once every chunk was written (else nothing is marked
+/// and the report says why), the keys streamed into `stale.csv`; returns the outcome and the CSV's
+/// key. A retried or redriven report repeats what the ledger recorded.
+async fn mark_stale(
+    env: &Env,
+    run: &RunInput,
+    record: &RunRecord,
+) -> Result<(StaleReport, Option<String>), ChuteError> {
+    let schema = env.config.schema(&run.schema)?;
+    let policy = schema.feed.for_source(&run.source);
+    let mut outcome = StaleReport {
+        policy: stale_name(policy.stale).to_string(),
+        ..StaleReport::default()
+    };
+    if !record.complete() {
+        outcome.refused_reason = Some(
+            "nothing marked stale: the full refresh did not import every row it staged".into(),
+        );
+        return Ok((outcome, None));
+    }
+    let store = env.store().await?;
+    let key = env.config.report_key(&run.run_id, "stale.csv");
+    if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
+        return Ok((recorded, Some(key)));
+    }
+    let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
+    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
+    let stale_run = StaleRun {
+        schema: &schema,
+        source: &run.source,
+        run_id: &run.run_id,
+        policy: policy.stale,
+        max_stale_percent: f64::from(policy.max_stale_percent),
+        force: run.force_stale,
+    };
+    let (marked, (), stored) = tokio::join!(
+        store.mark_stale(&stale_run, keys_tx),
+        stale_csv(keys_rx, parts_tx, STAGING_PART_BYTES),
+        env.blob
+            .put_parts(&run.bucket, &key, "text/csv; charset=utf-8", parts_rx),
+    );
+    stored?;
+    let marked = marked?;
+    outcome.marked = marked.marked;
+    outcome.deleted = marked.deleted;
+    outcome.refused_reason = marked.refused_reason;
+    outcome.sample = marked.sample;
+    store.record_stale(&run.run_id, &outcome).await?;
+    Ok((outcome, Some(key)))
+}
+
+fn stale_name(stale: Stale) -> &'static str {
+    match stale {
+        Stale::Deactivate => "deactivate",
+        Stale::Delete => "delete",
+        Stale::Keep => "keep",
+    }
+}
+
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
 async fn read_plan(env: &Env, run: &RunInput, plan: &PlanOutput) -> Result<PlanRecord, ChuteError> {
     let stored: StoredPlan = env.blob.get_json(&run.bucket, &plan.plan_key).await?;
@@ -148,7 +223,14 @@ async fn links(env: &Env, bucket: &str, artifacts: &Artifacts) -> Vec<Link> {
         ("Report (JSON)", &artifacts.report),
         ("Rejected rows (CSV)", &artifacts.rejects),
         ("Summary", &artifacts.summary),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        artifacts
+            .stale
+            .as_ref()
+            .map(|key| ("Stale products (CSV)", key)),
+    ) {
         let url = match env.config.presign_seconds {
             0 => None,
             seconds => env.blob.presign_get(bucket, key, seconds).await,

@@ -35,13 +35,16 @@ impl RunRecord {
     pub fn complete(&self) -> bool {
         let Some(plan) = &self.plan else { return false };
         self.failure.is_none()
-            && plan.chunks.iter().all(|c| match (&c.transformed, &c.imported) {
-                (Some(t), Some(i)) => {
-                    let w = &i.tally;
-                    w.inserted + w.updated + w.unchanged + w.refused == t.tally.valid
-                }
-                _ => false,
-            })
+            && plan
+                .chunks
+                .iter()
+                .all(|c| match (&c.transformed, &c.imported) {
+                    (Some(t), Some(i)) => {
+                        let w = &i.tally;
+                        w.inserted + w.updated + w.unchanged + w.refused == t.tally.valid
+                    }
+                    _ => false,
+                })
     }
 }
 
@@ -198,9 +201,8 @@ mod tests {
     fn written(inserted: u64, refused: u64) -> WriteTally {
         WriteTally {
             inserted,
-            updated: 0,
-            unchanged: 0,
             refused,
+            ..WriteTally::default()
         }
     }
 
@@ -308,6 +310,70 @@ mod tests {
         assert_eq!(report.rows.unprocessed, 4);
         assert_eq!(report.chunks.failed, vec![1]);
         assert_eq!(report.reason.as_deref(), Some("Chute.Fatal: boom"));
+    }
+
+    #[test]
+    fn only_a_run_that_imported_every_staged_row_may_mark_stale_products() {
+        assert!(run(vec![chunk(0, 10, 9, written(8, 1))]).complete());
+        assert!(!run(vec![chunk(0, 10, 9, written(8, 0))]).complete());
+        let unprocessed = ChunkRecord {
+            index: 1,
+            rows: 4,
+            ..ChunkRecord::default()
+        };
+        assert!(!run(vec![chunk(0, 10, 10, written(10, 0)), unprocessed]).complete());
+        let mut failed = run(vec![chunk(0, 10, 10, written(10, 0))]);
+        failed.failure = Some("Chute.Fatal: boom".into());
+        assert!(!failed.complete());
+        assert!(!RunRecord::default().complete(), "no plan");
+    }
+
+    #[test]
+    fn a_refused_stale_marking_makes_the_run_partial_and_says_why() {
+        let mut c = chunk(0, 10, 10, written(10, 0));
+        if let Some(i) = c.imported.as_mut() {
+            i.tally = WriteTally {
+                inserted: 6,
+                updated: 4,
+                reactivated: 2,
+                merged: 1,
+                ..WriteTally::default()
+            };
+        }
+        let mut record = run(vec![c]);
+        record.feed = Feed {
+            source: "erp".into(),
+            mode: "full".into(),
+        };
+        record.stale = Some(StaleReport {
+            policy: "deactivate".into(),
+            marked: 40,
+            refused_reason: Some("nothing marked stale: 40 of 100".into()),
+            ..StaleReport::default()
+        });
+        let (report, _) = assemble(record, at("2026-11-22T10:00:01Z"));
+        assert_eq!(report.status, Status::Partial);
+        assert_eq!(
+            report.reason.as_deref(),
+            Some("nothing marked stale: 40 of 100")
+        );
+        let stale = report.stale.unwrap();
+        assert_eq!((stale.marked, stale.reactivated), (40, 2));
+        assert_eq!((report.written.updated, report.written.merged), (4, 1));
+        assert_eq!(report.feed.source, "erp");
+    }
+
+    #[test]
+    fn an_incremental_run_shows_a_stale_block_only_when_it_reactivated_products() {
+        let report = report_of(vec![chunk(0, 10, 10, written(10, 0))]);
+        assert_eq!((report.status, report.stale), (Status::Succeeded, None));
+        let mut c = chunk(0, 10, 10, written(10, 0));
+        if let Some(i) = c.imported.as_mut() {
+            i.tally.reactivated = 3;
+        }
+        let report = report_of(vec![c]);
+        assert_eq!(report.status, Status::Succeeded);
+        assert_eq!(report.stale.map(|s| s.reactivated), Some(3));
     }
 
     #[test]

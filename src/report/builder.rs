@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source,
-    StaleReport, Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
+    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source, StaleReport,
+    Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
 };
 use crate::transform::RejectedRow;
 
@@ -175,15 +175,10 @@ impl ReportBuilder {
         if self.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());
         }
-        if let Some(stale) = &mut r.stale {
+        let stale_refused = r.stale.as_mut().and_then(|stale| {
             stale.reactivated = self.reactivated;
-            if let Some(refused) = &stale.refused_reason {
-                r.reason = Some(match r.reason.take() {
-                    Some(reason) => format!("{reason}; {refused}"),
-                    None => refused.clone(),
-                });
-            }
-        }
+            stale.refused_reason.clone()
+        });
         if !self.unaccounted.is_empty() {
             let mismatch = format!(
                 "the accounting does not hold: {}",
@@ -197,7 +192,11 @@ impl ReportBuilder {
         let imported_any = r.chunks.total > r.chunks.failed.len() as u64;
         r.status = if r.reason.is_some() && !imported_any {
             Status::Failed
-        } else if r.reason.is_some() || !r.chunks.failed.is_empty() || r.rows.rejected > 0 {
+        } else if r.reason.is_some()
+            || stale_refused.is_some()
+            || !r.chunks.failed.is_empty()
+            || r.rows.rejected > 0
+        {
             Status::Partial
         } else {
             Status::Succeeded
@@ -208,6 +207,12 @@ impl ReportBuilder {
                 r.chunks.failed.len(),
                 r.chunks.total
             ));
+        }
+        if let Some(refused) = stale_refused {
+            r.reason = Some(match r.reason.take() {
+                Some(reason) => format!("{reason}; {refused}"),
+                None => refused,
+            });
         }
         r.timings = timings;
         r.artifacts = artifacts;

@@ -91,13 +91,14 @@ pub struct StaleReport {
     pub sample: Vec<String>,
 }
 
-/// One field of a document a dry run would update: its stored and its new value.
+/// One field of a document a dry run would update, as the import records it: the product's
+/// key, the dotted field path, and the stored and new values as JSON text (`None`: no value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
     pub key: String,
     pub field: String,
-    pub old: String,
-    pub new: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 /// One rejected cell (or row), as quoted in the report.

@@ -19,6 +19,7 @@ use super::classify::classify;
 use super::staged::{bson_text, lookup};
 use super::Store;
 use crate::error::ChuteError;
+use crate::feed::{check_source_name, Stale};
 use crate::schema::{join_key, Schema};
 
 /// Keys quoted in the report; the CSV artifact has them all.
@@ -60,7 +61,8 @@ impl Store {
         run: &StaleRun<'_>,
         keys: Sender<Vec<String>>,
     ) -> Result<StaleMarked, ChuteError> {
-        let source = checked_source(run.source)?;
+        check_source_name(run.source).map_err(ChuteError::Config)?;
+        let source = run.source;
         let claim = format!("_sources.{source}");
         let run_field = format!("{claim}.run_id");
         let tag_field = format!("{claim}.stale_run");
@@ -317,21 +319,6 @@ impl Store {
     }
 }
 
-/// A source name is a field name in every document: letters, digits, `_` and `-` only.
-fn checked_source(source: &str) -> Result<&str, ChuteError> {
-    let fine = !source.is_empty()
-        && source
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if fine {
-        Ok(source)
-    } else {
-        Err(ChuteError::Config(format!(
-            "source name '{source}' is not usable as a field name (only A-Za-z0-9_- are allowed)"
-        )))
-    }
-}
-
 fn key_fields(schema: &Schema) -> Vec<String> {
     schema
         .key
@@ -358,12 +345,4 @@ fn count_of(reply: &Document, field: &str) -> u64 {
         Some(Bson::Double(n)) => *n as u64,
         _ => 0,
     }
-}
-
-/// TEMPORARY until feeds plumbing lands (crate::feed::Stale).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stale {
-    Deactivate,
-    Delete,
-    Keep,
 }

@@ -11,25 +11,56 @@ use super::classify::{classify, refusal_message, DUPLICATE_KEY};
 use super::staged::{bson_text, lookup, read_staged, split_staged, StagedDoc};
 use super::Store;
 use crate::error::{ChuteError, Refusal};
+use crate::feed::Mode;
 use crate::schema::{join_key, Schema};
 
-/// Who wrote a document last: the run, its source and when.
+/// Who wrote a document last: the run, its file, its feed source and mode, and when.
 #[derive(Debug, Clone)]
 pub struct WriteContext {
     pub run_id: String,
     /// `s3://bucket/key`
     pub source: String,
+    /// The feed source that sent the file ([`crate::routing::source`]).
+    pub source_name: String,
+    pub mode: Mode,
     pub at: DateTime,
 }
 
 /// What writing one chunk did. `inserted + updated + unchanged + refused.len()` equals the
-/// documents handed in.
+/// documents handed in; `reactivated` and `merged` count documents already in `updated` or
+/// `unchanged` once more, by what else happened to them. A dry run fills it with what a real
+/// write would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutcome {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
     pub refused: Vec<Refusal>,
+    /// Products a full refresh had marked stale (`active: false`) that this file supplied again.
+    #[serde(default)]
+    pub reactivated: u64,
+    /// Rows with a new key written into an existing product found by a `match_also` field.
+    #[serde(default)]
+    pub merged: u64,
+    /// A sample (at most [`DIFFERENCE_SAMPLE`]) of the field changes of updated documents; filled
+    /// by dry runs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
+}
+
+/// How many field differences a dry run keeps per chunk.
+pub const DIFFERENCE_SAMPLE: usize = 20;
+
+/// One field a write changes (or, in a dry run, would change) in a stored document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    /// The product's key, composite keys joined with `/`.
+    pub key: String,
+    /// Dotted field path.
+    pub field: String,
+    /// Stored value as relaxed Extended JSON text; `None` when the document lacks the field.
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 impl WriteOutcome {
@@ -38,6 +69,11 @@ impl WriteOutcome {
         self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.refused.extend(other.refused);
+        self.reactivated += other.reactivated;
+        self.merged += other.merged;
+        let room = DIFFERENCE_SAMPLE.saturating_sub(self.differences.len());
+        self.differences
+            .extend(other.differences.into_iter().take(room));
     }
 }
 
