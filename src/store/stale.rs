@@ -6,6 +6,9 @@
 //! first use), with two range scans (`< run` and `> run`): the catalogue never passes through
 //! memory, only one batch of keys at a time.
 //!
+//! Every change increments the product's `_rev`, as every writer does, so a concurrent write of
+//! another source computed from the product as it was re-reads it instead of undoing the marking.
+//!
 //! A claim found stale is tagged (`_sources.<source>.stale_run` = this run, `stale_since`) and loses
 //! its `run_id`, so it leaves the index range the next refresh scans: re-running a refresh marks
 //! nothing new, and a redrive of this run counts the same set again by its tag.
@@ -174,7 +177,7 @@ impl Store {
                     }
                     doc! {
                         "q": {"_id": d.get("_id").cloned().unwrap_or(Bson::Null), &run_field: previous},
-                        "u": {"$set": set, "$unset": {&run_field: ""}},
+                        "u": {"$set": set, "$unset": {&run_field: ""}, "$inc": {"_rev": 1_i64}},
                     }
                 })
                 .collect();
@@ -267,7 +270,7 @@ impl Store {
             if !shared.is_empty() {
                 let updates: Vec<Document> = shared
                     .iter()
-                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "u": {"$unset": {&claim: ""}}})
+                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "u": {"$unset": {&claim: ""}, "$inc": {"_rev": 1_i64}}})
                     .collect();
                 self.run_write(
                     doc! {"update": &run.schema.collection, "updates": updates, "ordered": false},
