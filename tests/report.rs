@@ -28,9 +28,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
         }),
         written: Some(WriteTally {
             inserted: valid,
-            updated: 0,
-            unchanged: 0,
-            refused: 0,
+            ..WriteTally::default()
         }),
     }
 }

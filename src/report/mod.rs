@@ -4,6 +4,7 @@
 
 mod assemble;
 mod builder;
+#[cfg(feature = "adapters")]
 mod stale;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ pub use assemble::{
 /// Field differences quoted from a dry run (old → new of documents that would be updated).
 pub const DIFFERENCE_SAMPLE: usize = 20;
 pub use builder::{neutralise, ReportBuilder};
+#[cfg(feature = "adapters")]
 pub use stale::stale_csv;
 
 /// Errors quoted in report.json and the email; rejects.csv has them all.

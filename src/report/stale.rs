@@ -1,4 +1,5 @@
-//! stale.csv: every key a full refresh found stale, written as the database lists them.
+//! stale.csv: every key a full refresh found stale, written as the database lists them (with the
+//! adapters: it feeds a streaming upload).
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
