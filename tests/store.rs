@@ -242,6 +242,9 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
         [
             "_id",
             "_import",
+            "_provenance",
+            "_rev",
+            "_sources",
             "active",
             "attributes",
             "category",

@@ -8,6 +8,7 @@
 //! [`Store::upsert_staged`]).
 
 mod classify;
+mod document;
 mod ledger;
 mod setup;
 mod staged;
