@@ -118,7 +118,7 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                     builder.rejected_row(row);
                 }
                 for r in &i.rejections {
-                    builder.refused(r.row, r.line, &r.message);
+                    builder.refused(r);
                 }
                 builder.differences(&i.differences);
             }
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn rejected_rows_and_refusals_reach_the_errors_and_rejects_csv() {
-        let mut c = chunk(0, 3, 2, written(1, 1));
+        let mut c = chunk(0, 4, 3, written(1, 2));
         if let Some(t) = &mut c.transformed {
             t.rejections.push(RejectedRow {
                 row: 1,
@@ -399,12 +399,18 @@ mod tests {
                 code: 121,
                 message: "Document failed validation".into(),
             });
+            i.rejections.push(Refusal {
+                row: 4,
+                line: 5,
+                code: Refusal::CONFLICT,
+                message: "gtin 1 matches products A and B".into(),
+            });
         }
         let (report, csv) = assemble(run(vec![c]), at("2026-11-22T10:00:01Z"));
         let codes: Vec<&str> = report.errors.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["type_error", "database"]);
+        assert_eq!(codes, ["type_error", "database", "conflict"]);
         let csv = String::from_utf8(csv).unwrap();
-        assert_eq!(csv.lines().count(), 3, "{csv}");
+        assert_eq!(csv.lines().count(), 4, "{csv}");
     }
 
     #[test]

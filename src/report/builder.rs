@@ -6,6 +6,7 @@ use super::{
     Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source, StaleReport,
     Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
 };
+use crate::error::Refusal;
 use crate::transform::RejectedRow;
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
@@ -132,15 +133,16 @@ impl ReportBuilder {
         }
     }
 
-    /// A document the database refused.
-    pub fn refused(&mut self, row: u64, line: u64, message: &str) {
+    /// A document the database refused (`database`), or the writer did (`conflict`: a
+    /// `match_also` value that names two products).
+    pub fn refused(&mut self, refusal: &Refusal) {
         self.push(
             ErrorEntry {
-                row,
-                line,
+                row: refusal.row,
+                line: refusal.line,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: crate::error::Code::Database.as_str().to_string(),
-                message: message.to_string(),
+                code: refusal.row_code().as_str().to_string(),
+                message: refusal.message.clone(),
                 value: String::new(),
             },
             Vec::new(),

@@ -32,13 +32,21 @@ use crate::feed::{Feed, Mode};
 
 /// The fields the writer reads of a stored product (the whole document in a dry run, to show
 /// field differences).
-pub(super) fn projection(ctx: &WriteContext, key_fields: &[&str], match_fields: &[String]) -> Option<Document> {
+pub(super) fn projection(
+    ctx: &WriteContext,
+    key_fields: &[&str],
+    match_fields: &[String],
+) -> Option<Document> {
     if ctx.mode == Mode::DryRun {
         return None;
     }
     let mut p = doc! {"_id": 1, "_rev": 1, "_import.hash": 1, "first_run_id": 1, "_sources": 1,
-        "_provenance": 1, "stale_since": 1, "_aliases": 1};
-    for f in key_fields.iter().copied().chain(match_fields.iter().map(String::as_str)) {
+    "_provenance": 1, "stale_since": 1, "_aliases": 1};
+    for f in key_fields
+        .iter()
+        .copied()
+        .chain(match_fields.iter().map(String::as_str))
+    {
         p.insert(f, 1);
     }
     Some(p)
@@ -106,12 +114,13 @@ impl Stored {
     fn same_content(&self, source: &str, hash: &str) -> bool {
         match self.stamp(source) {
             Some(stamp) => stamp.get_str("hash").ok() == Some(hash),
-            None if !self.doc.contains_key("_sources") => self
-                .doc
-                .get_document("_import")
-                .and_then(|i| i.get_str("hash"))
-                .ok()
-                == Some(hash),
+            None if !self.doc.contains_key("_sources") => {
+                self.doc
+                    .get_document("_import")
+                    .and_then(|i| i.get_str("hash"))
+                    .ok()
+                    == Some(hash)
+            }
             None => false,
         }
     }

@@ -189,7 +189,9 @@ pub async fn ensure_collection(db: &Database, schema: &Schema) -> Result<(), Chu
     }
     // A row with a new key finds the product it merges into by these (see `match_also`).
     for column in &schema.feed.match_also {
-        let field = schema.column(column).map_or(column.as_str(), |c| c.field.as_str());
+        let field = schema
+            .column(column)
+            .map_or(column.as_str(), |c| c.field.as_str());
         indexes.push(IndexModel::builder().keys(doc! {field: 1}).build());
     }
     if !schema.feed.match_also.is_empty() {

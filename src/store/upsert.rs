@@ -212,7 +212,13 @@ impl Store {
             let mut inserts: Vec<(&StagedDoc, Document)> = Vec::new();
             let mut updates: Vec<(&StagedDoc, Document, Counted)> = Vec::new();
             for doc in pending {
-                match plan(doc, found.target(doc, &match_fields), ctx, &schema.feed, key_fields) {
+                match plan(
+                    doc,
+                    found.target(doc, &match_fields),
+                    ctx,
+                    &schema.feed,
+                    key_fields,
+                ) {
                     Plan::Written(counted) => outcome.count(counted),
                     Plan::Unchanged => outcome.unchanged += 1,
                     Plan::Refuse(refusal) => outcome.refused.push(refusal),
@@ -318,7 +324,12 @@ impl Store {
             // Some filters matched nothing: see which rows' stamps are now this run's.
             let ids: Vec<Bson> = sent
                 .iter()
-                .map(|i| updates[*i].1.get_document("q").map(|q| q.get("_id").cloned()))
+                .map(|i| {
+                    updates[*i]
+                        .1
+                        .get_document("q")
+                        .map(|q| q.get("_id").cloned())
+                })
                 .filter_map(|q| q.ok().flatten())
                 .collect();
             let stamped = self.stamped(schema, ctx, ids).await?;
@@ -562,7 +573,6 @@ fn write_errors<'d>(
         })
         .collect()
 }
-
 
 fn number(reply: &Document, field: &str) -> u64 {
     match reply.get(field) {
