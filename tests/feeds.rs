@@ -358,3 +358,54 @@ async fn a_dry_run_changes_no_document_and_predicts_the_real_run() {
     assert_eq!(real.report["dry_run"], false);
     assert_eq!(documents(&p).await.len(), 12);
 }
+
+#[tokio::test]
+async fn a_dry_run_of_a_full_refresh_predicts_the_stale_products_the_real_run_marks() {
+    // supplier-b is configured for full refreshes (delete, at most 5%). Only this test uses it; its
+    // first, forced refresh retires whatever earlier runs on this stack left under that source.
+    let p = unique("DF");
+    let source = ["--source", "supplier-b"];
+    let seed = run_local(
+        "weekly.csv",
+        &rows(&p, 0..40),
+        &["--source", "supplier-b", "--force-stale"],
+    );
+    assert_eq!(seed.code, 0, "{}", seed.stderr);
+    assert_eq!(seed.report["feed"]["mode"], "full");
+
+    // Product 39 is gone (1 of 40), 0..3 change price, 40 and 41 are new.
+    let mut csv = format!("{HEADER}\n");
+    for i in (0..39).chain(40..42) {
+        let price = if i < 3 { "11.00" } else { "10.00" };
+        csv.push_str(&format!("{p}-{i:03},Item {i},{price},5,,,\n"));
+    }
+    let before = documents(&p).await;
+    let dry = run_local("weekly.csv", &csv, &["--source", "supplier-b", "--dry-run"]);
+    succeeded(&dry);
+    assert_eq!(written(&dry.report), (2, 3, 36));
+    let stale = &dry.report["stale"];
+    assert_eq!(
+        (stale["policy"].as_str(), n(stale, "/marked")),
+        (Some("delete"), 1)
+    );
+    assert_eq!(stale["sample"], serde_json::json!([format!("{p}-039")]));
+    let text = std::fs::read_to_string(dry.out.join("stale.csv")).unwrap();
+    assert_eq!(text, format!("key\n{p}-039\n"));
+    assert_eq!(documents(&p).await, before, "a dry run writes nothing");
+
+    let real = run_local("weekly.csv", &csv, &source);
+    succeeded(&real);
+    assert_eq!(written(&real.report), written(&dry.report));
+    assert_eq!(
+        (
+            n(&real.report, "/stale/marked"),
+            n(&real.report, "/stale/deleted")
+        ),
+        (1, 1)
+    );
+    let docs = documents(&p).await;
+    assert_eq!(docs.len(), 41);
+    assert!(docs
+        .iter()
+        .all(|d| d.get_str("sku").unwrap() != format!("{p}-039")));
+}

@@ -240,3 +240,71 @@ async fn the_stale_scan_is_an_index_range_scan() {
         );
     }
 }
+
+/// Predicts and collects every key sent for the CSV.
+async fn predict(
+    store: &Store,
+    run: &StaleRun<'_>,
+    supplied: &std::collections::HashSet<String>,
+) -> (StaleMarked, Vec<String>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let collect = async move {
+        let mut keys = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            keys.extend(batch);
+        }
+        keys
+    };
+    let (marked, keys) = tokio::join!(store.predict_stale(run, supplied, tx), collect);
+    (marked.unwrap(), keys)
+}
+
+#[tokio::test]
+async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    catalogue(&store, "erp", 20, 0, None).await;
+    let before = products(&store)
+        .count_documents(doc! {"_sources.erp.run_id": "r2"})
+        .await
+        .unwrap();
+
+    let supplied = (1..20).map(|i| format!("P-{i:03}")).collect();
+    let (one, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
+    assert_eq!(
+        (one.supplied, one.marked, one.refused_reason),
+        (20, 1, None)
+    );
+    assert_eq!(keys, ["P-000"]);
+
+    let supplied = (8..20).map(|i| format!("P-{i:03}")).collect();
+    let (many, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
+    assert_eq!(many.marked, 8);
+    assert_eq!(keys.len(), 8, "the CSV lists what would be stale");
+    assert!(many
+        .refused_reason
+        .unwrap()
+        .contains("8 of the 20 products"));
+
+    assert_eq!(before, 20);
+    assert_eq!(
+        products(&store)
+            .count_documents(doc! {"_sources.erp.run_id": "r2"})
+            .await
+            .unwrap(),
+        20,
+        "nothing changed"
+    );
+}
+
+#[test]
+fn staged_keys_are_the_keys_of_the_staged_documents() {
+    let schema = Schema::products();
+    let csv = "sku,name,price,stock,category\nA-1,a,1.00,1,c\nB-2,b,2.00,2,c\n";
+    let out = chute::process(csv.as_bytes(), &schema, &chute::PlanOptions::default()).unwrap();
+    assert_eq!(
+        chute::store::staged_keys(&schema, &out.staged).unwrap(),
+        ["A-1", "B-2"]
+    );
+}

@@ -1,7 +1,10 @@
-//! `report`: reads every chunk's recorded outcome, has [`crate::report::assemble`] build the report,
-//! stores report.json, rejects.csv and summary.html under `reports/<run>/`, records the run in
-//! MongoDB, then emails it. The report is stored before the email is tried, and an email failure is
+//! `report`: reads every chunk's recorded outcome, marks a full refresh's stale products (the
+//! run's last step, once every chunk is written; [`crate::store::Store::mark_stale`]), has
+//! [`crate::report::assemble`] build the report, stores report.json, rejects.csv, summary.html and
+//! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is stored before the email is tried, and an email failure is
 //! recorded in it, never fatal.
+
+use std::collections::HashSet;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
@@ -15,7 +18,7 @@ use crate::report::{
     assemble, failure_reason, stale_csv, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Feed,
     Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
-use crate::store::StaleRun;
+use crate::store::{staged_keys, StaleRun};
 use crate::transform::STAGING_PART_BYTES;
 
 pub async fn handle(
@@ -56,7 +59,7 @@ pub async fn handle(
         dry_run: run.mode == Mode::DryRun,
         stale: None,
     };
-    if run.mode == Mode::Full {
+    if run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?) {
         let (stale, key) = mark_stale(env, run, &record).await?;
         record.stale = Some(stale);
         artifacts.stale = key;
@@ -116,9 +119,16 @@ pub async fn handle(
     })
 }
 
+/// Whether the file's source is configured for full refreshes (a dry run's mode replaces it).
+fn full_by_configuration(env: &Env, run: &RunInput) -> Result<bool, ChuteError> {
+    let schema = env.config.schema(&run.schema)?;
+    Ok(schema.feed.for_source(&run.source).mode == Mode::Full)
+}
+
 /// A full refresh's stale products, marked once every chunk was written (else nothing is marked
 /// and the report says why), the keys streamed into `stale.csv`; returns the outcome and the CSV's
-/// key. A retried or redriven report repeats what the ledger recorded.
+/// key. A retried or redriven report repeats what the ledger recorded. A dry run predicts them
+/// from the keys its staged documents supply, and marks nothing.
 async fn mark_stale(
     env: &Env,
     run: &RunInput,
@@ -138,8 +148,11 @@ async fn mark_stale(
     }
     let store = env.store().await?;
     let key = env.config.report_key(&run.run_id, "stale.csv");
-    if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
-        return Ok((recorded, Some(key)));
+    let dry_run = run.mode == Mode::DryRun;
+    if !dry_run {
+        if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
+            return Ok((recorded, Some(key)));
+        }
     }
     let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
     let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
@@ -151,8 +164,16 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
+    let marking = async {
+        if dry_run {
+            let supplied = supplied_keys(env, run, record, &schema).await?;
+            store.predict_stale(&stale_run, &supplied, keys_tx).await
+        } else {
+            store.mark_stale(&stale_run, keys_tx).await
+        }
+    };
     let (marked, (), stored) = tokio::join!(
-        store.mark_stale(&stale_run, keys_tx),
+        marking,
         stale_csv(keys_rx, parts_tx, STAGING_PART_BYTES),
         env.blob
             .put_parts(&run.bucket, &key, "text/csv; charset=utf-8", parts_rx),
@@ -163,8 +184,31 @@ async fn mark_stale(
     outcome.deleted = marked.deleted;
     outcome.refused_reason = marked.refused_reason;
     outcome.sample = marked.sample;
-    store.record_stale(&run.run_id, &outcome).await?;
+    if !dry_run {
+        store.record_stale(&run.run_id, &outcome).await?;
+    }
     Ok((outcome, Some(key)))
+}
+
+/// The keys a dry run's file supplies: those of every chunk's staged documents.
+async fn supplied_keys(
+    env: &Env,
+    run: &RunInput,
+    record: &RunRecord,
+    schema: &crate::schema::Schema,
+) -> Result<HashSet<String>, ChuteError> {
+    let mut keys = HashSet::new();
+    for chunk in record.plan.iter().flat_map(|p| &p.chunks) {
+        let staged = env
+            .blob
+            .get(
+                &run.bucket,
+                &env.config.chunk_key(&run.run_id, chunk.index, "bson"),
+            )
+            .await?;
+        keys.extend(staged_keys(schema, &staged)?);
+    }
+    Ok(keys)
 }
 
 fn stale_name(stale: Stale) -> &'static str {

@@ -13,13 +13,15 @@
 //! its `run_id`, so it leaves the index range the next refresh scans: re-running a refresh marks
 //! nothing new, and a redrive of this run counts the same set again by its tag.
 
+use std::collections::HashSet;
+
 use bson::{doc, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
 use tokio::sync::mpsc::Sender;
 
 use super::classify::classify;
-use super::staged::{bson_text, lookup};
+use super::staged::{bson_text, lookup, split_staged};
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
@@ -90,15 +92,8 @@ impl Store {
         if stale == 0 {
             return Ok(marked);
         }
-        let percent = stale as f64 * 100.0 / supplied as f64;
-        if percent > run.max_stale_percent && !run.force && candidates > 0 {
-            marked.refused_reason = Some(format!(
-                "nothing marked stale: {stale} of the {supplied} products source '{}' supplied \
-                 before are missing from this full refresh ({percent:.1}%, more than \
-                 max_stale_percent = {}); a truncated or wrong file must not empty the catalogue. \
-                 Set object metadata chute-force-stale: true to mark them anyway",
-                run.source, run.max_stale_percent
-            ));
+        marked.refused_reason = refusal(run, stale, supplied, candidates);
+        if marked.refused_reason.is_some() {
             marked.marked = stale;
             return Ok(marked);
         }
@@ -106,7 +101,7 @@ impl Store {
         if run.policy == Stale::Keep {
             // Nothing changes, so the candidates are listed as they stand.
             for range in [below, above] {
-                self.list_keys(run.schema, &key_fields, range, &keys, &mut marked)
+                self.list_keys(run.schema, &key_fields, range, |_| true, &keys, &mut marked)
                     .await?;
             }
             return Ok(marked);
@@ -115,11 +110,56 @@ impl Store {
             self.tag_stale(run, &claim, range).await?;
         }
         let tagged = doc! {&tag_field: run.run_id};
-        self.list_keys(run.schema, &key_fields, tagged.clone(), &keys, &mut marked)
-            .await?;
+        self.list_keys(
+            run.schema,
+            &key_fields,
+            tagged.clone(),
+            |_| true,
+            &keys,
+            &mut marked,
+        )
+        .await?;
         if run.policy == Stale::Delete {
             marked.deleted = self.drop_claims(run, source, tagged).await?;
         }
+        Ok(marked)
+    }
+
+    /// A dry run of a full refresh: which of the source's products a real run would find stale,
+    /// given the keys the file supplies (`supplied`, from its staged documents: the file's keys are
+    /// in memory, the catalogue is not). Writes nothing (beyond creating the per-source indexes);
+    /// every would-be stale key goes to `keys`, and `refused_reason` says when a real run would
+    /// refuse to mark them.
+    pub async fn predict_stale(
+        &self,
+        run: &StaleRun<'_>,
+        supplied: &HashSet<String>,
+        keys: Sender<Vec<String>>,
+    ) -> Result<StaleMarked, ChuteError> {
+        check_source_name(run.source).map_err(ChuteError::Config)?;
+        self.ensure_stale_indexes(run.schema, run.source).await?;
+        let current = doc! {format!("_sources.{}.run_id", run.source): {"$gte": ""}};
+        let total = self
+            .db
+            .collection::<Document>(&run.schema.collection)
+            .count_documents(current.clone())
+            .await
+            .map_err(classify)?;
+        let mut marked = StaleMarked {
+            supplied: total,
+            ..StaleMarked::default()
+        };
+        let key_fields = key_fields(run.schema);
+        self.list_keys(
+            run.schema,
+            &key_fields,
+            current,
+            |key| !supplied.contains(key),
+            &keys,
+            &mut marked,
+        )
+        .await?;
+        marked.refused_reason = refusal(run, marked.marked, total, marked.marked);
         Ok(marked)
     }
 
@@ -194,6 +234,7 @@ impl Store {
         schema: &Schema,
         key_fields: &[String],
         filter: Document,
+        wanted: impl Fn(&str) -> bool,
         keys: &Sender<Vec<String>>,
         marked: &mut StaleMarked,
     ) -> Result<(), ChuteError> {
@@ -217,6 +258,9 @@ impl Store {
                 .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
                 .collect();
             let key = join_key(parts.iter().map(String::as_str));
+            if !wanted(&key) {
+                continue;
+            }
             if marked.sample.len() < STALE_SAMPLE {
                 marked.sample.push(key.clone());
             }
@@ -320,6 +364,43 @@ impl Store {
         }
         Ok(reply)
     }
+}
+
+/// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
+/// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
+fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
+    if supplied == 0 || fresh == 0 || run.force {
+        return None;
+    }
+    let percent = stale as f64 * 100.0 / supplied as f64;
+    (percent > run.max_stale_percent).then(|| {
+        format!(
+            "nothing marked stale: {stale} of the {supplied} products source '{}' supplied \
+             before are missing from this full refresh ({percent:.1}%, more than \
+             max_stale_percent = {}); a truncated or wrong file must not empty the catalogue. \
+             Set object metadata chute-force-stale: true to mark them anyway",
+            run.source, run.max_stale_percent
+        )
+    })
+}
+
+/// The keys of staged documents (a chunk's staged file), joined as the stale scan joins them.
+pub fn staged_keys(schema: &Schema, staged: &[u8]) -> Result<Vec<String>, ChuteError> {
+    let fields = key_fields(schema);
+    split_staged(staged)?
+        .into_iter()
+        .map(|raw| {
+            let d = Document::try_from(raw).map_err(|e| ChuteError::Unreadable {
+                what: "a staged document".into(),
+                source: e.into(),
+            })?;
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
+                .collect();
+            Ok(join_key(parts.iter().map(String::as_str)))
+        })
+        .collect()
 }
 
 fn key_fields(schema: &Schema) -> Vec<String> {
