@@ -384,6 +384,27 @@ mod tests {
     }
 
     #[test]
+    fn feed_settings_are_read_from_the_schema_file_and_checked_against_its_columns() {
+        let products = built_in::BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == "products")
+            .unwrap()
+            .1;
+        let feed = "[feed]\nprecedence = [\"erp\"]\nmatch_also = [\"name\"]\n\
+                    [sources.erp]\nmode = \"full\"\n[sources.erp.format]\nencoding = \"latin1\"\n";
+        let schema = Schema::from_toml(&format!("{products}\n{feed}"), "p.toml").unwrap();
+        assert_eq!(schema.feed.for_source("erp").mode, crate::feed::Mode::Full);
+        assert_eq!(schema.feed.match_also, ["name"]);
+        assert_eq!(Schema::products().feed, crate::feed::Feed::default());
+        let wrong = feed.replace("match_also = [\"name\"]", "match_also = [\"gtin\"]");
+        let err = Schema::from_toml(&format!("{products}\n{wrong}"), "p.toml").unwrap_err();
+        assert!(
+            err.to_string().contains("match_also column `gtin`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_file_in_the_override_directory_wins_over_the_built_in_one() {
         let dir = std::env::temp_dir().join(format!("chute-schemas-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

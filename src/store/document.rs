@@ -174,8 +174,10 @@ pub(super) enum Target<'s> {
 pub(super) enum Plan {
     /// This run wrote it already: count it as then, write nothing.
     Written(Counted),
-    /// Nothing to write.
-    Unchanged,
+    /// Nothing to write (`merged`: the row's key is an alias of the product).
+    Unchanged {
+        merged: bool,
+    },
     Insert(Document),
     Update {
         /// `{q, u}` of an `update` statement, conditional on the revision read.
@@ -194,7 +196,7 @@ pub(super) fn plan(
     feed: &Feed,
     key_fields: &[&str],
 ) -> Plan {
-    let stored = match target {
+    let (stored, merged) = match target {
         Target::New => return Plan::Insert(new_document(doc, ctx)),
         Target::Conflict(message) => {
             return Plan::Refuse(Refusal {
@@ -206,7 +208,6 @@ pub(super) fn plan(
         }
         Target::Existing { stored, merged } => (stored, merged),
     };
-    let (stored, merged) = stored;
     if let Some(counted) = stored.written_by(ctx, &doc.hash) {
         return Plan::Written(counted);
     }
@@ -226,7 +227,7 @@ pub(super) fn plan(
     };
     if same && !reactivated && !new_alias {
         if ctx.mode != Mode::Full {
-            return Plan::Unchanged;
+            return Plan::Unchanged { merged };
         }
         // A full refresh restamps what it supplies, so the stale finder sees it. Only this
         // source's own entry changes: no revision needed, nobody else's write can be lost.

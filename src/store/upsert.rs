@@ -1,5 +1,9 @@
-//! Idempotent batched upserts of staged documents: look up what is stored under the batch's keys,
-//! insert the new ones whole, `$set` the changed ones, count the rest as unchanged.
+//! Idempotent batched writes of staged documents: read what is stored under the batch's keys (and,
+//! with `match_also`, the products their match fields or aliases name), decide each row
+//! ([`super::document`], which also describes the stored document's shape), insert the new ones
+//! whole, send the changed ones as updates conditional on the revision read, count the rest as
+//! unchanged. Rows whose product another writer changed in between are read and decided again. A
+//! dry run decides the same way and sends nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -100,14 +104,16 @@ pub struct WriteProgress {
 }
 
 impl Store {
-    /// Upserts staged documents (concatenated BSON from the transform), batch by batch.
+    /// Writes staged documents (concatenated BSON from the transform), batch by batch.
     ///
-    /// Per document, against what is stored under its key:
+    /// Per document, against the product stored under its key (or merged into by `match_also`):
     /// - written by this same run already (a retried batch whose reply was lost): counted as the
-    ///   insert or update it was, not written again;
-    /// - same content hash: `unchanged`, not written;
-    /// - otherwise `$set` of every field the row has (absent optional fields keep their stored
-    ///   values), `$setOnInsert` of `first_imported_at` and insert-only defaults.
+    ///   write it was (`_sources.<name>.outcome`), not written again;
+    /// - same content hash as this source's last row: `unchanged`, not written (a full refresh
+    ///   refreshes only the source's stamp; a stale product is reactivated);
+    /// - otherwise `$set` of every field the row has that no higher-ranked source supplied (absent
+    ///   optional fields keep their stored values); a new key is inserted whole, with
+    ///   `first_imported_at` and insert-only defaults.
     pub async fn upsert_staged(
         &self,
         schema: &Schema,
@@ -220,7 +226,11 @@ impl Store {
                     key_fields,
                 ) {
                     Plan::Written(counted) => outcome.count(counted),
-                    Plan::Unchanged => outcome.unchanged += 1,
+                    Plan::Unchanged { merged } => outcome.count(Counted {
+                        outcome: Outcome::Unchanged,
+                        reactivated: false,
+                        merged,
+                    }),
                     Plan::Refuse(refusal) => outcome.refused.push(refusal),
                     Plan::Insert(document) => inserts.push((doc, document)),
                     Plan::Update {
