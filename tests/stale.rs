@@ -308,3 +308,49 @@ fn staged_keys_are_the_keys_of_the_staged_documents() {
         ["A-1", "B-2"]
     );
 }
+
+/// Scale: the marking's work follows the stale set, not the catalogue. 50,000 products of one
+/// source (plus 50,000 of another), 500 stale: run with `--ignored --nocapture` to see the times.
+#[tokio::test]
+#[ignore = "inserts 100,000 documents (about a minute on SecantusDB)"]
+async fn marking_a_small_stale_set_in_a_large_catalogue() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    let started = std::time::Instant::now();
+    for (source, offset) in [("erp", 0), ("other", 50_000)] {
+        for block in 0..50 {
+            let docs: Vec<Document> = (0..1000)
+                .map(|i| {
+                    let n = offset + block * 1000 + i;
+                    let run = if source == "erp" && n < 500 {
+                        "r1"
+                    } else {
+                        "r2"
+                    };
+                    doc! {"sku": format!("S-{n:06}"), "name": "n",
+                    "price": bson::Bson::Decimal128("1.00".parse().unwrap()), "stock": 1,
+                    "category": "c", "active": true, "_sources": {source: {"run_id": run}}}
+                })
+                .collect();
+            products(&store).insert_many(docs).await.unwrap();
+        }
+    }
+    println!("inserted 100,000 in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (marked, keys) = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
+    println!(
+        "marked {} of {} in {:?}",
+        marked.marked,
+        marked.supplied,
+        started.elapsed()
+    );
+    assert_eq!(
+        (marked.supplied, marked.marked, keys.len()),
+        (50_000, 500, 500)
+    );
+    let started = std::time::Instant::now();
+    let (again, _) = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
+    println!("redrive (counted by tag) in {:?}", started.elapsed());
+    assert_eq!(again, marked);
+}

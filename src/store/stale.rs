@@ -78,12 +78,14 @@ impl Store {
             let products = products.clone();
             async move { products.count_documents(filter).await.map_err(classify) }
         };
-        let current = count(doc! {&run_field: {"$gte": ""}}).await?;
+        // Three index counts, each over its own range: this run's claims (the file's rows), the
+        // candidates either side of it, and those this run tagged already (a redrive).
+        let this_run = count(doc! {&run_field: run.run_id}).await?;
         let already = count(doc! {&tag_field: run.run_id}).await?;
         let below = doc! {&run_field: {"$lt": run.run_id}};
         let above = doc! {&run_field: {"$gt": run.run_id}};
         let candidates = count(below.clone()).await? + count(above.clone()).await?;
-        let supplied = current + already;
+        let supplied = this_run + candidates + already;
         let stale = candidates + already;
         let mut marked = StaleMarked {
             supplied,
