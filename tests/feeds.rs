@@ -111,11 +111,15 @@ async fn a_full_refresh_marks_exactly_the_missing_products_and_a_rerun_marks_not
         "nothing supplied before"
     );
 
-    // Products 10..15 are gone from the next refresh: 5 of 100.
+    // Products 10..15 are gone from the next refresh: 5 of 100. One more row, for a product
+    // never seen, is rejected: the run is PARTIAL, so it can be resumed below.
     let mut csv = rows(&p, 0..10);
     csv.push_str(rows(&p, 15..100).split_once('\n').unwrap().1);
+    csv.push_str(&format!("{p}-999,Broken,not-a-price,5,,,\n"));
     let refresh = run_local("all.csv", &csv, &full);
-    succeeded(&refresh);
+    assert_eq!(refresh.code, 0, "{}", refresh.stderr);
+    assert_eq!(refresh.report["status"], "PARTIAL");
+    assert_eq!(n(&refresh.report, "/rows/rejected"), 1);
     let stale = &refresh.report["stale"];
     assert_eq!(stale["policy"], "deactivate");
     assert_eq!((n(stale, "/marked"), n(stale, "/deleted")), (5, 0));
@@ -138,9 +142,17 @@ async fn a_full_refresh_marks_exactly_the_missing_products_and_a_rerun_marks_not
         "{email}"
     );
 
+    // The run redriven (its report runs again): the same five, marked once.
+    let run_id = refresh.report["run_id"].as_str().unwrap();
+    let resumed = run_local("all.csv", &csv, &["--resume", run_id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(resumed.report["run_id"], run_id);
+    assert_eq!(resumed.report["stale"], refresh.report["stale"]);
+    assert_eq!(skus(&documents(&p).await, true), missing);
+
     // The same refresh again: the five are stale already, nothing new is marked.
     let again = run_local("all.csv", &csv, &full);
-    succeeded(&again);
+    assert_eq!(again.report["status"], "PARTIAL", "{}", again.report);
     assert_eq!(n(&again.report, "/stale/marked"), 0, "{}", again.report);
     assert_eq!(skus(&documents(&p).await, true), missing);
 
