@@ -414,7 +414,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     .await;
     assert_eq!(counts(&conflict), (0, 0, 0, 1));
     let refusal = &conflict.refused[0];
-    assert_eq!((refusal.row, refusal.line), (1, 2));
+    assert_eq!((refusal.position.row, refusal.position.line), (1, 2));
     assert_eq!(refusal.code, Refusal::CONFLICT);
     assert_eq!(refusal.row_code(), Code::Conflict);
     assert!(

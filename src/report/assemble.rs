@@ -167,7 +167,7 @@ pub fn failure_reason(error: &str, cause: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Code;
+    use crate::error::{Code, Position};
     use crate::report::Status;
     use crate::transform::Issue;
 
@@ -381,8 +381,7 @@ mod tests {
         let mut c = chunk(0, 4, 3, written(1, 2));
         if let Some(t) = &mut c.transformed {
             t.rejections.push(RejectedRow {
-                row: 1,
-                line: 2,
+                position: Position { row: 1, line: 2 },
                 issues: vec![Issue {
                     column: "price".into(),
                     code: Code::TypeError,
@@ -394,14 +393,12 @@ mod tests {
         }
         if let Some(i) = &mut c.imported {
             i.rejections.push(Refusal {
-                row: 3,
-                line: 4,
+                position: Position { row: 3, line: 4 },
                 code: 121,
                 message: "Document failed validation".into(),
             });
             i.rejections.push(Refusal {
-                row: 4,
-                line: 5,
+                position: Position { row: 4, line: 5 },
                 code: Refusal::CONFLICT,
                 message: "gtin 1 matches products A and B".into(),
             });

@@ -121,10 +121,9 @@ impl ReportBuilder {
         for issue in &row.issues {
             self.push(
                 ErrorEntry {
-                    row: row.row,
-                    line: row.line,
+                    position: row.position,
                     column: issue.column.clone(),
-                    code: issue.code.as_str().to_string(),
+                    code: issue.code,
                     message: issue.message.clone(),
                     value: issue.value.clone(),
                 },
@@ -138,10 +137,9 @@ impl ReportBuilder {
     pub fn refused(&mut self, refusal: &Refusal) {
         self.push(
             ErrorEntry {
-                row: refusal.row,
-                line: refusal.line,
+                position: refusal.position,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: refusal.row_code().as_str().to_string(),
+                code: refusal.row_code(),
                 message: refusal.message.clone(),
                 value: String::new(),
             },
@@ -152,7 +150,7 @@ impl ReportBuilder {
     fn push(&mut self, entry: ErrorEntry, fields: Vec<String>) {
         let r = &mut self.report;
         r.errors_total += 1;
-        *r.errors_by_code.entry(entry.code.clone()).or_default() += 1;
+        *r.errors_by_code.entry(entry.code).or_default() += 1;
         *r.errors_by_column.entry(entry.column.clone()).or_default() += 1;
         self.rejects.push(RejectLine { entry, fields });
     }
@@ -165,7 +163,7 @@ impl ReportBuilder {
         header: &[String],
     ) -> (Report, Vec<u8>) {
         // Stable: a row's problems keep the schema's column order.
-        self.rejects.sort_by_key(|l| l.entry.row);
+        self.rejects.sort_by_key(|l| l.entry.position);
         let r = &mut self.report;
         r.errors = self
             .rejects
@@ -249,10 +247,10 @@ fn rejects_csv(lines: &[RejectLine], header: &[String]) -> Vec<u8> {
     for l in lines {
         let e = &l.entry;
         let mut cells = vec![
-            e.row.to_string(),
-            e.line.to_string(),
+            e.position.row.to_string(),
+            e.position.line.to_string(),
             e.column.clone(),
-            e.code.clone(),
+            e.code.to_string(),
             e.message.clone(),
             e.value.clone(),
         ];

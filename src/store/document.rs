@@ -200,8 +200,7 @@ pub(super) fn plan(
         Target::New => return Plan::Insert(new_document(doc, ctx)),
         Target::Conflict(message) => {
             return Plan::Refuse(Refusal {
-                row: doc.row,
-                line: doc.line,
+                position: doc.position,
                 code: Refusal::CONFLICT,
                 message,
             })

@@ -268,7 +268,7 @@ impl Store {
             )));
         }
         outcome.differences.truncate(DIFFERENCE_SAMPLE);
-        outcome.refused.sort_by_key(|r| r.row);
+        outcome.refused.sort_by_key(|r| r.position);
         Ok(outcome)
     }
 
@@ -547,8 +547,7 @@ struct WriteError {
 impl WriteError {
     fn refusal(&self, doc: &StagedDoc) -> Refusal {
         Refusal {
-            row: doc.row,
-            line: doc.line,
+            position: doc.position,
             code: self.code,
             message: self.message.clone(),
         }
