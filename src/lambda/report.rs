@@ -1,8 +1,8 @@
 //! `report`: reads every chunk's recorded outcome, marks a full refresh's stale products (the
 //! run's last step, once every chunk is written; [`crate::store::Store::mark_stale`]), has
 //! [`crate::report::assemble`] build the report, stores report.json, rejects.csv, summary.html and
-//! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is stored before the email is tried, and an email failure is
-//! recorded in it, never fatal.
+//! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is
+//! stored before the email is tried, and an email failure is recorded in it, never fatal.
 
 use std::collections::HashSet;
 
@@ -60,7 +60,22 @@ pub async fn handle(
         stale: None,
     };
     if run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?) {
-        let (stale, key) = mark_stale(env, run, &record).await?;
+        let (stale, key) = match mark_stale(env, run, &record).await {
+            Ok(marked) => marked,
+            // Worth a retry of the whole step (the tags make a second marking finish the first).
+            Err(e @ ChuteError::Transient(_)) => return Err(e.into()),
+            // Anything else would fail every retry: the run is still reported, PARTIAL, saying so.
+            Err(e) => (
+                StaleReport {
+                    refused_reason: Some(format!(
+                        "the stale marking did not finish: {}",
+                        crate::error::redact(&e.to_string())
+                    )),
+                    ..StaleReport::default()
+                },
+                None,
+            ),
+        };
         record.stale = Some(stale);
         artifacts.stale = key;
         record.artifacts = artifacts.clone();
