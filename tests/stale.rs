@@ -126,6 +126,35 @@ async fn deactivate_marks_exactly_the_missing_products_once() {
 }
 
 #[tokio::test]
+async fn deactivate_leaves_a_product_another_source_still_supplies_active() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    catalogue(&store, "erp", 40, 2, Some("supplier-a")).await;
+
+    let (marked, keys) = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
+    assert_eq!(marked.marked, 2);
+    assert_eq!(keys, ["P-000", "P-001"], "both erp claims are stale");
+    assert_eq!(
+        inactive(&store).await,
+        ["P-001"],
+        "supplier-a still supplies P-000"
+    );
+    let shared = products(&store)
+        .find_one(doc! {"sku": "P-000"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shared.get("stale_since").is_none(), "{shared}");
+    let claim = shared
+        .get_document("_sources")
+        .unwrap()
+        .get_document("erp")
+        .unwrap();
+    assert_eq!(claim.get_str("stale_run").unwrap(), "r2");
+}
+
+#[tokio::test]
 async fn more_than_the_limit_marks_nothing_and_says_why_unless_forced() {
     let server = MongoServer::start().await;
     let store = store(&server).await;

@@ -199,7 +199,7 @@ impl Store {
         let now = DateTime::now();
         loop {
             let batch = self
-                .first_batch(&products, range.clone(), doc! {"_id": 1, &run_field: 1})
+                .first_batch(&products, range.clone(), doc! {"_id": 1, "_sources": 1})
                 .await?;
             if batch.is_empty() {
                 return Ok(());
@@ -213,7 +213,7 @@ impl Store {
                         format!("{claim}.stale_since"): now,
                         format!("{claim}.last_run_id"): previous.clone(),
                     };
-                    if run.policy == Stale::Deactivate {
+                    if run.policy == Stale::Deactivate && !supplied_elsewhere(d, run.source) {
                         set.insert("active", false);
                         set.insert("stale_since", now);
                     }
@@ -366,6 +366,19 @@ impl Store {
         }
         Ok(reply)
     }
+}
+
+/// Whether another source still supplies the product (its claim is not stale): then a refresh
+/// of `source` that no longer lists it tags only its own claim, and the product stays active.
+fn supplied_elsewhere(product: &Document, source: &str) -> bool {
+    product.get_document("_sources").is_ok_and(|sources| {
+        sources.iter().any(|(name, claim)| {
+            name != source
+                && claim
+                    .as_document()
+                    .is_some_and(|c| c.contains_key("run_id"))
+        })
+    })
 }
 
 /// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
