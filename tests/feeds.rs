@@ -363,6 +363,14 @@ async fn a_dry_run_changes_no_document_and_predicts_the_real_run() {
         .unwrap()
         .unwrap();
     assert!(ledger.get_bool("dry_run").unwrap(), "{ledger}");
+    let feed = ledger.get_document("feed").unwrap();
+    assert_eq!(
+        (
+            feed.get_str("source").unwrap(),
+            feed.get_str("mode").unwrap()
+        ),
+        (source.as_str(), "dry-run")
+    );
 
     let real = run_local("next.csv", &csv, &incremental);
     succeeded(&real);
