@@ -85,7 +85,7 @@ pub fn url_decode(text: &str) -> String {
 
 /// The execution input of a run of `object` (HEAD told `info`): the run id, the schema and chunk
 /// size from the object's metadata (`chute-schema`, `chute-chunk-bytes`) or the settings, the
-/// file's source and mode (see [`feed_of`]). `chute backfill` builds its runs with this too, so both
+/// file's source ([`crate::routing::source`]) and mode (see [`mode_of`]). `chute backfill` builds its runs with this too, so both
 /// start the same execution for the same version.
 pub fn run_input(config: &Config, object: &ObjectRef, info: &ObjectInfo) -> RunInput {
     let etag = object
@@ -98,10 +98,18 @@ pub fn run_input(config: &Config, object: &ObjectRef, info: &ObjectInfo) -> RunI
         .get("chute-schema")
         .cloned()
         .unwrap_or_else(|| config.default_schema.clone());
-    let (source, mode, force_stale, refused) = match feed_of(config, &schema, object, info) {
-        Ok((source, mode, force)) => (source, mode, force, None),
+    let (source, unusable) = match source(&config.incoming_prefix, &object.key, &info.metadata) {
+        Ok(source) => (source, None),
+        Err(e) => (DEFAULT_SOURCE.to_string(), Some(e)),
+    };
+    let settings = match unusable {
+        Some(e) => Err(e),
+        None => mode_of(config, &schema, &source, info),
+    };
+    let (mode, force_stale, refused) = match settings {
+        Ok((mode, force)) => (mode, force, None),
         // A refused run writes nothing whatever happens: validate refuses it before any write.
-        Err(e) => (DEFAULT_SOURCE.to_string(), Mode::DryRun, false, Some(e)),
+        Err(e) => (Mode::DryRun, false, Some(e)),
     };
     RunInput {
         run_id: run_id(object, &etag),
@@ -124,22 +132,20 @@ pub fn run_input(config: &Config, object: &ObjectRef, info: &ObjectInfo) -> RunI
     }
 }
 
-/// The file's source ([`crate::routing::source`]), its mode (metadata `chute-mode`, else the
-/// schema's setting for that source; the default when the schema does not load, which validate
-/// then refuses) and `chute-force-stale`.
-pub fn feed_of(
+/// The file's mode (metadata `chute-mode`, else the schema's setting for `source`; the default
+/// when the schema does not load, which validate then refuses) and `chute-force-stale`.
+pub fn mode_of(
     config: &Config,
     schema: &str,
-    object: &ObjectRef,
+    source: &str,
     info: &ObjectInfo,
-) -> Result<(String, Mode, bool), FileError> {
+) -> Result<(Mode, bool), FileError> {
     let refuse = |why: String| FileError::new(FileCode::Settings, why);
-    let source = source(&config.incoming_prefix, &object.key, &info.metadata)?;
     let mode = match info.metadata.get("chute-mode") {
         Some(text) => Mode::from_metadata(text).map_err(refuse)?,
         None => config
             .schema(schema)
-            .map(|s| s.feed.for_source(&source).mode)
+            .map(|s| s.feed.for_source(source).mode)
             .unwrap_or_default(),
     };
     let force_stale = match info.metadata.get("chute-force-stale") {
@@ -154,7 +160,7 @@ pub fn feed_of(
             }
         },
     };
-    Ok((source, mode, force_stale))
+    Ok((mode, force_stale))
 }
 
 /// Whether `key` starts runs: a `.csv` (any case) under the incoming prefix.
