@@ -58,6 +58,8 @@ codes! {
         Encoding = "encoding",
         /// The database refused the document (validator, key or size); the message is the server's.
         Database = "database",
+        /// A `match_also` field value names two different stored products; the message names both.
+        Conflict = "conflict",
     }
 }
 
@@ -83,6 +85,9 @@ codes! {
         TooManyKeys = "too_many_keys",
         /// The bytes could not be read as CSV at all.
         Unreadable = "unreadable",
+        /// The object's metadata or folder asks for what chute does not know (a `chute-mode`
+        /// that is no mode, a source name that cannot be a field name).
+        Settings = "settings",
     }
 }
 
@@ -126,14 +131,47 @@ pub enum SchemaError {
     Invalid(String),
 }
 
+/// Where a record sits in its file, shared by every rejection type: `row` counts data records
+/// (1 is the first after the header), `line` is the physical line it starts on (quoted newlines
+/// make the two drift apart), so a person finds it in an editor and a script by row.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub row: u64,
+    pub line: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {} (line {})", self.row, self.line)
+    }
+}
+
 /// A document the database refused, mapped back to its row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    pub row: u64,
-    pub line: u64,
-    /// The server's error code (121: the validator refused it).
+    #[serde(flatten)]
+    pub position: Position,
+    /// The server's error code (121: the validator refused it), or [`Refusal::CONFLICT`] when the
+    /// writer refused the row itself.
     pub code: i32,
     pub message: String,
+}
+
+impl Refusal {
+    /// The writer's own code for a `match_also` conflict. MongoDB's codes are positive, so a
+    /// negative one never collides with the server's.
+    pub const CONFLICT: i32 = -1;
+
+    /// The row code the report files this refusal under.
+    pub fn row_code(&self) -> Code {
+        if self.code == Refusal::CONFLICT {
+            Code::Conflict
+        } else {
+            Code::Database
+        }
+    }
 }
 
 /// Why a step failed. Every variant but `Transient` and `InvalidFile` is fatal: retrying would
@@ -274,6 +312,7 @@ mod tests {
             FileCode::TooManyColumns,
             FileCode::TooManyKeys,
             FileCode::Unreadable,
+            FileCode::Settings,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

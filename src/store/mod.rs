@@ -8,9 +8,11 @@
 //! [`Store::upsert_staged`]).
 
 mod classify;
+mod document;
 mod ledger;
 mod setup;
 mod staged;
+mod stale;
 mod upsert;
 
 use std::time::Duration;
@@ -27,7 +29,8 @@ pub use classify::classify;
 pub use ledger::{ImportProgress, RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
-pub use upsert::{WriteContext, WriteOutcome, WriteProgress};
+pub use stale::{staged_keys, StaleMarked, StaleRun, STALE_SAMPLE};
+pub use upsert::{Difference, WriteContext, WriteOutcome, WriteProgress, DIFFERENCE_SAMPLE};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
 /// command stays far below the 48 MB message limit with 1 MiB records.
