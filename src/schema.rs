@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::SchemaError;
+use crate::input::{Delimiter, Format, FormatSpec};
 use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
 use crate::value::{CellValue, Decimal};
 
@@ -52,17 +53,15 @@ struct SchemaSpec {
     name: String,
     collection: Option<String>,
     key: Vec<String>,
-    #[serde(default = "default_delimiter")]
-    delimiter: String,
+    /// The old spelling of `[format] delimiter`, still read.
+    delimiter: Option<String>,
+    #[serde(default)]
+    format: FormatSpec,
     columns: Vec<ColumnSpec>,
     #[serde(default)]
     column_patterns: Vec<PatternSpec>,
     #[serde(default)]
     indexes: Vec<Vec<String>>,
-}
-
-fn default_delimiter() -> String {
-    ",".to_string()
 }
 
 /// A column of a schema, ready to validate cells.
@@ -96,7 +95,11 @@ pub struct Schema {
     pub collection: String,
     /// Canonical names of the natural key's columns, in order.
     pub key: Vec<String>,
+    /// The delimiter records are split on: the format's, or `,` until an `auto` one is chosen
+    /// for a file ([`crate::input::open`] sets it).
     pub delimiter: u8,
+    /// How files of this schema are read (`[format]`): encoding, delimiter, number format.
+    pub format: Format,
     pub columns: Vec<Column>,
     pub patterns: Vec<ColumnPattern>,
     /// Secondary indexes (column names, ascending) the queries on this collection need.
@@ -155,14 +158,22 @@ impl Schema {
     }
 
     fn from_spec(spec: SchemaSpec) -> Result<Schema, SchemaError> {
-        let delimiter = match spec.delimiter.as_bytes() {
-            [b] if b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r' => *b,
-            _ => {
+        let mut format_spec = spec.format.clone();
+        match (&spec.delimiter, &format_spec.delimiter) {
+            (Some(old), Some(new)) if old != new => {
                 return Err(SchemaError::Invalid(format!(
-                    "delimiter `{}` must be one ASCII character",
-                    spec.delimiter
+                    "delimiter `{old}` and [format] delimiter `{new}` disagree; keep one"
                 )))
             }
+            (Some(old), _) => format_spec.delimiter = Some(old.clone()),
+            _ => {}
+        }
+        let format = Format::default()
+            .with(&format_spec, &format!("schema {}", spec.name))
+            .map_err(SchemaError::Invalid)?;
+        let delimiter = match format.delimiter {
+            Delimiter::Byte(b) => b,
+            Delimiter::Auto => b',',
         };
         let mut columns = Vec::with_capacity(spec.columns.len());
         let mut seen_names: HashMap<String, String> = HashMap::new();
@@ -199,6 +210,8 @@ impl Schema {
                 max: parse_bound(&c.name, "max", c.max.as_deref())?,
                 scale: c.scale,
                 separator: c.separator.clone().unwrap_or_else(|| "|".to_string()),
+                // Defaults are written plainly in the TOML; the file's format is set below.
+                numbers: Default::default(),
             };
             let mut column = Column {
                 name: c.name.clone(),
@@ -276,15 +289,31 @@ impl Schema {
                 )));
             }
         }
-        Ok(Schema {
+        let numbers = format.numbers;
+        let mut schema = Schema {
             indexes: spec.indexes,
             collection: spec.collection.unwrap_or_else(|| spec.name.clone()),
             name: spec.name,
             key: spec.key,
             delimiter,
+            format,
             columns,
             patterns,
-        })
+        };
+        for column in &mut schema.columns {
+            column.constraints.numbers = numbers;
+        }
+        Ok(schema)
+    }
+
+    /// Reads files split on `delimiter` with numbers written as `numbers` (a file's resolved format).
+    pub fn set_format(&mut self, delimiter: u8, numbers: crate::value::NumberFormat) {
+        self.delimiter = delimiter;
+        self.format.delimiter = Delimiter::Byte(delimiter);
+        self.format.numbers = numbers;
+        for column in &mut self.columns {
+            column.constraints.numbers = numbers;
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {

@@ -26,7 +26,7 @@ use crate::bson_writer::DocWriter;
 use crate::error::Code;
 use crate::header::{Header, Target};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::parse_cell;
+use crate::rules::{parse_cell, scientific_key};
 use crate::schema::{join_key, Column, Schema};
 use crate::value::{trim, CellValue};
 
@@ -110,6 +110,8 @@ pub struct RowRules<'s> {
     /// Which slot a header cell feeds (for quoting values in rejections).
     cell_slots: Vec<Option<usize>>,
     key_slots: Vec<usize>,
+    /// Per slot: whether it is part of the key.
+    is_key: Vec<bool>,
     layout: Vec<Node>,
     /// BSON of the defaults of columns missing from the header (applied on insert only); the
     /// same for every row, so written once.
@@ -151,7 +153,8 @@ impl<'s> RowRules<'s> {
                     .position(|c| &c.name == k)
                     .expect("key columns exist")
             })
-            .collect();
+            .collect::<Vec<usize>>();
+        let is_key = (0..slots.len()).map(|s| key_slots.contains(&s)).collect();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -177,6 +180,7 @@ impl<'s> RowRules<'s> {
             slots,
             cell_slots,
             key_slots,
+            is_key,
             layout,
             insert_defaults,
         }
@@ -192,16 +196,23 @@ impl<'s> RowRules<'s> {
     ) -> bool {
         values.clear();
         issues.clear();
-        if record.len() != self.header.names.len() {
+        if record.len() != self.header.names.len() && !self.header.fits(record.len()) {
             issues.push(self.field_count_issue(record.as_byte_record()));
             return false;
         }
-        for (column, cell) in &self.slots {
+        for (slot, (column, cell)) in self.slots.iter().enumerate() {
             let text = cell.and_then(|c| record.get(c)).map_or("", trim);
             let parsed = if text.is_empty() {
                 None
             } else {
-                match parse_cell(column.kind, &column.constraints, text) {
+                let checked = parse_cell(column.kind, &column.constraints, text).and_then(|v| {
+                    // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
+                    match self.is_key[slot].then(|| scientific_key(text)).flatten() {
+                        Some(e) => Err(e),
+                        None => Ok(v),
+                    }
+                });
+                match checked {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
                     Err(e) => {
@@ -255,7 +266,7 @@ impl<'s> RowRules<'s> {
 
     /// Why a record that is not UTF-8 is refused, naming its first bad field.
     fn encoding_issue(&self, record: &csv::ByteRecord, field: usize) -> Issue {
-        if record.len() != self.header.names.len() {
+        if !self.header.fits(record.len()) {
             return self.field_count_issue(record);
         }
         Issue {
