@@ -1,4 +1,4 @@
-"""The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T]
+"""The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T] [--meta KEY=VALUE]
 
 Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
 (the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
@@ -64,6 +64,9 @@ def run(args):
         metadata["chute-chunk-bytes"] = str(args.chunk_bytes)
     if args.import_budget_ms is not None:
         metadata["chute-import-budget-ms"] = str(args.import_budget_ms)
+    for pair in args.meta or []:
+        name, _, value = pair.partition("=")
+        metadata[name] = value
     put = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
     etag, version = put["ETag"].strip('"'), put.get("VersionId")
     say(f"uploaded {path} ({path.stat().st_size} bytes) to s3://{bucket}/{key}")
@@ -203,6 +206,7 @@ def main():
     r.add_argument("--chunk-bytes", type=int)
     r.add_argument("--import-budget-ms", type=int, help="time budget of one import invocation (chute-import-budget-ms): a tiny one makes each chunk import over several invocations")
     r.add_argument("--team", help="drop the file under incoming/TEAM/ (email routing)")
+    r.add_argument("--meta", action="append", metavar="KEY=VALUE", help="object metadata, repeatable (chute-encoding=windows-1252, chute-delimiter=auto, …)")
     r.add_argument("--timeout", type=int, default=900)
     args = parser.parse_args()
     sys.exit(run(args) or 0)

@@ -205,13 +205,11 @@ impl<'s> RowRules<'s> {
             let parsed = if text.is_empty() {
                 None
             } else {
-                let checked = parse_cell(column.kind, &column.constraints, text).and_then(|v| {
-                    // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
-                    match self.is_key[slot].then(|| scientific_key(text)).flatten() {
-                        Some(e) => Err(e),
-                        None => Ok(v),
-                    }
-                });
+                // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
+                let checked = match self.is_key[slot].then(|| scientific_key(text)).flatten() {
+                    Some(e) => Err(e),
+                    None => parse_cell(column.kind, &column.constraints, text),
+                };
                 match checked {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
@@ -272,7 +270,7 @@ impl<'s> RowRules<'s> {
         Issue {
             column: self.header.names[field].clone(),
             code: Code::Encoding,
-            message: "is not valid UTF-8 (is the file Latin-1 or Windows-1252? save it as UTF-8)"
+            message: "is not valid UTF-8 in the encoding the file was read as: declare the file's encoding (object metadata chute-encoding; the report's warnings say what these rows decode as) or save it as UTF-8"
                 .to_string(),
             value: quote(&String::from_utf8_lossy(&record[field])),
         }

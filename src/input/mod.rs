@@ -189,20 +189,23 @@ pub struct ReadAs {
 }
 
 impl ReadAs {
-    /// One line for the email: `CSV (gzip), windows-1252, delimiter ;, numbers like 1.234,56`.
+    /// One line for the email: `CSV (gzip), windows-1252, semicolon-separated, numbers like 1.234,56`.
     pub fn line(&self) -> String {
         let mut line = self.format.to_uppercase();
         if let Some(sheet) = &self.sheet {
-            line.push_str(&format!(" sheet \"{sheet}\""));
+            line.push_str(&format!(" sheet {sheet}"));
         }
         if let Some(compression) = &self.compression {
             line.push_str(&format!(" ({compression})"));
         }
         if self.format == "csv" {
-            line.push_str(&format!(
-                ", {}, delimiter {}",
-                self.encoding, self.delimiter
-            ));
+            let separated = match self.delimiter.as_str() {
+                "," => "comma",
+                ";" => "semicolon",
+                "|" => "pipe",
+                other => other,
+            };
+            line.push_str(&format!(", {}, {separated}-separated", self.encoding));
         }
         line.push_str(&format!(", numbers like {}", self.numbers));
         line

@@ -94,7 +94,7 @@ fn compression_is_told_by_magic_bytes_and_streamed() {
         assert_eq!(decoded.read_as.compression.as_deref(), Some(name));
         assert_eq!(
             decoded.read_as.line(),
-            format!("CSV ({name}), UTF-8, delimiter ,, numbers like 1234.56")
+            format!("CSV ({name}), UTF-8, comma-separated, numbers like 1234.56")
         );
     }
     let plain = decode(text.as_bytes(), &Format::default());
