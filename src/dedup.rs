@@ -51,7 +51,7 @@ impl Occurrences {
                 self.rows_by_key
                     .entry(rules.key(&values))
                     .or_default()
-                    .push(located.row);
+                    .push(located.position.row);
             }
             spare_values = recycle(values);
         }

@@ -129,11 +129,28 @@ pub enum SchemaError {
     Invalid(String),
 }
 
+/// Where a record sits in its file, shared by every rejection type: `row` counts data records
+/// (1 is the first after the header), `line` is the physical line it starts on (quoted newlines
+/// make the two drift apart), so a person finds it in an editor and a script by row.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub row: u64,
+    pub line: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {} (line {})", self.row, self.line)
+    }
+}
+
 /// A document the database refused, mapped back to its row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    pub row: u64,
-    pub line: u64,
+    #[serde(flatten)]
+    pub position: Position,
     /// The server's error code (121: the validator refused it).
     pub code: i32,
     pub message: String,

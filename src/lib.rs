@@ -35,7 +35,7 @@ pub mod store;
 pub mod transform;
 pub mod value;
 
-pub use error::{ChuteError, Code, FileCode, FileError, SchemaError};
+pub use error::{ChuteError, Code, FileCode, FileError, Position, SchemaError};
 pub use pipeline::{process, FileOutcome};
 pub use plan::{plan, Plan, PlanOptions};
 pub use records::{ChunkPlan, ChunkRecords};

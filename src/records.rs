@@ -6,6 +6,7 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Position;
 use crate::schema::Schema;
 
 /// One chunk: a byte range of the file holding whole records.
@@ -53,8 +54,7 @@ pub struct ChunkRecords<'a> {
 
 /// A record and where it sits in the file.
 pub struct Located<'r> {
-    pub row: u64,
-    pub line: u64,
+    pub position: Position,
     pub fields: Fields<'r>,
 }
 
@@ -123,8 +123,10 @@ impl<'a> ChunkRecords<'a> {
         self.line += memchr::memchr_iter(b'\n', &self.bytes[self.offset..content]).count() as u64;
         self.offset = content;
         Some(Located {
-            row,
-            line: self.line,
+            position: Position {
+                row,
+                line: self.line,
+            },
             fields,
         })
     }

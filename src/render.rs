@@ -46,8 +46,8 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
     let mut examples: BTreeMap<(&str, &str), &ErrorEntry> = BTreeMap::new();
     // Counts per (column, code) come from the sample; the per-code totals are in the report.
     for e in &report.errors {
-        *counts.entry((&e.column, &e.code)).or_default() += 1;
-        examples.entry((&e.column, &e.code)).or_insert(e);
+        *counts.entry((&e.column, e.code.as_str())).or_default() += 1;
+        examples.entry((&e.column, e.code.as_str())).or_insert(e);
     }
     let mut problems: Vec<Problem> = counts
         .iter()

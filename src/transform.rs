@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bson_writer::DocWriter;
-use crate::error::Code;
+use crate::error::{Code, Position};
 use crate::header::{Header, Target};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
 use crate::rules::{parse_cell, scientific_key};
@@ -53,8 +53,8 @@ pub struct Issue {
 /// A rejected row with every problem found in it and its original fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedRow {
-    pub row: u64,
-    pub line: u64,
+    #[serde(flatten)]
+    pub position: Position,
     pub issues: Vec<Issue>,
     pub fields: Vec<String>,
 }
@@ -289,16 +289,15 @@ impl<'s> RowRules<'s> {
     pub fn write_document(
         &self,
         values: &[Option<CellValue>],
-        row: u64,
-        line: u64,
+        position: Position,
         out: &mut Vec<u8>,
     ) {
         let mut doc = DocWriter::new(out);
         write_nodes(&mut doc, &self.layout, values);
         let hash = xxhash_rust::xxh3::xxh3_128(doc.elements());
         let mut meta = doc.begin("_import", false);
-        meta.int64("row", row as i64);
-        meta.int64("line", line as i64);
+        meta.int64("row", position.row as i64);
+        meta.int64("line", position.line as i64);
         meta.string("hash", hex32(hash, &mut [0; 32]));
         if let Some(defaults) = &self.insert_defaults {
             meta.document("defaults", defaults);
@@ -466,15 +465,14 @@ fn transform_into(
         };
         if !valid {
             outcome.rejected.push(RejectedRow {
-                row: located.row,
-                line: located.line,
+                position: located.position,
                 issues: std::mem::take(&mut issues),
                 fields: rules.fields(located.fields.bytes()),
             });
-        } else if superseded.binary_search(&located.row).is_ok() {
+        } else if superseded.binary_search(&located.position.row).is_ok() {
             outcome.duplicate += 1;
         } else {
-            rules.write_document(&values, located.row, located.line, staged);
+            rules.write_document(&values, located.position, staged);
             outcome.valid += 1;
             if staged.len() >= part_size {
                 full(staged);

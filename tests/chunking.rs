@@ -93,9 +93,9 @@ proptest! {
             let mut records = ChunkRecords::new(&schema, chunk, &bytes[chunk.start as usize..chunk.end as usize]);
             let mut in_chunk = 0;
             while let Some(located) = records.next(&mut record) {
-                prop_assert_eq!(located.row, got.len() as u64 + 1);
+                prop_assert_eq!(located.position.row, got.len() as u64 + 1);
                 let fields: Vec<String> = located.fields.bytes().iter().map(|f| String::from_utf8(f.to_vec()).unwrap()).collect();
-                got.push((fields, located.line));
+                got.push((fields, located.position.line));
                 in_chunk += 1;
             }
             prop_assert_eq!(in_chunk, chunk.rows);

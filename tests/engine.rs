@@ -38,9 +38,15 @@ fn issues(outcome: &FileOutcome) -> Vec<(u64, u64, String, Code, String)> {
         .iter()
         .flat_map(|c| &c.rejected)
         .flat_map(|r| {
-            r.issues
-                .iter()
-                .map(move |i| (r.row, r.line, i.column.clone(), i.code, i.value.clone()))
+            r.issues.iter().map(move |i| {
+                (
+                    r.position.row,
+                    r.position.line,
+                    i.column.clone(),
+                    i.code,
+                    i.value.clone(),
+                )
+            })
         })
         .collect()
 }
@@ -215,7 +221,7 @@ fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
     let got: Vec<(u64, String, Code)> = out.chunks[0]
         .rejected
         .iter()
-        .map(|r| (r.row, r.issues[0].column.clone(), r.issues[0].code))
+        .map(|r| (r.position.row, r.issues[0].column.clone(), r.issues[0].code))
         .collect();
     assert_eq!(
         got,
@@ -228,7 +234,11 @@ fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
     assert!(out.chunks[0].rejected[1].issues[0]
         .value
         .contains("L\u{fffd}mpe"));
-    let lines: Vec<u64> = out.chunks[0].rejected.iter().map(|r| r.line).collect();
+    let lines: Vec<u64> = out.chunks[0]
+        .rejected
+        .iter()
+        .map(|r| r.position.line)
+        .collect();
     assert_eq!(lines, [2, 3, 5]);
     assert_eq!(
         out.chunks[0].rejected[1].fields,

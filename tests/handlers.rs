@@ -76,6 +76,39 @@ fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
     input
 }
 
+/// The first chunk of `plan`, as the Map hands it to transform.
+async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::PlanOutput) -> ChunkInput {
+    ChunkInput {
+        run_id: input.run_id.clone(),
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        etag: input.etag.clone(),
+        schema: input.schema.clone(),
+        plan_key: plan.plan_key.clone(),
+        chunk: chunks(env, plan).await[0],
+        import_budget_ms: None,
+    }
+}
+
+/// `rows` valid products keyed `RUN_ID-NNN`, uploaded, validated as one chunk and transformed.
+async fn one_transformed_chunk(env: &Env, run_id: &str, rows: u64) -> TransformOutput {
+    let key = format!("incoming/{run_id}.csv");
+    let mut csv = String::from("sku,name,price,stock,category\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
+    }
+    let etag = upload(env, &key, &csv).await;
+    let input = run_input(run_id, &key, &etag);
+    let plan = lambda::validate::handle(env, event(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(plan.chunk_count, 1);
+    let chunk = first_chunk(env, &input, &plan).await;
+    let transformed = lambda::transform::handle(env, event(chunk)).await.unwrap();
+    assert_eq!(transformed.valid, rows);
+    transformed
+}
+
 #[tokio::test]
 async fn trigger_starts_one_execution_per_object_version() {
     let env = env().await;
@@ -146,16 +179,7 @@ async fn validate_transform_import_report_chain() {
         (3, 1, 1, 1)
     );
 
-    let chunk = ChunkInput {
-        run_id: run_id.clone(),
-        bucket: input.bucket.clone(),
-        key: key.clone(),
-        etag: etag.clone(),
-        schema: "products".into(),
-        plan_key: plan.plan_key.clone(),
-        chunk: chunks(&env, &plan).await[0],
-        import_budget_ms: None,
-    };
+    let chunk = first_chunk(&env, &input, &plan).await;
     let transformed: TransformOutput = lambda::transform::handle(&env, event(chunk)).await.unwrap();
     assert_eq!(
         (
@@ -426,30 +450,8 @@ async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_docum
 {
     let run_id = unique("budget");
     let (env, sent) = observed_env(&run_id, 7).await;
-    let key = format!("incoming/{run_id}.csv");
     let rows = 40;
-    let mut csv = String::from("sku,name,price,stock,category\n");
-    for i in 0..rows {
-        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
-    }
-    let etag = upload(&env, &key, &csv).await;
-    let input = run_input(&run_id, &key, &etag);
-    let plan = lambda::validate::handle(&env, event(input.clone()))
-        .await
-        .unwrap();
-    assert_eq!(plan.chunk_count, 1);
-    let chunk = ChunkInput {
-        run_id: run_id.clone(),
-        bucket: input.bucket.clone(),
-        key: key.clone(),
-        etag,
-        schema: "products".into(),
-        plan_key: plan.plan_key.clone(),
-        chunk: chunks(&env, &plan).await[0],
-        import_budget_ms: None,
-    };
-    let transformed = lambda::transform::handle(&env, event(chunk)).await.unwrap();
-    assert_eq!(transformed.valid, rows);
+    let transformed = one_transformed_chunk(&env, &run_id, rows).await;
 
     // 40 documents in batches of 7: six invocations, each one batch further.
     let store = env.store().await.unwrap();
@@ -614,28 +616,8 @@ async fn bytes_of_first(env: &Env, transformed: &TransformOutput, documents: usi
 async fn a_staged_file_changed_between_invocations_restarts_the_chunk_with_exact_counts() {
     let run_id = unique("restaged");
     let (env, sent) = observed_env(&run_id, 5).await;
-    let key = format!("incoming/{run_id}.csv");
     let rows = 20;
-    let mut csv = String::from("sku,name,price,stock,category\n");
-    for i in 0..rows {
-        csv.push_str(&format!("{run_id}-{i:03},Lamp {i},{i},1,Home\n"));
-    }
-    let etag = upload(&env, &key, &csv).await;
-    let input = run_input(&run_id, &key, &etag);
-    let plan = lambda::validate::handle(&env, event(input.clone()))
-        .await
-        .unwrap();
-    let chunk = ChunkInput {
-        run_id: run_id.clone(),
-        bucket: input.bucket.clone(),
-        key,
-        etag,
-        schema: "products".into(),
-        plan_key: plan.plan_key.clone(),
-        chunk: chunks(&env, &plan).await[0],
-        import_budget_ms: None,
-    };
-    let transformed = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    let transformed = one_transformed_chunk(&env, &run_id, rows).await;
     let first = lambda::import::handle(&env, near_deadline(transformed.clone()))
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use chute::report::{
     Artifacts, ChunkTally, ReportBuilder, Source, Status, Timings, TransformTally, WriteTally,
 };
 use chute::transform::{Issue, RejectedRow};
-use chute::Code;
+use chute::{Code, Position};
 
 fn source() -> Source {
     Source {
@@ -38,8 +38,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
 
 fn rejected(row: u64, column: &str, value: &str, fields: &[&str]) -> RejectedRow {
     RejectedRow {
-        row,
-        line: row + 1,
+        position: Position { row, line: row + 1 },
         issues: vec![Issue {
             column: column.into(),
             code: Code::TypeError,
@@ -87,7 +86,7 @@ fn rejected_rows_make_a_partial_run_with_every_problem_in_rejects_csv() {
         &["A-1", "=HYPERLINK(\"http://x\")"],
     ));
     b.rejected_row(&rejected(3, "price", "@SUM(A1)", &["A-0", "@SUM(A1)"]));
-    b.refused(9, 10, "Document failed validation");
+    b.refused(Position { row: 9, line: 10 }, "Document failed validation");
     let (report, csv) = finish(b);
     assert_eq!(report.status, Status::Partial);
     assert_eq!(
@@ -96,11 +95,15 @@ fn rejected_rows_make_a_partial_run_with_every_problem_in_rejects_csv() {
     );
     assert_eq!(report.errors_total, 3);
     assert_eq!(
-        report.errors.iter().map(|e| e.row).collect::<Vec<_>>(),
+        report
+            .errors
+            .iter()
+            .map(|e| e.position.row)
+            .collect::<Vec<_>>(),
         [3, 7, 9],
         "in row order"
     );
-    assert_eq!(report.errors_by_code.get("database"), Some(&1));
+    assert_eq!(report.errors_by_code.get(&Code::Database), Some(&1));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "row,line,column,code,message,value,sku,price");
     assert_eq!(

@@ -3,10 +3,12 @@
 mod support;
 
 use bson::{doc, Bson, DateTime, Document};
+use chute::error::Refusal;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
+use chute::Position;
 use futures_util::TryStreamExt;
 use support::MongoServer;
 
@@ -71,8 +73,12 @@ async fn products(store: &Store) -> Vec<Document> {
     cursor.try_collect().await.unwrap()
 }
 
-fn counts(o: &WriteOutcome) -> (u64, u64, u64, usize) {
-    (o.inserted, o.updated, o.unchanged, o.refused.len())
+/// Writes staged documents as run `run`; a store error fails the test.
+async fn write(store: &Store, schema: &Schema, staged: &[u8], run: &str) -> WriteOutcome {
+    store
+        .upsert_staged(schema, staged, &ctx(run))
+        .await
+        .unwrap()
 }
 
 fn rows(n: usize, price: impl Fn(usize) -> String) -> String {
@@ -93,16 +99,22 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
     let store = store(&server).await;
     let schema = Schema::products();
     let original = staged(&rows(50, |i| format!("{i}.50")), 1 << 20).concat();
-    let first = store
-        .upsert_staged(&schema, &original, &ctx("run-1"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&first), (50, 0, 0, 0));
-    let again = store
-        .upsert_staged(&schema, &original, &ctx("run-2"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&again), (0, 0, 50, 0));
+    let first = write(&store, &schema, &original, "run-1").await;
+    assert_eq!(
+        first,
+        WriteOutcome {
+            inserted: 50,
+            ..WriteOutcome::default()
+        }
+    );
+    let again = write(&store, &schema, &original, "run-2").await;
+    assert_eq!(
+        again,
+        WriteOutcome {
+            unchanged: 50,
+            ..WriteOutcome::default()
+        }
+    );
     // Two prices change and one row is new.
     let corrected = staged(
         &rows(51, |i| {
@@ -115,11 +127,16 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
         1 << 20,
     )
     .concat();
-    let fixed = store
-        .upsert_staged(&schema, &corrected, &ctx("run-3"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&fixed), (1, 2, 48, 0));
+    let fixed = write(&store, &schema, &corrected, "run-3").await;
+    assert_eq!(
+        fixed,
+        WriteOutcome {
+            inserted: 1,
+            updated: 2,
+            unchanged: 48,
+            ..WriteOutcome::default()
+        }
+    );
 
     let docs = products(&store).await;
     assert_eq!(docs.len(), 51);
@@ -154,15 +171,15 @@ async fn a_retried_batch_counts_as_the_write_it_was() {
     let store = store(&server).await;
     let schema = Schema::products();
     let data = staged(&rows(20, |i| format!("{i}")), 1 << 20).concat();
-    let first = store
-        .upsert_staged(&schema, &data, &ctx("run-1"))
-        .await
-        .unwrap();
-    let retried = store
-        .upsert_staged(&schema, &data, &ctx("run-1"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&first), (20, 0, 0, 0));
+    let first = write(&store, &schema, &data, "run-1").await;
+    let retried = write(&store, &schema, &data, "run-1").await;
+    assert_eq!(
+        first,
+        WriteOutcome {
+            inserted: 20,
+            ..WriteOutcome::default()
+        }
+    );
     assert_eq!(
         retried, first,
         "same run, same chunk: same counts, nothing written twice"
@@ -180,21 +197,22 @@ async fn rows_merge_into_stored_documents() {
         1 << 20,
     )
     .concat();
-    store
-        .upsert_staged(&schema, &full, &ctx("run-1"))
-        .await
-        .unwrap();
+    write(&store, &schema, &full, "run-1").await;
     // Another feed without brand/active/currency: those keep their stored values.
     let partial = staged(
         "sku,name,price,stock,category\nA,Lamp XL,6,2,Home\nB,Desk,7,3,Office\n",
         1 << 20,
     )
     .concat();
-    let outcome = store
-        .upsert_staged(&schema, &partial, &ctx("run-2"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&outcome), (1, 1, 0, 0));
+    let outcome = write(&store, &schema, &partial, "run-2").await;
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            inserted: 1,
+            updated: 1,
+            ..WriteOutcome::default()
+        }
+    );
     let docs = products(&store).await;
     let a = &docs[0];
     assert_eq!(a.get_str("name").unwrap(), "Lamp XL");
@@ -224,11 +242,15 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
     // meets the first one's key, exactly as when another writer stores the key in between.
     let first = staged(&format!("{HEADER}\nA,Lamp,5,1,Home,Acme,yes\n"), 1 << 20).concat();
     let second = staged(&format!("{HEADER}\nA,Lamp v2,6,1,Home,Acme,yes\n"), 1 << 20).concat();
-    let outcome = store
-        .upsert_staged(&schema, &[first, second].concat(), &ctx("run-1"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&outcome), (1, 1, 0, 0));
+    let outcome = write(&store, &schema, &[first, second].concat(), "run-1").await;
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            inserted: 1,
+            updated: 1,
+            ..WriteOutcome::default()
+        }
+    );
     let docs = products(&store).await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].get_str("name").unwrap(), "Lamp v2");
@@ -287,16 +309,14 @@ async fn last_occurrence_wins_whatever_order_chunks_are_written() {
             list.reverse();
         }
         for chunk in list {
-            total.add(
-                store
-                    .upsert_staged(&schema, chunk, &ctx("run-1"))
-                    .await
-                    .unwrap(),
-            );
+            total.add(write(&store, &schema, chunk, "run-1").await);
         }
         assert_eq!(
-            counts(&total),
-            (7, 0, 0, 0),
+            total,
+            WriteOutcome {
+                inserted: 7,
+                ..WriteOutcome::default()
+            },
             "{database}: only winners are written"
         );
         let docs = products(&store).await;
@@ -321,14 +341,21 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
     "_import": {"row": 2i64, "line": 3i64, "hash": "00"}};
     let mut bytes = good.clone();
     bad.to_writer(&mut bytes).unwrap();
-    let outcome = store
-        .upsert_staged(&schema, &bytes, &ctx("run-1"))
-        .await
-        .unwrap();
-    assert_eq!(counts(&outcome), (1, 0, 0, 1));
-    let refusal = &outcome.refused[0];
-    assert_eq!((refusal.row, refusal.line, refusal.code), (2, 3, 121));
-    assert!(refusal.message.contains("stock"), "{}", refusal.message);
+    let outcome = write(&store, &schema, &bytes, "run-1").await;
+    let message = outcome.refused[0].message.clone();
+    assert!(message.contains("stock"), "{message}");
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            inserted: 1,
+            refused: vec![Refusal {
+                position: Position { row: 2, line: 3 },
+                code: 121,
+                message,
+            }],
+            ..WriteOutcome::default()
+        }
+    );
     assert_eq!(products(&store).await.len(), 1);
 }
 
@@ -392,10 +419,7 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
         written_before_retry <= 100,
         "no write after the first batch reached the server: {written_before_retry}"
     );
-    let retried = store
-        .upsert_staged(&schema, &data, &ctx("run-1"))
-        .await
-        .unwrap();
+    let retried = write(&store, &schema, &data, "run-1").await;
     assert_eq!(
         retried,
         WriteOutcome {
@@ -594,7 +618,13 @@ async fn a_staged_stream_is_written_batch_by_batch_and_a_truncated_one_is_refuse
         .upsert_stream(&schema, stream(bytes.clone()), &ctx("run-1"))
         .await
         .unwrap();
-    assert_eq!(counts(&outcome), (5, 0, 0, 0));
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            inserted: 5,
+            ..WriteOutcome::default()
+        }
+    );
 
     store.database().drop().await.unwrap();
     store.ensure_collection(&schema).await.unwrap();

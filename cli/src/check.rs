@@ -241,22 +241,23 @@ pub fn summary(r: &Report) -> String {
         out += &format!("  warning: {w}\n");
     }
     if r.errors_total > 0 {
-        let list = |m: &std::collections::BTreeMap<String, u64>| {
-            let mut v: Vec<_> = m.iter().collect();
-            v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        /// Most frequent first, ties by name.
+        fn list<K: std::fmt::Display>(m: &std::collections::BTreeMap<K, u64>) -> String {
+            let mut v: Vec<_> = m.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             v.iter()
-                .map(|(k, n)| format!("{k} {}", thousands(**n)))
+                .map(|(k, n)| format!("{k} {}", thousands(*n)))
                 .collect::<Vec<_>>()
                 .join(", ")
-        };
+        }
         out += &format!("  errors by code: {}\n", list(&r.errors_by_code));
         out += &format!("  errors by column: {}\n", list(&r.errors_by_column));
         out += "  first rejected rows:\n";
         for e in r.errors.iter().take(SHOWN_REJECTS) {
             out += &format!(
                 "    row {} (line {}) {} {}: {}{}\n",
-                e.row,
-                e.line,
+                e.position.row,
+                e.position.line,
                 e.column,
                 e.code,
                 e.message,

@@ -229,7 +229,7 @@ impl Traced for ReportInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Code;
+    use crate::error::{Code, Position};
     use crate::report::{Imported, Transformed};
     use crate::transform::Issue;
 
@@ -237,8 +237,7 @@ mod tests {
     #[test]
     fn stored_chunk_records_read_back_as_the_report_sees_them() {
         let rejected = RejectedRow {
-            row: 2,
-            line: 3,
+            position: Position { row: 2, line: 3 },
             issues: vec![Issue {
                 column: "price".into(),
                 code: Code::TypeError,
@@ -269,8 +268,7 @@ mod tests {
         assert_eq!((seen.duration_ms, seen.rejections), (40, vec![rejected]));
 
         let refusal = Refusal {
-            row: 4,
-            line: 5,
+            position: Position { row: 4, line: 5 },
             code: 121,
             message: "Document failed validation".into(),
         };

@@ -152,7 +152,7 @@ pub async fn handle(
         );
     }
     refusals.extend(outcome.refused.iter().cloned());
-    refusals.sort_by_key(|r| r.row);
+    refusals.sort_by_key(|r| r.position);
     let mut output = output(input, &progress, refusals);
     env.blob
         .put_json(&input.bucket, &record_key, &output)

@@ -81,3 +81,79 @@ impl Mailer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_sesv2::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_sesv2::config::{
+        BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+    };
+    use aws_sdk_sesv2::error::BoxError;
+
+    use super::*;
+
+    /// Keeps the signed request's body and stops it before it leaves: moto accepts and ignores
+    /// `ConfigurationSetName`, so the request itself is what a local test can check.
+    #[derive(Debug, Clone, Default)]
+    struct KeepBody(Arc<Mutex<Option<String>>>);
+
+    impl Intercept for KeepBody {
+        fn name(&self) -> &'static str {
+            "KeepBody"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let body = context.request().body().bytes().unwrap_or_default();
+            *self.0.lock().unwrap() = Some(String::from_utf8_lossy(body).into_owned());
+            Err("kept, not sent".into())
+        }
+    }
+
+    async fn sent_body(configuration_set: Option<&str>) -> serde_json::Value {
+        let kept = KeepBody::default();
+        let config = aws_sdk_sesv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("id", "secret", None, None, "test"))
+            .interceptor(kept.clone())
+            .build();
+        let mailer = Mailer {
+            client: aws_sdk_sesv2::Client::from_conf(config),
+            configuration_set: configuration_set.map(str::to_string),
+        };
+        let email = Email {
+            from: "chute@example.com".into(),
+            to: vec!["team@example.com".into()],
+            subject: "s".into(),
+            html: "<p>h</p>".into(),
+            text: "t".into(),
+        };
+        assert!(
+            mailer.send(&email, 1).await.is_err(),
+            "the request never leaves"
+        );
+        let body = kept
+            .0
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the request was built");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_email_names_the_configured_configuration_set() {
+        let body = sent_body(Some("chute-reports")).await;
+        assert_eq!(body["ConfigurationSetName"], "chute-reports", "{body}");
+        assert_eq!(body["FromEmailAddress"], "chute@example.com");
+        let body = sent_body(None).await;
+        assert!(body.get("ConfigurationSetName").is_none(), "{body}");
+    }
+}

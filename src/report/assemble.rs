@@ -90,7 +90,7 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                     builder.rejected_row(row);
                 }
                 for r in &i.rejections {
-                    builder.refused(r.row, r.line, &r.message);
+                    builder.refused(r.position, &r.message);
                 }
             }
             builder.chunk(&tally);
@@ -135,7 +135,7 @@ pub fn failure_reason(error: &str, cause: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Code;
+    use crate::error::{Code, Position};
     use crate::report::Status;
     use crate::transform::Issue;
 
@@ -284,8 +284,7 @@ mod tests {
         let mut c = chunk(0, 3, 2, written(1, 1));
         if let Some(t) = &mut c.transformed {
             t.rejections.push(RejectedRow {
-                row: 1,
-                line: 2,
+                position: Position { row: 1, line: 2 },
                 issues: vec![Issue {
                     column: "price".into(),
                     code: Code::TypeError,
@@ -297,8 +296,7 @@ mod tests {
         }
         if let Some(i) = &mut c.imported {
             i.rejections.push(Refusal {
-                row: 3,
-                line: 4,
+                position: Position { row: 3, line: 4 },
                 code: 121,
                 message: "Document failed validation".into(),
             });

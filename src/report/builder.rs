@@ -6,6 +6,7 @@ use super::{
     Artifacts, ChunkTally, Chunks, ErrorEntry, Report, Rows, Source, Status, Timings, Written,
     ERROR_SAMPLE,
 };
+use crate::error::{Code, Position};
 use crate::transform::RejectedRow;
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
@@ -92,10 +93,9 @@ impl ReportBuilder {
         for issue in &row.issues {
             self.push(
                 ErrorEntry {
-                    row: row.row,
-                    line: row.line,
+                    position: row.position,
                     column: issue.column.clone(),
-                    code: issue.code.as_str().to_string(),
+                    code: issue.code,
                     message: issue.message.clone(),
                     value: issue.value.clone(),
                 },
@@ -105,13 +105,12 @@ impl ReportBuilder {
     }
 
     /// A document the database refused.
-    pub fn refused(&mut self, row: u64, line: u64, message: &str) {
+    pub fn refused(&mut self, position: Position, message: &str) {
         self.push(
             ErrorEntry {
-                row,
-                line,
+                position,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: crate::error::Code::Database.as_str().to_string(),
+                code: Code::Database,
                 message: message.to_string(),
                 value: String::new(),
             },
@@ -122,7 +121,7 @@ impl ReportBuilder {
     fn push(&mut self, entry: ErrorEntry, fields: Vec<String>) {
         let r = &mut self.report;
         r.errors_total += 1;
-        *r.errors_by_code.entry(entry.code.clone()).or_default() += 1;
+        *r.errors_by_code.entry(entry.code).or_default() += 1;
         *r.errors_by_column.entry(entry.column.clone()).or_default() += 1;
         self.rejects.push(RejectLine { entry, fields });
     }
@@ -135,7 +134,7 @@ impl ReportBuilder {
         header: &[String],
     ) -> (Report, Vec<u8>) {
         // Stable: a row's problems keep the schema's column order.
-        self.rejects.sort_by_key(|l| l.entry.row);
+        self.rejects.sort_by_key(|l| l.entry.position);
         let r = &mut self.report;
         r.errors = self
             .rejects
@@ -202,10 +201,10 @@ fn rejects_csv(lines: &[RejectLine], header: &[String]) -> Vec<u8> {
     for l in lines {
         let e = &l.entry;
         let mut cells = vec![
-            e.row.to_string(),
-            e.line.to_string(),
+            e.position.row.to_string(),
+            e.position.line.to_string(),
             e.column.clone(),
-            e.code.clone(),
+            e.code.to_string(),
             e.message.clone(),
             e.value.clone(),
         ];

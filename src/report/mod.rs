@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Code, Position};
+
 pub use assemble::{
     assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, StepRecord, Transformed,
 };
@@ -67,10 +69,10 @@ pub struct Written {
 /// One rejected cell (or row), as quoted in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEntry {
-    pub row: u64,
-    pub line: u64,
+    #[serde(flatten)]
+    pub position: Position,
     pub column: String,
-    pub code: String,
+    pub code: Code,
     pub message: String,
     pub value: String,
 }
@@ -159,7 +161,7 @@ pub struct Report {
     /// The first [`ERROR_SAMPLE`] errors in row order.
     pub errors: Vec<ErrorEntry>,
     pub errors_total: u64,
-    pub errors_by_code: BTreeMap<String, u64>,
+    pub errors_by_code: BTreeMap<Code, u64>,
     pub errors_by_column: BTreeMap<String, u64>,
     pub chunks: Chunks,
     pub warnings: Vec<String>,

@@ -5,15 +5,14 @@ use bson::{doc, Bson, Document, RawDocument};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::upsert::WriteContext;
-use crate::error::ChuteError;
+use crate::error::{ChuteError, Position};
 use crate::schema::join_key;
 
 /// One staged document, split into what the update statement needs.
 pub(super) struct StagedDoc {
     pub key: Vec<(String, Bson)>,
     pub key_text: String,
-    pub row: u64,
-    pub line: u64,
+    pub position: Position,
     pub hash: String,
     set: Document,
     defaults: Document,
@@ -60,8 +59,7 @@ impl StagedDoc {
         Ok(StagedDoc {
             key,
             key_text,
-            row,
-            line,
+            position: Position { row, line },
             hash,
             set,
             defaults,
@@ -91,7 +89,7 @@ impl StagedDoc {
     }
 
     fn import_meta(&self, ctx: &WriteContext) -> Document {
-        doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.row as i64, "line": self.line as i64, "hash": &self.hash, "at": ctx.at}
+        doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.position.row as i64, "line": self.position.line as i64, "hash": &self.hash, "at": ctx.at}
     }
 }
 

@@ -174,7 +174,7 @@ impl Store {
         changed.append(&mut raced);
         self.update_changed(schema, &changed, ctx, &mut outcome)
             .await?;
-        outcome.refused.sort_by_key(|r| r.row);
+        outcome.refused.sort_by_key(|r| r.position);
         Ok(outcome)
     }
 
@@ -316,8 +316,7 @@ struct WriteError {
 impl WriteError {
     fn refusal(&self, doc: &StagedDoc) -> Refusal {
         Refusal {
-            row: doc.row,
-            line: doc.line,
+            position: doc.position,
             code: self.code,
             message: self.message.clone(),
         }
