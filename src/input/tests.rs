@@ -68,7 +68,7 @@ fn bytes_malformed_in_the_declared_encoding_are_rejected_not_replaced() {
     assert_eq!((outcome.valid(), outcome.rejected()), (2, 1));
     let rejected = &outcome.chunks[0].rejected[0];
     assert_eq!(
-        (rejected.row, rejected.issues[0].code),
+        (rejected.position.row, rejected.issues[0].code),
         (3, crate::Code::Encoding)
     );
 }
