@@ -142,10 +142,10 @@ pub const SPREADSHEET_ERRORS: [&str; 7] = [
 ];
 
 /// A spreadsheet's formula error (`#N/A`) where a value should be: refused whatever the column.
+/// Out of line: callers test for the leading `#` first, so the row path pays one byte comparison.
+#[cold]
+#[inline(never)]
 fn spreadsheet_error(text: &str) -> Option<CellError> {
-    if !text.starts_with('#') {
-        return None;
-    }
     SPREADSHEET_ERRORS
         .iter()
         .find(|e| e.eq_ignore_ascii_case(text))
@@ -199,17 +199,25 @@ pub fn parse_cell<'a>(
     c: &Constraints,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
-    if let Some(e) = spreadsheet_error(text) {
-        return Err(e);
+    if text.as_bytes().first() == Some(&b'#') {
+        if let Some(e) = spreadsheet_error(text) {
+            return Err(e);
+        }
     }
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let plain = c
-                .numbers
-                .normalise(text)
-                .map_err(|m| CellError::new(Code::TypeError, m))?;
-            let d = Decimal::parse(&plain).ok_or_else(|| {
+            let normalised;
+            let plain = if c.numbers.is_plain() {
+                text
+            } else {
+                normalised = c
+                    .numbers
+                    .normalise(text)
+                    .map_err(|m| CellError::new(Code::TypeError, m))?;
+                &normalised
+            };
+            let d = Decimal::parse(plain).ok_or_else(|| {
                 CellError::new(
                     Code::TypeError,
                     if c.numbers.is_plain() {
@@ -235,11 +243,17 @@ pub fn parse_cell<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let plain = c
-                .numbers
-                .normalise(text)
-                .map_err(|m| CellError::new(Code::TypeError, m))?;
-            let n = parse_integer(&plain)
+            let normalised;
+            let plain = if c.numbers.is_plain() {
+                text
+            } else {
+                normalised = c
+                    .numbers
+                    .normalise(text)
+                    .map_err(|m| CellError::new(Code::TypeError, m))?;
+                &normalised
+            };
+            let n = parse_integer(plain)
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,

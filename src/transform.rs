@@ -110,8 +110,6 @@ pub struct RowRules<'s> {
     /// Which slot a header cell feeds (for quoting values in rejections).
     cell_slots: Vec<Option<usize>>,
     key_slots: Vec<usize>,
-    /// Per slot: whether it is part of the key.
-    is_key: Vec<bool>,
     layout: Vec<Node>,
     /// BSON of the defaults of columns missing from the header (applied on insert only); the
     /// same for every row, so written once.
@@ -154,7 +152,6 @@ impl<'s> RowRules<'s> {
                     .expect("key columns exist")
             })
             .collect::<Vec<usize>>();
-        let is_key = (0..slots.len()).map(|s| key_slots.contains(&s)).collect();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -180,7 +177,6 @@ impl<'s> RowRules<'s> {
             slots,
             cell_slots,
             key_slots,
-            is_key,
             layout,
             insert_defaults,
         }
@@ -200,17 +196,13 @@ impl<'s> RowRules<'s> {
             issues.push(self.field_count_issue(record.as_byte_record()));
             return false;
         }
-        for (slot, (column, cell)) in self.slots.iter().enumerate() {
+        for (column, cell) in &self.slots {
             let text = cell.and_then(|c| record.get(c)).map_or("", trim);
             let parsed = if text.is_empty() {
                 None
             } else {
                 // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
-                let checked = match self.is_key[slot].then(|| scientific_key(text)).flatten() {
-                    Some(e) => Err(e),
-                    None => parse_cell(column.kind, &column.constraints, text),
-                };
-                match checked {
+                match parse_cell(column.kind, &column.constraints, text) {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
                     Err(e) => {
@@ -241,6 +233,26 @@ impl<'s> RowRules<'s> {
                 None => None,
             };
             values.push(value);
+        }
+        // Keys are the one place a spreadsheet's rewrite of a number is silent damage; checked once
+        // a row, and a key starting with a letter (most) is passed by one byte test.
+        for &slot in &self.key_slots {
+            let (column, cell) = self.slots[slot];
+            let text = cell.and_then(|c| record.get(c)).map_or("", trim);
+            if !text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            if let Some(e) = scientific_key(text) {
+                // The spreadsheet's damage explains any other complaint about the cell.
+                issues.retain(|i| i.column != column.name);
+                issues.push(Issue {
+                    column: column.name.clone(),
+                    code: e.code,
+                    message: format!("{} {}", column.name, e.message),
+                    value: quote(text),
+                });
+                values[slot] = None;
+            }
         }
         issues.is_empty()
     }

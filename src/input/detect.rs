@@ -32,6 +32,11 @@ impl NotUtf8 {
         if std::str::from_utf8(record).is_ok() {
             return;
         }
+        self.count(row, record);
+    }
+
+    #[cold]
+    fn count(&mut self, row: u64, record: &[u8]) {
         if self.rows == 0 {
             self.first_row = row;
         }
@@ -59,5 +64,39 @@ impl NotUtf8 {
             "{rows} not UTF-8 (the first is row {}); they decode as {guess} — set chute-encoding: {guess} (object metadata) or encoding = \"{guess}\" in the schema's [format]",
             self.first_row
         ))
+    }
+}
+
+/// Validates the bytes the planner reads as UTF-8 a block at a time, which costs far less than
+/// validating record by record; once a block fails (an invalid byte, or a character cut at the
+/// block's end) records are checked one by one ([`NotUtf8::check`]) from there on. A record's
+/// bytes are all read by the time it is parsed, so no bad record is missed.
+pub struct Utf8Watch<R> {
+    inner: R,
+    invalid: bool,
+}
+
+impl<R> Utf8Watch<R> {
+    pub fn new(inner: R) -> Self {
+        Utf8Watch {
+            inner,
+            invalid: false,
+        }
+    }
+
+    /// Whether some block read so far was not (wholly) UTF-8.
+    pub fn seen_invalid(&self) -> bool {
+        self.invalid
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Utf8Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        // encoding_rs validates with SIMD (simdutf8): several times faster than `str::from_utf8`.
+        if !self.invalid && encoding_rs::Encoding::utf8_valid_up_to(&buf[..n]) != n {
+            self.invalid = true;
+        }
+        Ok(n)
     }
 }

@@ -43,7 +43,7 @@ use crate::schema::Schema;
 use crate::value::NumberFormat;
 
 pub use decode::{Compression, Staging};
-pub use detect::NotUtf8;
+pub use detect::{NotUtf8, Utf8Watch};
 
 /// The delimiters `delimiter = "auto"` tries, in order of preference on a tie.
 pub const AUTO_CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
