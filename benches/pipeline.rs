@@ -126,6 +126,7 @@ fn probe_child(kind: &str, path: &str, chunk_bytes: u64, extra: &[&str]) -> Valu
 /// chunk would take the local server minutes); memory holds one batch whatever the count.
 #[cfg(feature = "adapters")]
 fn import_probe(path: &str, uri: &str, docs: u64) {
+    use chute::feed::Mode;
     use chute::store::{Store, StoreConfig, WriteContext};
     use tokio::io::AsyncReadExt;
     let staged_path = format!("{path}.staged");
@@ -151,6 +152,8 @@ fn import_probe(path: &str, uri: &str, docs: u64) {
         let ctx = WriteContext {
             run_id: "bench-rss".into(),
             source: "s3://bench/bench.csv".into(),
+            source_name: "default".into(),
+            mode: Mode::Incremental,
             at: bson::DateTime::now(),
         };
         let outcome = store.upsert_stream(&schema, reader, &ctx).await.unwrap();
@@ -369,6 +372,7 @@ fn raw_parse(data: &[u8]) -> f64 {
 
 #[cfg(feature = "adapters")]
 async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (f64, f64, f64) {
+    use chute::feed::Mode;
     use chute::store::{split_staged, Store, StoreConfig, WriteContext};
     // The first `docs` valid rows, staged exactly as the transform stages them.
     let cut = data
@@ -395,6 +399,8 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
     let ctx = WriteContext {
         run_id: "bench".into(),
         source: "s3://bench/bench.csv".into(),
+        source_name: "default".into(),
+        mode: Mode::Incremental,
         at: bson::DateTime::now(),
     };
     // Like the engine rates: the best of alternating rounds, each into freshly created collections,

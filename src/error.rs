@@ -61,6 +61,8 @@ codes! {
         SpreadsheetError = "spreadsheet_error",
         /// The database refused the document (validator, key or size); the message is the server's.
         Database = "database",
+        /// A `match_also` field value names two different stored products; the message names both.
+        Conflict = "conflict",
     }
 }
 
@@ -86,6 +88,9 @@ codes! {
         TooManyKeys = "too_many_keys",
         /// The bytes could not be read as CSV at all.
         Unreadable = "unreadable",
+        /// The object's metadata or folder asks for what chute does not know (a `chute-mode`
+        /// that is no mode, a source name that cannot be a field name).
+        Settings = "settings",
     }
 }
 
@@ -151,9 +156,25 @@ impl fmt::Display for Position {
 pub struct Refusal {
     #[serde(flatten)]
     pub position: Position,
-    /// The server's error code (121: the validator refused it).
+    /// The server's error code (121: the validator refused it), or [`Refusal::CONFLICT`] when the
+    /// writer refused the row itself.
     pub code: i32,
     pub message: String,
+}
+
+impl Refusal {
+    /// The writer's own code for a `match_also` conflict. MongoDB's codes are positive, so a
+    /// negative one never collides with the server's.
+    pub const CONFLICT: i32 = -1;
+
+    /// The row code the report files this refusal under.
+    pub fn row_code(&self) -> Code {
+        if self.code == Refusal::CONFLICT {
+            Code::Conflict
+        } else {
+            Code::Database
+        }
+    }
 }
 
 /// Why a step failed. Every variant but `Transient` and `InvalidFile` is fatal: retrying would
@@ -294,6 +315,7 @@ mod tests {
             FileCode::TooManyColumns,
             FileCode::TooManyKeys,
             FileCode::Unreadable,
+            FileCode::Settings,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -16,6 +16,7 @@ pub mod blob;
 pub mod bson_writer;
 pub mod dedup;
 pub mod error;
+pub mod feed;
 pub mod header;
 pub mod input;
 #[cfg(feature = "adapters")]

@@ -1,13 +1,49 @@
 //! Where a file goes: the run it starts ([`run_id`], the idempotent execution name shared by the
 //! `trigger` function and `chute backfill`) and who gets its email ([`Routing`]): the team whose
 //! folder the file was dropped in (`incoming/<team>/…`), else the default list, plus the success or
-//! failure list for the outcome.
+//! failure list for the outcome; and which feed source a file belongs to ([`source`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{FileCode, FileError};
+use crate::feed::check_source_name;
 use crate::report::Status;
+
+/// The source of files that name none (no `chute-source`, no team folder).
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// The feed source of the file at `key` (under `incoming_prefix`): object metadata `chute-source`
+/// when set, else the team folder (`incoming/<team>/…`), else [`DEFAULT_SOURCE`]. The name becomes
+/// part of document field names (`_sources.<name>`), so anything outside `A-Za-z0-9_-` refuses the
+/// file rather than being rewritten into another source's name.
+pub fn source(
+    incoming_prefix: &str,
+    key: &str,
+    metadata: &HashMap<String, String>,
+) -> Result<String, FileError> {
+    let refuse = |why: String| FileError::new(FileCode::Settings, why);
+    if let Some(named) = metadata.get("chute-source") {
+        let named = named.trim();
+        check_source_name(named).map_err(|e| refuse(format!("chute-source metadata: {e}")))?;
+        return Ok(named.to_string());
+    }
+    match key
+        .strip_prefix(incoming_prefix)
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((folder, _)) => {
+            check_source_name(folder).map_err(|e| {
+                refuse(format!(
+                    "the folder `{folder}` names the file's source: {e} (or set chute-source metadata)"
+                ))
+            })?;
+            Ok(folder.to_string())
+        }
+        None => Ok(DEFAULT_SOURCE.to_string()),
+    }
+}
 
 /// One uploaded object version: what an S3 event names, or what a bucket listing finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +165,53 @@ mod tests {
         }
         assert!(run_id(&object("incoming/x.txt"), "e").starts_with("x-txt-"));
         assert!(run_id(&object("incoming/é.csv"), "e").starts_with("--"));
+    }
+
+    #[test]
+    fn the_source_is_the_metadata_else_the_team_folder_else_default() {
+        let none = HashMap::new();
+        let named = HashMap::from([("chute-source".to_string(), " erp ".to_string())]);
+        assert_eq!(
+            source("incoming/", "incoming/shoes/a.csv", &none).unwrap(),
+            "shoes"
+        );
+        assert_eq!(
+            source("incoming/", "incoming/shoes/x/a.csv", &none).unwrap(),
+            "shoes"
+        );
+        assert_eq!(
+            source("incoming/", "incoming/a.csv", &none).unwrap(),
+            DEFAULT_SOURCE
+        );
+        assert_eq!(
+            source("incoming/", "incoming/shoes/a.csv", &named).unwrap(),
+            "erp"
+        );
+        assert_eq!(
+            source("incoming/", "incoming/a.csv", &named).unwrap(),
+            "erp"
+        );
+    }
+
+    #[test]
+    fn a_source_name_that_cannot_be_a_field_name_refuses_the_file() {
+        let err = source("incoming/", "incoming/shoe team/a.csv", &HashMap::new()).unwrap_err();
+        assert_eq!(err.code, FileCode::Settings);
+        assert!(
+            err.message.contains("folder `shoe team`"),
+            "{}",
+            err.message
+        );
+        let dotted = HashMap::from([("chute-source".to_string(), "a.b".to_string())]);
+        let err = source("incoming/", "incoming/a.csv", &dotted).unwrap_err();
+        assert!(
+            err.message
+                .contains("chute-source metadata: source name `a.b`"),
+            "{}",
+            err.message
+        );
+        let empty = HashMap::from([("chute-source".to_string(), " ".to_string())]);
+        assert!(source("incoming/", "incoming/a.csv", &empty).is_err());
     }
 
     #[test]

@@ -84,6 +84,8 @@ async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::PlanOutput) -> 
         key: input.key.clone(),
         etag: input.etag.clone(),
         schema: input.schema.clone(),
+        source: input.source.clone(),
+        mode: input.mode,
         plan_key: plan.plan_key.clone(),
         chunk: chunks(env, plan).await[0],
         import_budget_ms: None,
@@ -296,6 +298,54 @@ async fn a_file_past_the_key_ceiling_ends_in_a_failed_report_naming_the_limit() 
         reason.contains("past 2 keys")
             && reason.contains("ValidateMemoryMb")
             && reason.ends_with("(too_many_keys)"),
+        "{reason}"
+    );
+}
+
+/// An unknown `chute-mode` must neither be guessed (a typo of `dry-run` would write) nor lost (no
+/// report): the run starts, validate refuses the file, the report says why.
+#[tokio::test]
+async fn metadata_naming_an_unknown_mode_ends_in_a_failed_report_naming_the_value() {
+    let env = env().await;
+    let run_id = unique("badmode");
+    let key = format!("incoming/erp/{run_id}.csv");
+    upload(&env, &key, "sku,name,price,stock,category\nA,L,1,1,H\n").await;
+    let mut info = env.blob.head(stack().bucket(), &key).await.unwrap();
+    info.metadata.insert("chute-mode".into(), "dryrun".into());
+    let object = lambda::trigger::ObjectRef {
+        bucket: stack().bucket().into(),
+        key: key.clone(),
+        etag: None,
+        version_id: None,
+    };
+    let input = lambda::trigger::run_input(&env.config, &object, &info);
+    assert_eq!(
+        (input.source.as_str(), input.mode),
+        ("erp", chute::feed::Mode::DryRun)
+    );
+    let err = lambda::validate::handle(&env, event(input.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Chute.InvalidFile");
+    let file_error: chute::FileError = serde_json::from_str(&err.error_message).unwrap();
+    assert_eq!(file_error.code, "settings");
+    let out = lambda::report::handle(
+        &env,
+        event(ReportInput {
+            run: input,
+            plan: None,
+            failure: Some(failure(&err.error_type, &err.error_message)),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, chute::report::Status::Failed);
+    let reason = stored_report(&env, &out.report_key).await["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("chute-mode `dryrun` is not a mode"),
         "{reason}"
     );
 }

@@ -4,6 +4,7 @@ mod support;
 
 use bson::{doc, Bson, DateTime, Document};
 use chute::error::Refusal;
+use chute::feed::Mode;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
@@ -46,6 +47,8 @@ fn ctx(run: &str) -> WriteContext {
     WriteContext {
         run_id: run.to_string(),
         source: format!("s3://bucket/incoming/{run}.csv"),
+        source_name: "default".into(),
+        mode: Mode::Incremental,
         at: DateTime::now(),
     }
 }
@@ -261,6 +264,9 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
         [
             "_id",
             "_import",
+            "_provenance",
+            "_rev",
+            "_sources",
             "active",
             "attributes",
             "category",
@@ -446,6 +452,7 @@ async fn the_ledger_remembers_finished_chunks() {
         updated: 2,
         unchanged: 1,
         refused: vec![],
+        ..WriteOutcome::default()
     };
     store.finish_chunk("run-9", 0, &outcome).await.unwrap();
     store

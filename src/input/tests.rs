@@ -221,3 +221,27 @@ fn trailing_blank_header_columns_are_tolerated_and_named() {
         ["3 empty trailing header columns ignored (cells 6-8, a spreadsheet export's padding)"]
     );
 }
+
+#[test]
+fn a_source_table_can_read_its_files_differently() {
+    let products = include_str!("../../schemas/products.toml");
+    let text = format!(
+        "{products}\n[format]\ndecimal = \",\"\n[sources.erp]\nmode = \"full\"\n[sources.erp.format]\nencoding = \"latin1\"\ndelimiter = \";\"\n[sources.web]\nmode = \"full\"\n"
+    );
+    let schema = Schema::from_toml(&text, "p.toml").unwrap();
+    let erp = schema.format_for("erp");
+    assert_eq!(erp.encoding, encoding_rs::WINDOWS_1252);
+    assert_eq!(erp.delimiter, Delimiter::Byte(b';'));
+    assert_eq!(
+        erp.numbers.decimal, ',',
+        "the schema's [format] is the base"
+    );
+    assert_eq!(schema.format_for("web"), &schema.format);
+    assert_eq!(schema.format_for("default").encoding, encoding_rs::UTF_8);
+    let bad = text.replace("encoding = \"latin1\"", "encoding = \"klingon\"");
+    let err = Schema::from_toml(&bad, "p.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("[sources.erp.format]") && err.contains("klingon"),
+        "{err}"
+    );
+}

@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Refusal;
+use crate::error::{FileError, Refusal};
+use crate::feed::Mode;
 use crate::records::ChunkPlan;
 use crate::report::Status;
+use crate::store::Difference;
 use crate::transform::RejectedRow;
 
 /// The execution input `trigger` starts a run with.
@@ -19,6 +21,19 @@ pub struct RunInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
     pub schema: String,
+    /// Who sent the file ([`crate::routing::source`]).
+    pub source: String,
+    /// The configured mode of the source, or object metadata `chute-mode`.
+    pub mode: Mode,
+    /// Object metadata `chute-force-stale: true`: a full refresh marks its stale products even
+    /// above `max_stale_percent`.
+    #[serde(default)]
+    pub force_stale: bool,
+    /// Set by the trigger when the object's metadata or folder cannot be used (an unknown
+    /// `chute-mode`, a source name that cannot be a field name): validate refuses the file with
+    /// it, so the run still ends in a report saying why. `mode` is then `dry-run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<FileError>,
     /// Overrides the configured chunk size for this file (object metadata `chute-chunk-bytes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_bytes: Option<u64>,
@@ -92,6 +107,10 @@ pub struct ChunkInput {
     pub key: String,
     pub etag: String,
     pub schema: String,
+    /// Carried from [`RunInput::source`] to the import.
+    pub source: String,
+    /// Carried from [`RunInput::mode`] to the import.
+    pub mode: Mode,
     pub plan_key: String,
     pub chunk: ChunkPlan,
     /// Carried from the plan to the import (see [`PlanOutput::import_budget_ms`]).
@@ -107,6 +126,8 @@ pub struct TransformOutput {
     pub bucket: String,
     pub key: String,
     pub schema: String,
+    pub source: String,
+    pub mode: Mode,
     pub chunk: u32,
     pub rows: u64,
     pub valid: u64,
@@ -130,6 +151,15 @@ pub struct ImportOutput {
     pub updated: u64,
     pub unchanged: u64,
     pub refused: u64,
+    /// Of `updated`: products a full refresh had marked stale, active again.
+    #[serde(default)]
+    pub reactivated: u64,
+    /// Of `updated` and `unchanged`: rows merged into another key's product by `match_also`.
+    #[serde(default)]
+    pub merged: u64,
+    /// A dry run's sample of the field changes it would make (see [`crate::store::Difference`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
     pub duration_ms: u64,
     /// True when the ledger showed the chunk done and nothing was written.
     pub replayed: bool,
@@ -251,6 +281,8 @@ mod tests {
             bucket: "b".into(),
             key: "k".into(),
             schema: "products".into(),
+            source: "default".into(),
+            mode: Mode::Incremental,
             chunk: 1,
             rows: 5,
             valid: 3,
@@ -279,6 +311,9 @@ mod tests {
             updated: 1,
             unchanged: 0,
             refused: 1,
+            reactivated: 0,
+            merged: 0,
+            differences: Vec::new(),
             duration_ms: 60,
             replayed: false,
             finished: true,

@@ -16,7 +16,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use super::metrics::Metrics;
 use super::{elapsed_ms, Env, ImportOutput, TransformOutput};
 use crate::error::Refusal;
-use crate::store::{ImportProgress, WriteContext};
+use crate::store::{ImportProgress, WriteContext, DIFFERENCE_SAMPLE};
 
 /// Left of the invocation's time when the import stops starting batches: one batch (1,000
 /// documents) still in flight, the S3 and ledger writes after it, and the peek at the next batch.
@@ -99,6 +99,8 @@ pub async fn handle(
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
         source: format!("s3://{}/{}", input.bucket, input.key),
+        source_name: input.source.clone(),
+        mode: input.mode,
         at: DateTime::now(),
     };
     let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
@@ -113,6 +115,15 @@ pub async fn handle(
         updated: before.updated + outcome.updated,
         unchanged: before.unchanged + outcome.unchanged,
         refused: before.refused + outcome.refused.len() as u64,
+        reactivated: before.reactivated + outcome.reactivated,
+        merged: before.merged + outcome.merged,
+        differences: before
+            .differences
+            .iter()
+            .chain(&outcome.differences)
+            .take(DIFFERENCE_SAMPLE)
+            .cloned()
+            .collect(),
         staged_etag,
         refusal_parts: before.refusal_parts.clone(),
         invocations: before.invocations + 1,
@@ -165,6 +176,9 @@ pub async fn handle(
         updated: progress.updated,
         unchanged: progress.unchanged,
         refused: output.refusals.clone(),
+        reactivated: progress.reactivated,
+        merged: progress.merged,
+        differences: progress.differences.clone(),
     };
     store
         .finish_chunk(&input.run_id, input.chunk, &total)
@@ -205,6 +219,9 @@ fn output(
         updated: progress.updated,
         unchanged: progress.unchanged,
         refused: progress.refused,
+        reactivated: progress.reactivated,
+        merged: progress.merged,
+        differences: progress.differences.clone(),
         duration_ms: progress.duration_ms,
         replayed: false,
         finished: progress.finished,

@@ -75,6 +75,8 @@ pub async fn handle(
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         schema: input.schema.clone(),
+        source: input.source.clone(),
+        mode: input.mode,
         chunk: chunk.index,
         rows: outcome.rows,
         valid: outcome.valid,

@@ -27,9 +27,14 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             key: &input.key,
             etag: &input.etag,
             schema: &schema.name,
+            feed_source: &input.source,
+            mode: input.mode,
             requested_at: &input.requested_at,
         })
         .await?;
+    if let Some(refused) = &input.refused {
+        return Err(ChuteError::from(refused.clone()).into());
+    }
     store.ensure_collection(&schema).await?;
 
     let options = PlanOptions {
@@ -48,7 +53,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         .into());
     }
     let format = schema
-        .format
+        .format_for(&input.source)
         .with_metadata(&info.metadata)
         .map_err(ChuteError::from)?;
     let sheet = info.metadata.get("chute-sheet").cloned();

@@ -7,8 +7,10 @@ use bson::{doc, DateTime, Document};
 use serde::{Deserialize, Serialize};
 
 use super::classify::classify;
+use super::upsert::Difference;
 use super::{Store, WriteOutcome};
 use crate::error::ChuteError;
+use crate::feed::Mode;
 use crate::report::{Report, Status};
 
 /// The ledger collection: one document per run.
@@ -38,6 +40,9 @@ pub struct RunStart<'a> {
     pub key: &'a str,
     pub etag: &'a str,
     pub schema: &'a str,
+    /// The feed source and mode: the ledger says which runs were dry runs or full refreshes.
+    pub feed_source: &'a str,
+    pub mode: Mode,
     pub requested_at: &'a str,
 }
 
@@ -58,6 +63,14 @@ pub struct ImportProgress {
     pub updated: u64,
     pub unchanged: u64,
     pub refused: u64,
+    #[serde(default)]
+    pub reactivated: u64,
+    #[serde(default)]
+    pub merged: u64,
+    /// A dry run's sample of field differences so far (at most
+    /// [`super::upsert::DIFFERENCE_SAMPLE`]).
+    #[serde(default)]
+    pub differences: Vec<Difference>,
     /// `documents` at the start of each earlier invocation that had refusals: each wrote them to
     /// `chunk-<i>.import-from-<documents>.json`, read back when the chunk finishes.
     pub refusal_parts: Vec<u64>,
@@ -74,7 +87,8 @@ impl Store {
             run.run_id,
             doc! {"status": RunState::Running.as_str(),
             "source": {"bucket": run.bucket, "key": run.key, "etag": run.etag},
-            "schema": run.schema, "requested_at": run.requested_at},
+            "schema": run.schema, "feed_source": run.feed_source, "mode": run.mode.as_str(),
+            "requested_at": run.requested_at},
         )
         .await
     }

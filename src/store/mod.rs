@@ -8,6 +8,7 @@
 //! [`Store::upsert_staged`]).
 
 mod classify;
+mod document;
 mod ledger;
 mod setup;
 mod staged;
@@ -27,7 +28,7 @@ pub use classify::classify;
 pub use ledger::{ImportProgress, RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
-pub use upsert::{WriteContext, WriteOutcome, WriteProgress};
+pub use upsert::{Difference, WriteContext, WriteOutcome, WriteProgress, DIFFERENCE_SAMPLE};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
 /// command stays far below the 48 MB message limit with 1 MiB records.

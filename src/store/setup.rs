@@ -138,8 +138,8 @@ fn charset_regex(spec: &str) -> String {
     format!("^[{class}]*$")
 }
 
-/// Creates the collection with its validator and the indexes (unique on the natural key, plus those
-/// the schema lists), comparing first: `collMod` and `createIndexes` are sent only when what is
+/// Creates the collection with its validator and the indexes (unique on the natural key, those the
+/// schema lists, and the `match_also` fields and `_aliases` when the feed matches), comparing first: `collMod` and `createIndexes` are sent only when what is
 /// stored differs from the schema. `readWrite` does not allow `collMod`, so after a one-time setup
 /// by a user that may (`dbAdmin`), a user with only `readWrite` runs every import.
 pub async fn ensure_collection(db: &Database, schema: &Schema) -> Result<(), ChuteError> {
@@ -186,6 +186,16 @@ pub async fn ensure_collection(db: &Database, schema: &Schema) -> Result<(), Chu
             keys.insert(schema.column(f).map_or(f.as_str(), |c| c.field.as_str()), 1);
         }
         indexes.push(IndexModel::builder().keys(keys).build());
+    }
+    // A row with a new key finds the product it merges into by these (see `match_also`).
+    for column in &schema.feed.match_also {
+        let field = schema
+            .column(column)
+            .map_or(column.as_str(), |c| c.field.as_str());
+        indexes.push(IndexModel::builder().keys(doc! {field: 1}).build());
+    }
+    if !schema.feed.match_also.is_empty() {
+        indexes.push(IndexModel::builder().keys(doc! {"_aliases": 1}).build());
     }
     ensure_indexes(db.collection(&schema.collection), indexes).await?;
     ensure_indexes(

@@ -66,29 +66,23 @@ impl StagedDoc {
         })
     }
 
-    pub fn statement(&self, ctx: &WriteContext) -> Document {
-        let filter: Document = self.key.iter().cloned().collect();
-        let mut set = self.set.clone();
-        set.insert("_import", self.import_meta(ctx));
-        let mut on_insert = self.defaults.clone();
-        on_insert.insert("first_imported_at", ctx.at);
-        on_insert.insert("first_run_id", &ctx.run_id);
-        doc! {"q": filter, "u": {"$set": set, "$setOnInsert": on_insert}, "upsert": true, "multi": false}
+    /// The row's fields as dotted paths, for `$set`.
+    pub fn fields(&self) -> impl Iterator<Item = (&String, &Bson)> {
+        self.set.iter()
     }
 
-    /// The whole document [`StagedDoc::statement`] would create when its key is not stored.
-    pub fn new_document(&self, ctx: &WriteContext) -> Document {
-        let mut doc = doc! {"_id": bson::oid::ObjectId::new()};
-        for (path, value) in self.set.iter().chain(&self.defaults) {
-            insert_path(&mut doc, path, value.clone());
-        }
-        doc.insert("_import", self.import_meta(ctx));
-        doc.insert("first_imported_at", ctx.at);
-        doc.insert("first_run_id", &ctx.run_id);
-        doc
+    /// The value the row gives the dotted field `path`, if any.
+    pub fn field(&self, path: &str) -> Option<&Bson> {
+        self.set.get(path)
     }
 
-    fn import_meta(&self, ctx: &WriteContext) -> Document {
+    /// Defaults of columns the file lacks: written when the product is inserted, never after.
+    pub fn defaults(&self) -> impl Iterator<Item = (&String, &Bson)> {
+        self.defaults.iter()
+    }
+
+    /// `_import`: the run and row that wrote the product's fields.
+    pub fn import_meta(&self, ctx: &WriteContext) -> Document {
         doc! {"run_id": &ctx.run_id, "source": &ctx.source, "row": self.position.row as i64, "line": self.position.line as i64, "hash": &self.hash, "at": ctx.at}
     }
 }
@@ -111,7 +105,7 @@ fn flatten(prefix: &str, doc: &Document, out: &mut Document) {
 }
 
 /// Sets a dotted path, creating sub-documents on the way (the inverse of [`flatten`]).
-fn insert_path(doc: &mut Document, path: &str, value: Bson) {
+pub(super) fn insert_path(doc: &mut Document, path: &str, value: Bson) {
     match path.split_once('.') {
         None => {
             doc.insert(path, value);

@@ -1,43 +1,94 @@
-//! Idempotent batched upserts of staged documents: look up what is stored under the batch's keys,
-//! insert the new ones whole, `$set` the changed ones, count the rest as unchanged.
+//! Idempotent batched writes of staged documents: read what is stored under the batch's keys (and,
+//! with `match_also`, the products their match fields or aliases name), decide each row
+//! ([`super::document`], which also describes the stored document's shape), insert the new ones
+//! whole, send the changed ones as updates conditional on the revision read, count the rest as
+//! unchanged. Rows whose product another writer changed in between are read and decided again. A
+//! dry run decides the same way and sends nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bson::{doc, Bson, DateTime, Document, RawDocument};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
 use super::classify::{classify, refusal_message, DUPLICATE_KEY};
+use super::document::{plan, projection, Counted, Outcome, Plan, Stored, Target};
 use super::staged::{bson_text, lookup, read_staged, split_staged, StagedDoc};
 use super::Store;
 use crate::error::{ChuteError, Refusal};
-use crate::schema::{join_key, Schema};
+use crate::feed::Mode;
+use crate::schema::{join_key, Schema, KEY_SEPARATOR};
 
-/// Who wrote a document last: the run, its source and when.
+/// Who wrote a document last: the run, its file, its feed source and mode, and when.
 #[derive(Debug, Clone)]
 pub struct WriteContext {
     pub run_id: String,
     /// `s3://bucket/key`
     pub source: String,
+    /// The feed source that sent the file ([`crate::routing::source`]).
+    pub source_name: String,
+    pub mode: Mode,
     pub at: DateTime,
 }
 
 /// What writing one chunk did. `inserted + updated + unchanged + refused.len()` equals the
-/// documents handed in.
+/// documents handed in; `reactivated` and `merged` count documents already in `updated` or
+/// `unchanged` once more, by what else happened to them. A dry run fills it with what a real
+/// write would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutcome {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
     pub refused: Vec<Refusal>,
+    /// Products a full refresh had marked stale (`active: false`) that this file supplied again.
+    #[serde(default)]
+    pub reactivated: u64,
+    /// Rows with a new key written into an existing product found by a `match_also` field.
+    #[serde(default)]
+    pub merged: u64,
+    /// A sample (at most [`DIFFERENCE_SAMPLE`]) of the field changes of updated documents; filled
+    /// by dry runs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
+}
+
+/// How many field differences a dry run keeps per chunk.
+pub const DIFFERENCE_SAMPLE: usize = 20;
+
+/// One field a write changes (or, in a dry run, would change) in a stored document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    /// The product's key, composite keys joined with `/`.
+    pub key: String,
+    /// Dotted field path.
+    pub field: String,
+    /// Stored value as relaxed Extended JSON text; `None` when the document lacks the field.
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 impl WriteOutcome {
+    fn count(&mut self, counted: Counted) {
+        match counted.outcome {
+            Outcome::Inserted => self.inserted += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+        }
+        self.reactivated += u64::from(counted.reactivated);
+        self.merged += u64::from(counted.merged);
+    }
+
     pub fn add(&mut self, other: WriteOutcome) {
         self.inserted += other.inserted;
         self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.refused.extend(other.refused);
+        self.reactivated += other.reactivated;
+        self.merged += other.merged;
+        let room = DIFFERENCE_SAMPLE.saturating_sub(self.differences.len());
+        self.differences
+            .extend(other.differences.into_iter().take(room));
     }
 }
 
@@ -53,14 +104,16 @@ pub struct WriteProgress {
 }
 
 impl Store {
-    /// Upserts staged documents (concatenated BSON from the transform), batch by batch.
+    /// Writes staged documents (concatenated BSON from the transform), batch by batch.
     ///
-    /// Per document, against what is stored under its key:
+    /// Per document, against the product stored under its key (or merged into by `match_also`):
     /// - written by this same run already (a retried batch whose reply was lost): counted as the
-    ///   insert or update it was, not written again;
-    /// - same content hash: `unchanged`, not written;
-    /// - otherwise `$set` of every field the row has (absent optional fields keep their stored
-    ///   values), `$setOnInsert` of `first_imported_at` and insert-only defaults.
+    ///   write it was (`_sources.<name>.outcome`), not written again;
+    /// - same content hash as this source's last row: `unchanged`, not written (a full refresh
+    ///   refreshes only the source's stamp; a stale product is reactivated);
+    /// - otherwise `$set` of every field the row has that no higher-ranked source supplied (absent
+    ///   optional fields keep their stored values); a new key is inserted whole, with
+    ///   `first_imported_at` and insert-only defaults.
     pub async fn upsert_staged(
         &self,
         schema: &Schema,
@@ -133,6 +186,9 @@ impl Store {
         }
     }
 
+    /// Writes one batch: read the stored products, decide each row ([`plan`]), insert the new
+    /// ones, send the conditional updates; rows whose product another writer changed in between
+    /// (a duplicate key on insert, a revision that moved) are read and decided again.
     async fn upsert_batch(
         &self,
         schema: &Schema,
@@ -144,52 +200,90 @@ impl Store {
             .iter()
             .map(|raw| StagedDoc::parse(raw, key_fields))
             .collect::<Result<_, _>>()?;
-        let stored = self.stored_state(schema, key_fields, &staged).await?;
+        let match_fields: Vec<String> = schema
+            .feed
+            .match_also
+            .iter()
+            .map(|c| schema.column(c).map_or(c.clone(), |c| c.field.clone()))
+            .collect();
         let mut outcome = WriteOutcome::default();
-        let mut new_docs: Vec<&StagedDoc> = Vec::new();
-        let mut changed: Vec<&StagedDoc> = Vec::new();
-        for doc in &staged {
-            match stored.get(&doc.key_text) {
-                Some(s)
-                    if s.run_id.as_deref() == Some(ctx.run_id.as_str())
-                        && s.hash.as_deref() == Some(&doc.hash) =>
-                {
-                    if s.first_run_id.as_deref() == Some(ctx.run_id.as_str()) {
-                        outcome.inserted += 1;
-                    } else {
-                        outcome.updated += 1;
+        let mut pending: Vec<&StagedDoc> = staged.iter().collect();
+        for _ in 0..MAX_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let found = self
+                .read_products(schema, key_fields, &match_fields, &pending, ctx)
+                .await?;
+            let mut inserts: Vec<(&StagedDoc, Document)> = Vec::new();
+            let mut updates: Vec<(&StagedDoc, Document, Counted)> = Vec::new();
+            for doc in pending {
+                match plan(
+                    doc,
+                    found.target(doc, &match_fields),
+                    ctx,
+                    &schema.feed,
+                    key_fields,
+                ) {
+                    Plan::Written(counted) => outcome.count(counted),
+                    Plan::Unchanged { merged } => outcome.count(Counted {
+                        outcome: Outcome::Unchanged,
+                        reactivated: false,
+                        merged,
+                    }),
+                    Plan::Refuse(refusal) => outcome.refused.push(refusal),
+                    Plan::Insert(document) => inserts.push((doc, document)),
+                    Plan::Update {
+                        statement,
+                        counted,
+                        differences,
+                    } => {
+                        if counted.outcome == Outcome::Updated {
+                            outcome.differences.extend(differences);
+                        }
+                        updates.push((doc, statement, counted));
                     }
                 }
-                Some(s) if s.hash.as_deref() == Some(&doc.hash) => outcome.unchanged += 1,
-                Some(_) => changed.push(doc),
-                None => new_docs.push(doc),
             }
+            if ctx.mode == Mode::DryRun {
+                // What the writes below would count, from the same decisions; nothing is sent.
+                outcome.inserted += inserts.len() as u64;
+                for (_, _, counted) in updates {
+                    outcome.count(counted);
+                }
+                pending = Vec::new();
+                break;
+            }
+            pending = self.insert_new(schema, inserts, &mut outcome).await?;
+            pending.extend(
+                self.update_existing(schema, updates, ctx, &mut outcome)
+                    .await?,
+            );
         }
-        // Keys not stored yet are inserted whole: far cheaper for the server than an upsert. A
-        // key that appeared since the lookup (another writer) fails with a duplicate key and is
-        // upserted instead.
-        let mut raced = self
-            .insert_new(schema, &new_docs, ctx, &mut outcome)
-            .await?;
-        changed.append(&mut raced);
-        self.update_changed(schema, &changed, ctx, &mut outcome)
-            .await?;
+        if !pending.is_empty() {
+            return Err(ChuteError::Transient(format!(
+                "{} products of the batch were changed by other writers in each of {MAX_ROUNDS} \
+                 rounds of reading and writing them",
+                pending.len()
+            )));
+        }
+        outcome.differences.truncate(DIFFERENCE_SAMPLE);
         outcome.refused.sort_by_key(|r| r.position);
         Ok(outcome)
     }
 
-    /// Inserts documents for keys that were not stored; returns those that turned out to exist.
+    /// Inserts the documents of rows whose key was not stored; returns the rows whose key another
+    /// writer stored since the read (to decide again).
     async fn insert_new<'d>(
         &self,
         schema: &Schema,
-        docs: &[&'d StagedDoc],
-        ctx: &WriteContext,
+        inserts: Vec<(&'d StagedDoc, Document)>,
         outcome: &mut WriteOutcome,
     ) -> Result<Vec<&'d StagedDoc>, ChuteError> {
-        if docs.is_empty() {
+        if inserts.is_empty() {
             return Ok(Vec::new());
         }
-        let documents: Vec<Document> = docs.iter().map(|d| d.new_document(ctx)).collect();
+        let (docs, documents): (Vec<&StagedDoc>, Vec<Document>) = inserts.into_iter().unzip();
         let reply = self
             .write_command(
                 doc! {"insert": &schema.collection, "documents": documents, "ordered": false},
@@ -197,7 +291,7 @@ impl Store {
             .await?;
         outcome.inserted += number(&reply, "n");
         let mut raced = Vec::new();
-        for (doc, error) in write_errors(&reply, docs)? {
+        for (doc, error) in write_errors(&reply, &docs)? {
             if error.code == DUPLICATE_KEY {
                 raced.push(doc);
             } else {
@@ -207,37 +301,88 @@ impl Store {
         Ok(raced)
     }
 
-    /// `$set`s the fields of documents whose stored content differs (upserting, so a key deleted
-    /// since the lookup comes back).
-    async fn update_changed(
+    /// Sends the conditional updates; counts those that applied and returns the rows whose
+    /// product changed since the read (to decide again).
+    async fn update_existing<'d>(
         &self,
         schema: &Schema,
-        docs: &[&StagedDoc],
+        updates: Vec<(&'d StagedDoc, Document, Counted)>,
         ctx: &WriteContext,
         outcome: &mut WriteOutcome,
-    ) -> Result<(), ChuteError> {
-        if docs.is_empty() {
-            return Ok(());
+    ) -> Result<Vec<&'d StagedDoc>, ChuteError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
         }
-        let statements: Vec<Document> = docs.iter().map(|d| d.statement(ctx)).collect();
+        let docs: Vec<&StagedDoc> = updates.iter().map(|(d, _, _)| *d).collect();
+        let statements: Vec<Document> = updates.iter().map(|(_, s, _)| s.clone()).collect();
         let reply = self
             .write_command(
                 doc! {"update": &schema.collection, "updates": statements, "ordered": false},
             )
             .await?;
-        let upserted = reply
-            .get_array("upserted")
-            .map(|a| a.len() as u64)
-            .unwrap_or(0);
-        let matched = number(&reply, "n").saturating_sub(upserted);
-        let modified = number(&reply, "nModified");
-        outcome.inserted += upserted;
-        outcome.updated += modified;
-        outcome.unchanged += matched.saturating_sub(modified);
-        for (doc, error) in write_errors(&reply, docs)? {
+        let mut refused = vec![false; updates.len()];
+        for (doc, error) in write_errors(&reply, &docs)? {
+            if let Some(i) = docs.iter().position(|d| std::ptr::eq(*d, doc)) {
+                refused[i] = true;
+            }
             outcome.refused.push(error.refusal(doc));
         }
-        Ok(())
+        let sent: Vec<usize> = (0..updates.len()).filter(|i| !refused[*i]).collect();
+        let applied = if number(&reply, "n") == sent.len() as u64 {
+            vec![true; updates.len()]
+        } else {
+            // Some filters matched nothing: see which rows' stamps are now this run's.
+            let ids: Vec<Bson> = sent
+                .iter()
+                .map(|i| {
+                    updates[*i]
+                        .1
+                        .get_document("q")
+                        .map(|q| q.get("_id").cloned())
+                })
+                .filter_map(|q| q.ok().flatten())
+                .collect();
+            let stamped = self.stamped(schema, ctx, ids).await?;
+            updates
+                .iter()
+                .map(|(doc, _, _)| stamped.contains(&doc.hash))
+                .collect()
+        };
+        let mut raced = Vec::new();
+        for i in sent {
+            let (doc, _, counted) = &updates[i];
+            if applied[i] {
+                outcome.count(*counted);
+            } else {
+                raced.push(*doc);
+            }
+        }
+        Ok(raced)
+    }
+
+    /// The row hashes this run's source stamped on the products `ids`.
+    async fn stamped(
+        &self,
+        schema: &Schema,
+        ctx: &WriteContext,
+        ids: Vec<Bson>,
+    ) -> Result<HashSet<String>, ChuteError> {
+        let stamp = format!("_sources.{}", ctx.source_name);
+        let mut cursor = self
+            .db
+            .collection::<Document>(&schema.collection)
+            .find(doc! {"_id": {"$in": ids}, format!("{stamp}.run_id"): &ctx.run_id})
+            .projection(doc! {&stamp: 1})
+            .await
+            .map_err(classify)?;
+        let mut hashes = HashSet::new();
+        while cursor.advance().await.map_err(classify)? {
+            let d: Document = cursor.deserialize_current().map_err(classify)?;
+            if let Some(Bson::String(hash)) = lookup(&d, &format!("{stamp}.hash")) {
+                hashes.insert(hash.clone());
+            }
+        }
+        Ok(hashes)
     }
 
     /// Runs an unordered write command; per-document errors stay in the reply for the caller.
@@ -251,13 +396,17 @@ impl Store {
         Ok(reply)
     }
 
-    /// Hash and writer of the stored documents for a batch's keys.
-    async fn stored_state(
+    /// The stored products of a batch's rows: by key, and for rows whose key is not stored, by
+    /// `match_also` field or alias.
+    async fn read_products(
         &self,
         schema: &Schema,
         key_fields: &[&str],
-        staged: &[StagedDoc],
-    ) -> Result<HashMap<String, StoredState>, ChuteError> {
+        match_fields: &[String],
+        staged: &[&StagedDoc],
+        ctx: &WriteContext,
+    ) -> Result<Found, ChuteError> {
+        let projection = projection(ctx, key_fields, match_fields);
         let filter = if key_fields.len() == 1 {
             let values: Vec<Bson> = staged.iter().map(|d| d.key[0].1.clone()).collect();
             doc! { key_fields[0]: {"$in": values} }
@@ -268,42 +417,124 @@ impl Store {
                 .collect();
             doc! {"$or": alternatives}
         };
-        let mut projection =
-            doc! {"_id": 0, "_import.hash": 1, "_import.run_id": 1, "first_run_id": 1};
-        for f in key_fields {
-            projection.insert(*f, 1);
+        let mut found = Found::default();
+        for stored in self
+            .find_products(schema, key_fields, filter, projection.clone())
+            .await?
+        {
+            found.by_key.insert(stored.key_text.clone(), stored);
         }
+        let unknown: Vec<&&StagedDoc> = staged
+            .iter()
+            .filter(|d| !found.by_key.contains_key(&d.key_text))
+            .collect();
+        if match_fields.is_empty() || unknown.is_empty() {
+            return Ok(found);
+        }
+        let aliases: Vec<&str> = unknown.iter().map(|d| d.key_text.as_str()).collect();
+        let mut alternatives = vec![doc! {"_aliases": {"$in": aliases}}];
+        for field in match_fields {
+            let values: Vec<Bson> = unknown
+                .iter()
+                .filter_map(|d| d.field(field).cloned())
+                .collect();
+            if !values.is_empty() {
+                alternatives.push(doc! {field: {"$in": values}});
+            }
+        }
+        found.matched = self
+            .find_products(schema, key_fields, doc! {"$or": alternatives}, projection)
+            .await?;
+        Ok(found)
+    }
+
+    async fn find_products(
+        &self,
+        schema: &Schema,
+        key_fields: &[&str],
+        filter: Document,
+        projection: Option<Document>,
+    ) -> Result<Vec<Stored>, ChuteError> {
         let mut cursor = self
             .db
             .collection::<Document>(&schema.collection)
             .find(filter)
-            .projection(projection)
-            .batch_size(self.batch_size as u32)
+            .with_options(
+                mongodb::options::FindOptions::builder()
+                    .projection(projection)
+                    .batch_size(self.batch_size as u32)
+                    .build(),
+            )
             .await
             .map_err(classify)?;
-        let mut stored = HashMap::with_capacity(staged.len());
+        let mut stored = Vec::new();
         while cursor.advance().await.map_err(classify)? {
             let d: Document = cursor.deserialize_current().map_err(classify)?;
             let parts: Vec<String> = key_fields
                 .iter()
                 .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
                 .collect();
-            let key_text = join_key(parts.iter().map(String::as_str));
-            let import = d.get_document("_import").ok();
-            stored.insert(
-                key_text,
-                StoredState {
-                    hash: import
-                        .and_then(|i| i.get_str("hash").ok())
-                        .map(str::to_string),
-                    run_id: import
-                        .and_then(|i| i.get_str("run_id").ok())
-                        .map(str::to_string),
-                    first_run_id: d.get_str("first_run_id").ok().map(str::to_string),
-                },
-            );
+            stored.push(Stored::new(d, join_key(parts.iter().map(String::as_str))));
         }
         Ok(stored)
+    }
+}
+
+/// Rounds of read, decide and write a batch may take before its contention is reported as
+/// transient (each round settles at least the rows nobody else wrote in between).
+const MAX_ROUNDS: usize = 16;
+
+/// The stored products a batch's rows may go to.
+#[derive(Default)]
+struct Found {
+    by_key: HashMap<String, Stored>,
+    /// Found by a `match_also` field or an alias, for rows whose key is not stored.
+    matched: Vec<Stored>,
+}
+
+impl Found {
+    fn target<'s>(&'s self, doc: &StagedDoc, match_fields: &[String]) -> Target<'s> {
+        if let Some(stored) = self.by_key.get(&doc.key_text) {
+            return Target::Existing {
+                stored,
+                merged: false,
+            };
+        }
+        let hits: Vec<&Stored> = self
+            .matched
+            .iter()
+            .filter(|s| {
+                s.has_alias(&doc.key_text)
+                    || match_fields
+                        .iter()
+                        .any(|f| doc.field(f).is_some_and(|v| lookup(&s.doc, f) == Some(v)))
+            })
+            .collect();
+        match hits.as_slice() {
+            [] => Target::New,
+            [stored] => Target::Existing {
+                stored,
+                merged: true,
+            },
+            several => {
+                let by: Vec<String> = match_fields
+                    .iter()
+                    .filter_map(|f| doc.field(f).map(|v| format!("{f} `{}`", bson_text(v))))
+                    .collect();
+                let keys: Vec<String> = several
+                    .iter()
+                    .map(|s| format!("`{}`", s.key_text.replace(KEY_SEPARATOR, "/")))
+                    .collect();
+                Target::Conflict(format!(
+                    "{} matches {} different products ({}); a row may merge into one only, so \
+                     the row with key `{}` is not written",
+                    by.join(", "),
+                    several.len(),
+                    keys.join(" and "),
+                    doc.key_text.replace(KEY_SEPARATOR, "/")
+                ))
+            }
+        }
     }
 }
 
@@ -350,12 +581,6 @@ fn write_errors<'d>(
             Ok((*doc, WriteError { code, message }))
         })
         .collect()
-}
-
-struct StoredState {
-    hash: Option<String>,
-    run_id: Option<String>,
-    first_run_id: Option<String>,
 }
 
 fn number(reply: &Document, field: &str) -> u64 {
