@@ -10,7 +10,8 @@ import time
 
 FUNCTIONS = ["trigger", "validate", "transform", "import", "report"]
 # The issue's targets, one place for the table, the chart and the README.
-TARGETS = {"planner_ratio": 0.8, "transform_ratio": 0.4, "transform_vs_peer": 100, "import_ratio": 0.9}
+TARGETS = {"planner_ratio": 0.8, "transform_ratio": 0.4, "transform_vs_peer": 100, "import_ratio": 0.9,
+           "check_ratio": 1.0}
 RSS_TARGET_MB = 128
 
 
@@ -108,6 +109,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rust", required=True)
     p.add_argument("--peer", required=True)
+    p.add_argument("--check", required=True, help="scripts/bench_check.py's measurements")
     p.add_argument("--bin-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--chart", required=True)
@@ -116,6 +118,7 @@ def main():
     a = p.parse_args()
     m = json.load(open(a.rust)) | json.load(open(a.peer))
     m["transform_vs_peer"] = m["transform_rows_per_s"] / m["python_peer_rows_per_s"]
+    m |= check_figures(json.load(open(a.check)), m)
     for name in FUNCTIONS:
         binary = os.path.join(a.bin_dir, name)
         m[f"{name}_binary_mb"] = os.path.getsize(binary) / 1e6
@@ -127,6 +130,8 @@ def main():
         ("raw csv parse (ByteRecord loop)", m["raw_parse_rows_per_s"], "rows/s", "1.00×", None),
         ("planner", m["planner_rows_per_s"], "rows/s", f"{m['planner_ratio']:.2f}× raw", "planner_ratio"),
         ("transform (parse + validate + BSON)", m["transform_rows_per_s"], "rows/s", f"{m['transform_ratio']:.2f}× raw", "transform_ratio"),
+        ("chute check, whole command, per CPU-second", m["check_cpu_rows_per_s"], "rows/s",
+         f"{m['check_ratio']:.2f}× transform per CPU-s", "check_ratio"),
         ("Python peer (pandas + per-row rules)", m["python_peer_rows_per_s"], "rows/s", f"transform is {m['transform_vs_peer']:.0f}×", "transform_vs_peer"),
     ]
     # Files other than plain UTF-8 (issue 17): decode + plan + transform of the same rows.
@@ -146,6 +151,9 @@ def main():
     for name, rate, unit, ratio, key in rows:
         target = f"target ≥ {TARGETS[key]:g}×" if key else ""
         print(f"{name:62} {rate:>10,.0f} {unit:6} {ratio:22} {target}")
+    print(f"chute check wall clock: {m['check_rows_per_s']:,.0f} rows/s ({m['check_wall_ratio']:.2f}× the transform's "
+          f"{m['transform_rows_per_s']:,.0f}); transform per CPU-second {m['transform_cpu_rows_per_s']:,.0f} rows/s; "
+          f"check peak RSS {m['check_peak_rss_mb']:.0f} MB")
     print(f"transform peak RSS, one {m['transform_probe_chunk_mb']:.0f} MB chunk: {m['transform_peak_rss_mb']:.0f} MB (target ≤ {RSS_TARGET_MB} MB)")
     print(f"staged BSON of that chunk (uploaded in 8 MiB parts, read back batch by batch): {m['staged_mb_per_chunk']:.0f} MB")
     if "import_peak_rss_mb" in m:
@@ -158,8 +166,8 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["planner / raw", "transform / raw", "import / raw insert"]
-    keys = ["planner_ratio", "transform_ratio", "import_ratio"]
+    labels = ["planner / raw", "transform / raw", "import / raw insert", "check / transform (CPU)"]
+    keys = ["planner_ratio", "transform_ratio", "import_ratio", "check_ratio"]
     values = [m.get(k, 0) for k in keys]
     targets = [TARGETS[k] for k in keys]
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -175,6 +183,18 @@ def main():
     scaling(m, a.scaling)
     if a.readme:
         readme_table(m, rows, a.readme)
+
+
+def check_figures(check, m):
+    """`chute check` against the transform on the same file: it must find the same rows (else the
+    rates compare different work) and is held to the transform's rate per CPU-second."""
+    found = (check["check_valid"], check["check_rejected"])
+    if found != (m["transform_valid"], m["transform_rejected"]):
+        raise SystemExit(f"chute check found valid/rejected {found}, the transform {m['transform_valid'], m['transform_rejected']}")
+    return check | {
+        "check_ratio": check["check_cpu_rows_per_s"] / m["transform_cpu_rows_per_s"],
+        "check_wall_ratio": check["check_rows_per_s"] / m["transform_rows_per_s"],
+    }
 
 
 def spread(m, measure, fmt):
@@ -201,6 +221,8 @@ def readme_table(m, rows, path):
     if "import_peak_rss_mb" in m:
         irss = m["import_peak_rss_mb"]
         lines.append(f"| import peak RSS, that staged file read as a stream (first {m['db_docs']:,} documents written) | {irss:.0f} MB | | ≤ {RSS_TARGET_MB} MB — {missed(irss <= RSS_TARGET_MB)} |")
+    lines.append(f"| chute check wall clock (per CPU-second above, against the transform's {m['transform_cpu_rows_per_s']:,.0f}) | {m['check_rows_per_s']:,.0f} rows/s | "
+                 f"{m['check_wall_ratio']:.2f}× transform | |")
     lines += [
         f"| planner peak RSS | {m['planner_rss_mb_per_million_keys']:.0f} MB per million distinct keys | | |",
         "| release binaries (x86_64, no LTO; deployed arm64 thin-LTO builds: see Deploying) | "

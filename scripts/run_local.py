@@ -1,4 +1,5 @@
-"""The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T] [--meta KEY=VALUE]
+"""The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T]
+[--source NAME] [--mode incremental|full] [--dry-run] [--force-stale] [--meta KEY=VALUE]
 
 Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
 (the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
@@ -64,6 +65,14 @@ def run(args):
         metadata["chute-chunk-bytes"] = str(args.chunk_bytes)
     if args.import_budget_ms is not None:
         metadata["chute-import-budget-ms"] = str(args.import_budget_ms)
+    if args.source:
+        metadata["chute-source"] = args.source
+    if args.dry_run:
+        metadata["chute-mode"] = "dry-run"
+    elif args.mode:
+        metadata["chute-mode"] = args.mode
+    if args.force_stale:
+        metadata["chute-force-stale"] = "true"
     for pair in args.meta or []:
         name, _, value = pair.partition("=")
         metadata[name] = value
@@ -153,11 +162,15 @@ def follow(args, run_id, execution, started):
         (out / "report.json").write_bytes(report_bytes)
         rejects = s3.get_object(Bucket=args.env["CHUTE_BUCKET"], Key=report["artifacts"]["rejects"])["Body"].read()
         (out / "rejects.csv").write_bytes(rejects)
+        if report["artifacts"].get("stale"):
+            stale = s3.get_object(Bucket=args.env["CHUTE_BUCKET"], Key=report["artifacts"]["stale"])["Body"].read()
+            (out / "stale.csv").write_bytes(stale)
         email = sent_email(args.env, report)
         if email:
             (out / "email.html").write_text(email["body"])
             (out / "email.json").write_text(json.dumps({k: email[k] for k in ("source", "destinations", "subject")}, indent=2))
-        say(f"wrote report.json, rejects.csv{', email.html' if email else ''} to {out}")
+        stale_note = ", stale.csv" if report["artifacts"].get("stale") else ""
+        say(f"wrote report.json, rejects.csv{stale_note}{', email.html' if email else ''} to {out}")
     print(json.dumps(report, indent=2))
     if report["status"] == "FAILED":
         say(f"FAILED: {report.get('reason', 'see the report')}")
@@ -205,7 +218,11 @@ def main():
     r.add_argument("--schema")
     r.add_argument("--chunk-bytes", type=int)
     r.add_argument("--import-budget-ms", type=int, help="time budget of one import invocation (chute-import-budget-ms): a tiny one makes each chunk import over several invocations")
-    r.add_argument("--team", help="drop the file under incoming/TEAM/ (email routing)")
+    r.add_argument("--team", help="drop the file under incoming/TEAM/ (email routing; also the file's source unless --source)")
+    r.add_argument("--source", help="the feed source that sent the file (chute-source); default: the team folder, else 'default'")
+    r.add_argument("--mode", choices=["incremental", "full"], help="override the source's configured mode (chute-mode)")
+    r.add_argument("--dry-run", action="store_true", help="run everything but the writes (chute-mode: dry-run); the report says what would change")
+    r.add_argument("--force-stale", action="store_true", help="a full refresh marks its stale products even above max_stale_percent (chute-force-stale: true)")
     r.add_argument("--meta", action="append", metavar="KEY=VALUE", help="object metadata, repeatable (chute-encoding=windows-1252, chute-delimiter=auto, …)")
     r.add_argument("--timeout", type=int, default=900)
     args = parser.parse_args()

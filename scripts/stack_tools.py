@@ -154,13 +154,17 @@ def history(args):
 
 
 def cargo_executable(args):
-    """The executable cargo built for target NAME (a bench harness's file name carries a hash)."""
+    """The executable cargo built for target NAME (a bench harness's file name carries a hash).
+    Reads cargo's messages to the end: leaving at the first match closed the pipe, and cargo
+    stopped the rest of the build (other binaries) with a broken pipe."""
+    found = None
     for line in sys.stdin:
         m = json.loads(line)
-        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == args.name and m.get("executable"):
-            print(m["executable"])
-            return
-    sys.exit(1)
+        if found is None and m.get("reason") == "compiler-artifact" and m["target"]["name"] == args.name and m.get("executable"):
+            found = m["executable"]
+    if found is None:
+        sys.exit(1)
+    print(found)
 
 
 def main():

@@ -5,8 +5,9 @@ use crate::dedup::{rows_in_chunk, Occurrences};
 use crate::error::FileError;
 use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
 use crate::records::ChunkPlan;
+use crate::report::{ChunkTally, ReportBuilder, TransformTally, WriteTally};
 use crate::schema::Schema;
-use crate::transform::{transform_chunk, ChunkOutcome, RowRules};
+use crate::transform::{check_chunk, transform_chunk, ChunkOutcome, RowRules};
 
 /// Everything one file produced.
 pub struct FileOutcome {
@@ -26,6 +27,31 @@ impl FileOutcome {
     }
     pub fn duplicate(&self) -> u64 {
         self.chunks.iter().map(|c| c.duplicate).sum()
+    }
+
+    /// Hands the header's warnings and every chunk to `builder` as the report function receives
+    /// them from a run whose import inserted every staged document: a run's report without a
+    /// database (`chute check`, tests).
+    pub fn fill_report(&self, builder: &mut ReportBuilder) {
+        builder.warnings(&self.plan.header.warnings);
+        for (index, chunk) in self.chunks.iter().enumerate() {
+            builder.chunk(&ChunkTally {
+                index: index as u32,
+                rows: chunk.rows,
+                transformed: Some(TransformTally {
+                    valid: chunk.valid,
+                    duplicate: chunk.duplicate,
+                    rejected: chunk.rejected.len() as u64,
+                }),
+                written: Some(WriteTally {
+                    inserted: chunk.valid,
+                    ..WriteTally::default()
+                }),
+            });
+            for row in &chunk.rejected {
+                builder.rejected_row(row);
+            }
+        }
     }
 }
 
@@ -48,8 +74,8 @@ pub enum Progress {
 }
 
 /// [`process`], telling `progress` as it goes (a progress bar for a large file). Without
-/// `keep_staged` each chunk's documents are dropped once transformed (`staged` comes back empty):
-/// a check that only wants the outcome needs neither the memory nor the copying.
+/// `keep_staged` no document is written ([`check_chunk`]: `staged` comes back empty): a check that
+/// only wants the outcome needs neither the memory nor the BSON.
 pub fn process_with_progress(
     bytes: &[u8],
     schema: &Schema,
@@ -76,16 +102,12 @@ pub fn process_with_progress(
         .chunks
         .iter()
         .map(|chunk| {
-            let outcome = transform_chunk(
-                &rules,
-                chunk,
-                slice(chunk),
-                rows_in_chunk(&superseded, chunk),
-                &mut staged,
-            );
-            if !keep_staged {
-                staged.clear();
-            }
+            let superseded = rows_in_chunk(&superseded, chunk);
+            let outcome = if keep_staged {
+                transform_chunk(&rules, chunk, slice(chunk), superseded, &mut staged)
+            } else {
+                check_chunk(&rules, chunk, slice(chunk), superseded)
+            };
             progress(Progress::Chunk { rows: outcome.rows });
             outcome
         })
@@ -94,6 +116,6 @@ pub fn process_with_progress(
         superseded,
         chunks,
         staged,
-        plan: plan.clone(),
+        plan,
     })
 }

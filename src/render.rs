@@ -66,7 +66,7 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         total => thousands(r.rows.total), valid => thousands(r.rows.valid), rejected => thousands(r.rows.rejected),
         duplicate => thousands(r.rows.duplicate), unprocessed => thousands(r.rows.unprocessed),
         inserted => thousands(r.written.inserted), updated => thousands(r.written.updated),
-        unchanged => thousands(r.written.unchanged), rate => r.timings.rows_per_second.map(thousands),
+        unchanged => thousands(r.written.unchanged), merged => thousands(r.written.merged), rate => r.timings.rows_per_second.map(thousands),
     };
     let ctx = context! {
         r => report,
@@ -108,7 +108,7 @@ pub fn inline_css(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ReportBuilder, Source, Timings};
+    use crate::report::{Difference, Feed, ReportBuilder, Source, StaleReport, Timings};
 
     fn rendered(rows_per_second: Option<u64>) -> (String, String) {
         let (report, _) = ReportBuilder::new("run-1", Source::default(), "products").finish(
@@ -121,6 +121,62 @@ mod tests {
             &[],
         );
         render(&report, &[])
+    }
+
+    #[test]
+    fn a_dry_run_says_so_and_counts_what_it_would_do() {
+        let mut builder = ReportBuilder::new(
+            "run-1",
+            Source {
+                key: "incoming/erp/p.csv".into(),
+                ..Source::default()
+            },
+            "products",
+        );
+        builder.feed(
+            Feed {
+                source: "erp".into(),
+                mode: "dry-run".into(),
+            },
+            true,
+        );
+        builder.stale(StaleReport {
+            policy: "deactivate".into(),
+            marked: 2,
+            sample: vec!["A-1".into(), "A-2".into()],
+            ..StaleReport::default()
+        });
+        builder.differences(&[Difference {
+            key: "A-3".into(),
+            field: "price".into(),
+            old: Some("9.90".into()),
+            new: Some("8.50".into()),
+        }]);
+        let (report, _) = builder.finish(Timings::default(), Default::default(), &[]);
+        assert!(report
+            .subject()
+            .starts_with("[chute] DRY RUN SUCCEEDED p.csv: 0 would be imported"));
+        let (html, text) = render(&report, &[]);
+        for needle in [
+            "DRY RUN",
+            "Would be inserted",
+            "Would be marked stale",
+            "source <code",
+            ">A-1</code>",
+            "→ 8.50",
+        ] {
+            assert!(html.contains(needle), "{needle}: {html}");
+        }
+        for needle in [
+            "DRY RUN: nothing was written",
+            "Source:   erp (mode dry-run)",
+            "0 would be inserted",
+            "2 would be marked stale",
+            "First stale keys: A-1, A-2",
+            "A-3 price: 9.90 → 8.50",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
     }
 
     #[test]

@@ -369,13 +369,14 @@ impl Schema {
     }
 }
 
-/// A schema name becomes a file name: no paths, no surprises.
+/// Whether `c` may be part of a schema name. A schema name becomes a file name: no paths, no
+/// surprises.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
 fn check_name(name: &str) -> Result<(), SchemaError> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.is_empty() || !name.chars().all(is_name_char) {
         return Err(SchemaError::Invalid(format!(
             "schema name `{name}` must be letters, digits, `_` or `-`"
         )));

@@ -8,7 +8,7 @@ use std::process::Command;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::render::{render, Link};
-use chute::report::{ChunkTally, ReportBuilder, Source, Timings, TransformTally, WriteTally};
+use chute::report::{ReportBuilder, Source, Timings};
 use chute::schema::Schema;
 
 fn root() -> PathBuf {
@@ -26,25 +26,7 @@ fn dirty_report() -> chute::Report {
         read_as: None,
     };
     let mut builder = ReportBuilder::new("dirty-a74030e8b93067f8", source, "products");
-    builder.warnings(&outcome.plan.header.warnings);
-    for (i, chunk) in outcome.chunks.iter().enumerate() {
-        builder.chunk(&ChunkTally {
-            index: i as u32,
-            rows: chunk.rows,
-            transformed: Some(TransformTally {
-                valid: chunk.valid,
-                duplicate: chunk.duplicate,
-                rejected: chunk.rejected.len() as u64,
-            }),
-            written: Some(WriteTally {
-                inserted: chunk.valid,
-                ..WriteTally::default()
-            }),
-        });
-        for row in &chunk.rejected {
-            builder.rejected_row(row);
-        }
-    }
+    outcome.fill_report(&mut builder);
     let timings = Timings {
         started_at: "2026-12-01T11:18:32.363Z".into(),
         finished_at: "2026-12-01T11:18:32.983Z".into(),

@@ -1,7 +1,7 @@
 //! The engine over whole files: documents, rejections and accounting for the products schema.
 
 use bson::{Bson, Document};
-use chute::pipeline::{process, FileOutcome};
+use chute::pipeline::{process, process_with_progress, FileOutcome};
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::Code;
@@ -517,4 +517,29 @@ fn a_file_past_the_key_ceiling_is_refused_while_planning() {
         err.message
     );
     assert!(err.message.contains("ValidateMemoryMb"), "{}", err.message);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+    /// A check (`keep_staged` off: no document built) finds exactly what the transform finds:
+    /// the same counts, rejections and superseded duplicates, whatever the chunk size.
+    #[test]
+    fn a_check_finds_what_the_transform_finds(
+        rows in proptest::collection::vec((0u8..5, proptest::sample::select(vec!["1.50", "2", "x", "1.234", ""]), 0u8..3), 0..50),
+        chunk_bytes in proptest::prop_oneof![proptest::strategy::Just(1u64), 2u64..300, proptest::strategy::Just(1u64 << 30)],
+    ) {
+        let mut csv = String::from("sku,name,price,stock,category\n");
+        for (sku, price, stock) in rows {
+            csv += &format!("S{sku},Lamp,{price},{stock},home\n");
+        }
+        let options = PlanOptions { chunk_bytes, ..PlanOptions::default() };
+        let schema = Schema::products();
+        let transformed = process(csv.as_bytes(), &schema, &options).unwrap();
+        let checked = process_with_progress(csv.as_bytes(), &schema, &options, false, |_| {}).unwrap();
+        proptest::prop_assert_eq!(&checked.chunks, &transformed.chunks);
+        proptest::prop_assert_eq!(&checked.superseded, &transformed.superseded);
+        proptest::prop_assert!(checked.staged.is_empty());
+        proptest::prop_assert_eq!(transformed.staged.is_empty(), transformed.valid() == 0);
+    }
 }

@@ -1,6 +1,7 @@
 //! The report model and its renderings: status per outcome, accounting, rejects.csv safety, HTML
 //! escaping, and the subject line.
 
+use chute::error::Refusal;
 use chute::render::{render, Link};
 use chute::report::{
     Artifacts, ChunkTally, ReportBuilder, Source, Status, Timings, TransformTally, WriteTally,
@@ -29,9 +30,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
         }),
         written: Some(WriteTally {
             inserted: valid,
-            updated: 0,
-            unchanged: 0,
-            refused: 0,
+            ..WriteTally::default()
         }),
     }
 }
@@ -86,7 +85,11 @@ fn rejected_rows_make_a_partial_run_with_every_problem_in_rejects_csv() {
         &["A-1", "=HYPERLINK(\"http://x\")"],
     ));
     b.rejected_row(&rejected(3, "price", "@SUM(A1)", &["A-0", "@SUM(A1)"]));
-    b.refused(Position { row: 9, line: 10 }, "Document failed validation");
+    b.refused(&Refusal {
+        position: Position { row: 9, line: 10 },
+        code: 121,
+        message: "Document failed validation".into(),
+    });
     let (report, csv) = finish(b);
     assert_eq!(report.status, Status::Partial);
     assert_eq!(

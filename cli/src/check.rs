@@ -8,19 +8,17 @@ use std::time::Instant;
 use chute::lambda::Config;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
-    failure_reason, thousands, Artifacts, ChunkTally, Report, ReportBuilder, Source, Status,
-    Timings, TransformTally, WriteTally, Written,
+    failure_reason, thousands, Artifacts, Report, ReportBuilder, Source, Status, Timings, Written,
 };
 use chute::schema::Schema;
-use chute::FileOutcome;
 
 use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
 Validate and transform a local CSV offline: no AWS, no MongoDB, no stack. The file goes through \
-the library's in-memory pipeline (plan, duplicate resolution, transform), the same code the \
-validate and transform functions run, so the counts, error codes and rejected rows are those a \
-run of the file would report. Nothing is written anywhere unless --out is given.
+the library's in-memory pipeline (plan, duplicate resolution, the transform's row checks), the \
+same code the validate and transform functions run, so the counts, error codes and rejected rows \
+are those a run of the file would report; only the documents a run would write are not built. Nothing is written anywhere unless --out is given.
 
 It prints the status the run would have, the counts, errors by code and by column and the first \
 rejected rows. With --out DIR it writes DIR/report.json and DIR/rejects.csv, built by the same \
@@ -103,8 +101,7 @@ pub fn check_bytes(
     match &outcome {
         Ok(file) => {
             header = file.plan.header.names.clone();
-            builder.warnings(&file.plan.header.warnings);
-            tally(&mut builder, file);
+            file.fill_report(&mut builder);
         }
         // The text a run's report gives for a file error (validate fails with the error as JSON).
         Err(e) => builder.fail(failure_reason(
@@ -126,48 +123,41 @@ pub fn check_bytes(
     Checked { report, rejects }
 }
 
-/// Each chunk as the report function sees it, with the import accounting for every staged document
-/// (offline there is no database to refuse one).
-fn tally(builder: &mut ReportBuilder, file: &FileOutcome) {
-    for (index, chunk) in file.chunks.iter().enumerate() {
-        builder.chunk(&ChunkTally {
-            index: index as u32,
-            rows: chunk.rows,
-            transformed: Some(TransformTally {
-                valid: chunk.valid,
-                duplicate: chunk.duplicate,
-                rejected: chunk.rejected.len() as u64,
-            }),
-            written: Some(WriteTally {
-                inserted: chunk.valid,
-                ..WriteTally::default()
-            }),
-        });
-        for row in &chunk.rejected {
-            builder.rejected_row(row);
-        }
-    }
-}
-
 pub fn run(args: &Args, json: bool) -> Outcome {
     let config = Config::from_env()?;
     let schema = load_schema(&config, args.schema.as_deref(), args.schema_file.as_deref())?;
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
+    let cannot_read =
+        |e: std::io::Error| Failure(format!("cannot read {}: {e}", args.file.display()));
+    let file = std::fs::File::open(&args.file).map_err(cannot_read)?;
+    let (mapped, read);
+    // SAFETY: the map is read-only and private; the one hazard is another process truncating the
+    // file during the check, which faults (SIGBUS) instead of giving a wrong answer. What cannot be
+    // mapped (a pipe, /dev/stdin) is read instead.
+    let bytes: &[u8] = match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => {
+            mapped = map;
+            &mapped
+        }
+        Err(_) => {
+            read = std::fs::read(&args.file).map_err(cannot_read)?;
+            &read
+        }
+    };
     let bar = if bytes.len() > PROGRESS_BYTES && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:40} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+                "{bar:40} {human_pos}/{human_len} rows  {rate}  ETA {eta}",
             )
-            .expect("valid template"),
+            .expect("valid template")
+            .with_key("rate", rows_per_second),
         );
         bar
     } else {
         indicatif::ProgressBar::hidden()
     };
     // Compressed, UTF-16, other encodings, spreadsheets: decoded as the validate step does.
-    let decoded = chute::input::decode_all(&bytes, &schema, &schema.format, None)
+    let decoded = chute::input::decode_all(bytes, &schema, &schema.format, None)
         .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
     let (bytes, schema) = (decoded.csv, decoded.schema);
     let source = Source {
@@ -211,6 +201,15 @@ pub fn run(args: &Args, json: bool) -> Outcome {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The bar's rate: rows so far over time so far, once a chunk is done (not "0 rows/s" before).
+fn rows_per_second(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let seconds = state.elapsed().as_secs_f64();
+    if state.pos() > 0 && seconds > 0.0 {
+        let rate = (state.pos() as f64 / seconds) as u64;
+        let _ = write!(out, "{} rows/s", thousands(rate));
+    }
 }
 
 /// The text summary: status, counts, errors by code and column, the first rejected rows.

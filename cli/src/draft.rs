@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chute::rules::{parse_cell, ColumnType, Constraints};
-use chute::schema::{fold_header, Schema};
+use chute::schema::{fold_header, is_name_char, Schema};
 use chute::value::trim;
 use serde::Serialize;
 
@@ -95,13 +95,7 @@ fn schema_name(file: &std::path::Path) -> String {
         .unwrap_or_default();
     let name: String = stem
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if is_name_char(c) { c } else { '_' })
         .collect();
     if name.is_empty() {
         "draft".into()

@@ -2,19 +2,17 @@
 
 mod common;
 
-use common::{chute, json, root, temp};
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::catalogue::generate;
+use common::{check_args, chute, isolated, json, root, temp};
 
 #[test]
 fn the_dirty_sample_is_partial_with_its_codes_and_writes_both_files() {
     let out_dir = temp("dirty");
     let dirty = root().join("samples/dirty.csv");
-    let out = chute(&[
-        "--json",
-        "check",
-        dirty.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = chute(&check_args(&dirty, "--out", &out_dir));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json(&out);
     assert_eq!(report["status"], "PARTIAL");
@@ -85,6 +83,59 @@ fn usage_and_environment_errors_exit_2() {
         help.contains("EXIT STATUS") && help.contains("EXAMPLES"),
         "{help}"
     );
+}
+
+/// The benchmark's generated file at 80,000 rows (9 MB): over the 8 MiB past which a terminal
+/// gets a progress bar, with 1 row in 100 rejected.
+fn large_file(tag: &str) -> PathBuf {
+    let path = temp(tag).join("large.csv");
+    std::fs::write(&path, generate(80_000)).unwrap();
+    path
+}
+
+#[test]
+fn a_large_file_checked_with_stderr_not_a_terminal_prints_no_progress() {
+    let file = large_file("quiet");
+    let out = chute(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("rows 80,000   valid 79,200   rejected 800   duplicate 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn on_a_terminal_a_large_file_gets_a_progress_bar_with_rows_per_second() {
+    let file = large_file("tty");
+    // util-linux `script` runs the command on a pseudo-terminal and copies the screen to stdout.
+    let command = format!("{} check {}", env!("CARGO_BIN_EXE_chute"), file.display());
+    let out = isolated(Command::new("script"))
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("util-linux `script` runs the command on a pseudo-terminal");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // The first frame is drawn once the file is planned, the next ones as chunks finish (the
+    // bar's first frames are never rate-limited), so each of these is on the screen.
+    assert!(screen.contains(" 0/80,000 rows"), "{screen}");
+    assert!(screen.contains(" rows/s  ETA "), "{screen}");
+    assert!(screen.contains("rows 80,000   valid 79,200"), "{screen}");
+
+    // The same file, small enough to need no bar: the screen holds the summary only.
+    let small = temp("tty-small").join("small.csv");
+    std::fs::write(&small, generate(1_000)).unwrap();
+    let command = format!("{} check {}", env!("CARGO_BIN_EXE_chute"), small.display());
+    let out = isolated(Command::new("script"))
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(!screen.contains("rows/s"), "{screen}");
+    assert!(screen.contains("rows 1,000   valid 990"), "{screen}");
 }
 
 #[test]

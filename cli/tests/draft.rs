@@ -5,7 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{chute, generate, json, root, temp};
+use common::catalogue::generate;
+use common::{check_args, chute, json, root, temp};
 
 /// Drafts a schema for `file`, checks `file` with it, and returns (the TOML, the check's report).
 fn draft_then_check(file: &Path, tag: &str) -> (String, serde_json::Value) {
@@ -14,13 +15,7 @@ fn draft_then_check(file: &Path, tag: &str) -> (String, serde_json::Value) {
     let toml = String::from_utf8(out.stdout).unwrap();
     let path = temp(tag).join("draft.toml");
     std::fs::write(&path, &toml).unwrap();
-    let out = chute(&[
-        "--json",
-        "check",
-        file.to_str().unwrap(),
-        "--schema-file",
-        path.to_str().unwrap(),
-    ]);
+    let out = chute(&check_args(file, "--schema-file", &path));
     assert_eq!(out.status.code(), Some(0), "{toml}\n{out:?}");
     (toml, json(&out))
 }

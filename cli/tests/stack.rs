@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{json, root, temp};
+use common::{check_args, json, root, run_ok, temp};
 use support::{stack, unique, Stack};
 
 /// The binary aimed at the tests' stack.
@@ -43,17 +43,7 @@ fn fresh_copy(sample: &str, tag: &str) -> PathBuf {
 
 /// `scripts/run-local FILE --out DIR` on the tests' stack: its report JSON.
 fn run_local(file: &Path, out: &Path) -> serde_json::Value {
-    let run = Stack::script("run-local")
-        .arg(file)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "run-local: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = run_ok(Stack::script("run-local").arg(file).arg("--out").arg(out));
     serde_json::from_slice(&run.stdout).unwrap()
 }
 
@@ -64,13 +54,7 @@ fn check_agrees_row_for_row_with_a_local_run_of_each_sample() {
         let ran = temp(&unique("ran"));
         let checked = temp(&unique("checked"));
         let real = run_local(&file, &ran);
-        let out = chute(&[
-            "--json",
-            "check",
-            file.to_str().unwrap(),
-            "--out",
-            checked.to_str().unwrap(),
-        ]);
+        let out = chute(&check_args(&file, "--out", &checked));
         let offline = json(&out);
         for field in [
             "/status",
@@ -212,22 +196,15 @@ async fn backfill_starts_each_missing_run_once_and_explain_shows_what_it_wrote()
         chute_json(&args)
     };
 
+    let both = |action: &str| -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.clone(), action.to_string()))
+            .collect()
+    };
     let dry = backfill(true);
-    assert_eq!(
-        actions(&dry),
-        vec![
-            (keys[0].clone(), "would-start".to_string()),
-            (keys[1].clone(), "would-start".to_string())
-        ]
-    );
+    assert_eq!(actions(&dry), both("would-start"));
     let first = backfill(false);
-    assert_eq!(
-        actions(&first),
-        vec![
-            (keys[0].clone(), "started".to_string()),
-            (keys[1].clone(), "started".to_string())
-        ]
-    );
+    assert_eq!(actions(&first), both("started"));
     for (a, b) in dry
         .as_array()
         .unwrap()

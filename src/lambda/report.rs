@@ -1,20 +1,26 @@
-//! `report`: reads every chunk's recorded outcome, has [`crate::report::assemble`] build the report,
-//! stores report.json, rejects.csv and summary.html under `reports/<run>/`, records the run in
-//! MongoDB, then emails it. The report is stored before the email is tried, and an email failure is
-//! recorded in it, never fatal.
+//! `report`: reads every chunk's recorded outcome, marks a full refresh's stale products (the
+//! run's last step, once every chunk is written; [`crate::store::Store::mark_stale`]), has
+//! [`crate::report::assemble`] build the report, stores report.json, rejects.csv, summary.html and
+//! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is
+//! stored before the email is tried, and an email failure is recorded in it, never fatal.
+
+use std::collections::HashSet;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
 use super::{Env, PlanOutput, ReportInput, ReportOutput, RunInput, StoredPlan};
 use crate::error::ChuteError;
+use crate::feed::{Mode, Stale};
 use crate::input::ReadAs;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Imported,
-    PlanRecord, Report, RunRecord, Source, Transformed,
+    assemble, failure_reason, stale_csv, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Feed,
+    Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
+use crate::store::{staged_keys, StaleRun};
+use crate::transform::STAGING_PART_BYTES;
 
 pub async fn handle(
     env: &Env,
@@ -29,12 +35,13 @@ pub async fn handle(
         }
         None => (None, None),
     };
-    let artifacts = Artifacts {
+    let mut artifacts = Artifacts {
         report: env.config.report_key(&run.run_id, "report.json"),
         rejects: env.config.report_key(&run.run_id, "rejects.csv"),
         summary: env.config.report_key(&run.run_id, "summary.html"),
+        stale: None,
     };
-    let record = RunRecord {
+    let mut record = RunRecord {
         run_id: run.run_id.clone(),
         source: Source {
             bucket: run.bucket.clone(),
@@ -50,7 +57,34 @@ pub async fn handle(
             .as_ref()
             .map(|f| failure_reason(&f.error, &f.cause)),
         artifacts: artifacts.clone(),
+        feed: Feed {
+            source: run.source.clone(),
+            mode: run.mode.as_str().to_string(),
+        },
+        dry_run: run.mode == Mode::DryRun,
+        stale: None,
     };
+    if run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?) {
+        let (stale, key) = match mark_stale(env, run, &record).await {
+            Ok(marked) => marked,
+            // Worth a retry of the whole step (the tags make a second marking finish the first).
+            Err(e @ ChuteError::Transient(_)) => return Err(e.into()),
+            // Anything else would fail every retry: the run is still reported, PARTIAL, saying so.
+            Err(e) => (
+                StaleReport {
+                    refused_reason: Some(format!(
+                        "the stale marking did not finish: {}",
+                        crate::error::redact(&e.to_string())
+                    )),
+                    ..StaleReport::default()
+                },
+                None,
+            ),
+        };
+        record.stale = Some(stale);
+        artifacts.stale = key;
+        record.artifacts = artifacts.clone();
+    }
     let (mut report, rejects) = assemble(record, bson::DateTime::now());
 
     let links = links(env, &run.bucket, &artifacts).await;
@@ -103,6 +137,106 @@ pub async fn handle(
         report_key: artifacts.report,
         email: email_status.as_str().to_string(),
     })
+}
+
+/// Whether the file's source is configured for full refreshes (a dry run's mode replaces it).
+fn full_by_configuration(env: &Env, run: &RunInput) -> Result<bool, ChuteError> {
+    let schema = env.config.schema(&run.schema)?;
+    Ok(schema.feed.for_source(&run.source).mode == Mode::Full)
+}
+
+/// A full refresh's stale products, marked once every chunk was written (else nothing is marked
+/// and the report says why), the keys streamed into `stale.csv`; returns the outcome and the CSV's
+/// key. A retried or redriven report repeats what the ledger recorded. A dry run predicts them
+/// from the keys its staged documents supply, and marks nothing.
+async fn mark_stale(
+    env: &Env,
+    run: &RunInput,
+    record: &RunRecord,
+) -> Result<(StaleReport, Option<String>), ChuteError> {
+    let schema = env.config.schema(&run.schema)?;
+    let policy = schema.feed.for_source(&run.source);
+    let mut outcome = StaleReport {
+        policy: stale_name(policy.stale).to_string(),
+        ..StaleReport::default()
+    };
+    if !record.complete() {
+        outcome.refused_reason = Some(
+            "nothing marked stale: the full refresh did not import every row it staged".into(),
+        );
+        return Ok((outcome, None));
+    }
+    let store = env.store().await?;
+    let key = env.config.report_key(&run.run_id, "stale.csv");
+    let dry_run = run.mode == Mode::DryRun;
+    if !dry_run {
+        if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
+            return Ok((recorded, Some(key)));
+        }
+    }
+    let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
+    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
+    let stale_run = StaleRun {
+        schema: &schema,
+        source: &run.source,
+        run_id: &run.run_id,
+        policy: policy.stale,
+        max_stale_percent: f64::from(policy.max_stale_percent),
+        force: run.force_stale,
+    };
+    let marking = async {
+        if dry_run {
+            let supplied = supplied_keys(env, run, record, &schema).await?;
+            store.predict_stale(&stale_run, &supplied, keys_tx).await
+        } else {
+            store.mark_stale(&stale_run, keys_tx).await
+        }
+    };
+    let (marked, (), stored) = tokio::join!(
+        marking,
+        stale_csv(keys_rx, parts_tx, STAGING_PART_BYTES),
+        env.blob
+            .put_parts(&run.bucket, &key, "text/csv; charset=utf-8", parts_rx),
+    );
+    stored?;
+    let marked = marked?;
+    outcome.marked = marked.marked;
+    outcome.deleted = marked.deleted;
+    outcome.refused_reason = marked.refused_reason;
+    outcome.sample = marked.sample;
+    if !dry_run {
+        store.record_stale(&run.run_id, &outcome).await?;
+    }
+    Ok((outcome, Some(key)))
+}
+
+/// The keys a dry run's file supplies: those of every chunk's staged documents.
+async fn supplied_keys(
+    env: &Env,
+    run: &RunInput,
+    record: &RunRecord,
+    schema: &crate::schema::Schema,
+) -> Result<HashSet<String>, ChuteError> {
+    let mut keys = HashSet::new();
+    for chunk in record.plan.iter().flat_map(|p| &p.chunks) {
+        let staged = env
+            .blob
+            .get(
+                &run.bucket,
+                &env.config.chunk_key(&run.run_id, chunk.index, "bson"),
+            )
+            .await?;
+        keys.extend(staged_keys(schema, &staged)?);
+    }
+    Ok(keys)
+}
+
+fn stale_name(stale: Stale) -> &'static str {
+    match stale {
+        Stale::Deactivate => "deactivate",
+        Stale::Delete => "delete",
+        Stale::Keep => "keep",
+    }
 }
 
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
@@ -158,7 +292,14 @@ async fn links(env: &Env, bucket: &str, artifacts: &Artifacts) -> Vec<Link> {
         ("Report (JSON)", &artifacts.report),
         ("Rejected rows (CSV)", &artifacts.rejects),
         ("Summary", &artifacts.summary),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        artifacts
+            .stale
+            .as_ref()
+            .map(|key| ("Stale products (CSV)", key)),
+    ) {
         let url = match env.config.presign_seconds {
             0 => None,
             seconds => env.blob.presign_get(bucket, key, seconds).await,

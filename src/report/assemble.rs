@@ -1,8 +1,8 @@
 //! The report of a run from what each of its steps recorded.
 
 use super::{
-    Artifacts, ChunkTally, Report, ReportBuilder, Source, StepTimings, Timings, TransformTally,
-    WriteTally,
+    Artifacts, ChunkTally, Difference, Feed, Report, ReportBuilder, Source, StaleReport,
+    StepTimings, Timings, TransformTally, WriteTally,
 };
 use serde::Deserialize;
 
@@ -22,6 +22,30 @@ pub struct RunRecord {
     /// Why the run failed, when a step failed as a whole (see [`failure_reason`]).
     pub failure: Option<String>,
     pub artifacts: Artifacts,
+    pub feed: Feed,
+    pub dry_run: bool,
+    /// The stale marking of a full refresh, once every chunk was written (see
+    /// [`RunRecord::complete`]).
+    pub stale: Option<StaleReport>,
+}
+
+impl RunRecord {
+    /// Every chunk was transformed and imported, with every staged document accounted for, and
+    /// no step failed as a whole: only then may a full refresh mark anything stale.
+    pub fn complete(&self) -> bool {
+        let Some(plan) = &self.plan else { return false };
+        self.failure.is_none()
+            && plan
+                .chunks
+                .iter()
+                .all(|c| match (&c.transformed, &c.imported) {
+                    (Some(t), Some(i)) => {
+                        let w = &i.tally;
+                        w.inserted + w.updated + w.unchanged + w.refused == t.tally.valid
+                    }
+                    _ => false,
+                })
+    }
 }
 
 /// The stored plan and what each of its chunks recorded.
@@ -53,6 +77,9 @@ pub struct StepRecord<Tally, Rejection> {
     /// `rejected_rows` of a transform record, `refusals` of an import record.
     #[serde(default = "Vec::new", alias = "rejected_rows", alias = "refusals")]
     pub rejections: Vec<Rejection>,
+    /// A dry run's import: a sample of the field differences of documents it would update.
+    #[serde(default)]
+    pub differences: Vec<Difference>,
 }
 
 /// The transform's record: its own count of valid rows (documents staged) and the rejected rows.
@@ -68,6 +95,7 @@ pub type Imported = StepRecord<WriteTally, Refusal>;
 /// of being absorbed (the report's `valid` is what the import wrote).
 pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
     let mut builder = ReportBuilder::new(&run.run_id, run.source, &run.schema);
+    builder.feed(run.feed, run.dry_run);
     let mut steps = StepTimings::default();
     let mut header = Vec::new();
     if let Some(plan) = run.plan {
@@ -90,14 +118,18 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                     builder.rejected_row(row);
                 }
                 for r in &i.rejections {
-                    builder.refused(r.position, &r.message);
+                    builder.refused(r);
                 }
+                builder.differences(&i.differences);
             }
             builder.chunk(&tally);
         }
     }
     if let Some(reason) = run.failure {
         builder.fail(reason);
+    }
+    if let Some(stale) = run.stale {
+        builder.stale(stale);
     }
     let started = bson::DateTime::parse_rfc3339_str(&run.started_at).ok();
     let duration_ms = started
@@ -155,11 +187,13 @@ mod tests {
                 },
                 duration_ms: 10,
                 rejections: Vec::new(),
+                differences: Vec::new(),
             }),
             imported: Some(Imported {
                 tally: written,
                 duration_ms: 20,
                 rejections: Vec::new(),
+                differences: Vec::new(),
             }),
         }
     }
@@ -167,9 +201,8 @@ mod tests {
     fn written(inserted: u64, refused: u64) -> WriteTally {
         WriteTally {
             inserted,
-            updated: 0,
-            unchanged: 0,
             refused,
+            ..WriteTally::default()
         }
     }
 
@@ -192,6 +225,7 @@ mod tests {
             }),
             failure: None,
             artifacts: Artifacts::default(),
+            ..RunRecord::default()
         }
     }
 
@@ -280,8 +314,72 @@ mod tests {
     }
 
     #[test]
+    fn only_a_run_that_imported_every_staged_row_may_mark_stale_products() {
+        assert!(run(vec![chunk(0, 10, 9, written(8, 1))]).complete());
+        assert!(!run(vec![chunk(0, 10, 9, written(8, 0))]).complete());
+        let unprocessed = ChunkRecord {
+            index: 1,
+            rows: 4,
+            ..ChunkRecord::default()
+        };
+        assert!(!run(vec![chunk(0, 10, 10, written(10, 0)), unprocessed]).complete());
+        let mut failed = run(vec![chunk(0, 10, 10, written(10, 0))]);
+        failed.failure = Some("Chute.Fatal: boom".into());
+        assert!(!failed.complete());
+        assert!(!RunRecord::default().complete(), "no plan");
+    }
+
+    #[test]
+    fn a_refused_stale_marking_makes_the_run_partial_and_says_why() {
+        let mut c = chunk(0, 10, 10, written(10, 0));
+        if let Some(i) = c.imported.as_mut() {
+            i.tally = WriteTally {
+                inserted: 6,
+                updated: 4,
+                reactivated: 2,
+                merged: 1,
+                ..WriteTally::default()
+            };
+        }
+        let mut record = run(vec![c]);
+        record.feed = Feed {
+            source: "erp".into(),
+            mode: "full".into(),
+        };
+        record.stale = Some(StaleReport {
+            policy: "deactivate".into(),
+            marked: 40,
+            refused_reason: Some("nothing marked stale: 40 of 100".into()),
+            ..StaleReport::default()
+        });
+        let (report, _) = assemble(record, at("2026-11-22T10:00:01Z"));
+        assert_eq!(report.status, Status::Partial);
+        assert_eq!(
+            report.reason.as_deref(),
+            Some("nothing marked stale: 40 of 100")
+        );
+        let stale = report.stale.unwrap();
+        assert_eq!((stale.marked, stale.reactivated), (40, 2));
+        assert_eq!((report.written.updated, report.written.merged), (4, 1));
+        assert_eq!(report.feed.source, "erp");
+    }
+
+    #[test]
+    fn an_incremental_run_shows_a_stale_block_only_when_it_reactivated_products() {
+        let report = report_of(vec![chunk(0, 10, 10, written(10, 0))]);
+        assert_eq!((report.status, report.stale), (Status::Succeeded, None));
+        let mut c = chunk(0, 10, 10, written(10, 0));
+        if let Some(i) = c.imported.as_mut() {
+            i.tally.reactivated = 3;
+        }
+        let report = report_of(vec![c]);
+        assert_eq!(report.status, Status::Succeeded);
+        assert_eq!(report.stale.map(|s| s.reactivated), Some(3));
+    }
+
+    #[test]
     fn rejected_rows_and_refusals_reach_the_errors_and_rejects_csv() {
-        let mut c = chunk(0, 3, 2, written(1, 1));
+        let mut c = chunk(0, 4, 3, written(1, 2));
         if let Some(t) = &mut c.transformed {
             t.rejections.push(RejectedRow {
                 position: Position { row: 1, line: 2 },
@@ -300,12 +398,17 @@ mod tests {
                 code: 121,
                 message: "Document failed validation".into(),
             });
+            i.rejections.push(Refusal {
+                position: Position { row: 4, line: 5 },
+                code: Refusal::CONFLICT,
+                message: "gtin 1 matches products A and B".into(),
+            });
         }
         let (report, csv) = assemble(run(vec![c]), at("2026-11-22T10:00:01Z"));
         let codes: Vec<&str> = report.errors.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["type_error", "database"]);
+        assert_eq!(codes, ["type_error", "database", "conflict"]);
         let csv = String::from_utf8(csv).unwrap();
-        assert_eq!(csv.lines().count(), 3, "{csv}");
+        assert_eq!(csv.lines().count(), 4, "{csv}");
     }
 
     #[test]

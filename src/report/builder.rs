@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Artifacts, ChunkTally, Chunks, ErrorEntry, Report, Rows, Source, Status, Timings, Written,
-    ERROR_SAMPLE,
+    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source, StaleReport,
+    Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
 };
-use crate::error::{Code, Position};
+use crate::error::Refusal;
 use crate::transform::RejectedRow;
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
@@ -15,6 +15,8 @@ pub struct ReportBuilder {
     rejects: Vec<RejectLine>,
     /// Chunks whose import did not account for every staged document, with both counts.
     unaccounted: Vec<String>,
+    /// Stale products the file supplied again, over all chunks.
+    reactivated: u64,
 }
 
 /// One line of rejects.csv.
@@ -31,10 +33,14 @@ impl ReportBuilder {
                 run_id: run_id.to_string(),
                 source,
                 schema: schema.to_string(),
+                feed: Feed::default(),
+                dry_run: false,
                 status: Status::Succeeded,
                 reason: None,
                 rows: Rows::default(),
                 written: Written::default(),
+                stale: None,
+                differences: Vec::new(),
                 staged: 0,
                 errors: Vec::new(),
                 errors_total: 0,
@@ -48,7 +54,27 @@ impl ReportBuilder {
             },
             rejects: Vec::new(),
             unaccounted: Vec::new(),
+            reactivated: 0,
         }
+    }
+
+    /// The file's source and mode, and whether this is a dry run.
+    pub fn feed(&mut self, feed: Feed, dry_run: bool) {
+        self.report.feed = feed;
+        self.report.dry_run = dry_run;
+    }
+
+    /// The stale marking of a full refresh; one that refused to mark makes the run PARTIAL.
+    pub fn stale(&mut self, stale: StaleReport) {
+        self.report.stale = Some(stale);
+    }
+
+    /// Field differences a dry run's import found, kept up to [`DIFFERENCE_SAMPLE`].
+    pub fn differences(&mut self, differences: &[Difference]) {
+        let room = DIFFERENCE_SAMPLE.saturating_sub(self.report.differences.len());
+        self.report
+            .differences
+            .extend(differences.iter().take(room).cloned());
     }
 
     pub fn warnings(&mut self, warnings: &[String]) {
@@ -72,6 +98,8 @@ impl ReportBuilder {
                 r.written.inserted += w.inserted;
                 r.written.updated += w.updated;
                 r.written.unchanged += w.unchanged;
+                r.written.merged += w.merged;
+                self.reactivated += w.reactivated;
                 r.staged += t.valid;
                 let accounted = w.inserted + w.updated + w.unchanged + w.refused;
                 if accounted != t.valid {
@@ -104,14 +132,15 @@ impl ReportBuilder {
         }
     }
 
-    /// A document the database refused.
-    pub fn refused(&mut self, position: Position, message: &str) {
+    /// A document the database refused (`database`), or the writer did (`conflict`: a
+    /// `match_also` value that names two products).
+    pub fn refused(&mut self, refusal: &Refusal) {
         self.push(
             ErrorEntry {
-                position,
+                position: refusal.position,
                 column: crate::transform::WHOLE_ROW.to_string(),
-                code: Code::Database,
-                message: message.to_string(),
+                code: refusal.row_code(),
+                message: refusal.message.clone(),
                 value: String::new(),
             },
             Vec::new(),
@@ -143,6 +172,13 @@ impl ReportBuilder {
             .map(|l| l.entry.clone())
             .collect();
         r.chunks.failed.sort_unstable();
+        if self.reactivated > 0 && r.stale.is_none() {
+            r.stale = Some(StaleReport::default());
+        }
+        let stale_refused = r.stale.as_mut().and_then(|stale| {
+            stale.reactivated = self.reactivated;
+            stale.refused_reason.clone()
+        });
         if !self.unaccounted.is_empty() {
             let mismatch = format!(
                 "the accounting does not hold: {}",
@@ -156,7 +192,11 @@ impl ReportBuilder {
         let imported_any = r.chunks.total > r.chunks.failed.len() as u64;
         r.status = if r.reason.is_some() && !imported_any {
             Status::Failed
-        } else if r.reason.is_some() || !r.chunks.failed.is_empty() || r.rows.rejected > 0 {
+        } else if r.reason.is_some()
+            || stale_refused.is_some()
+            || !r.chunks.failed.is_empty()
+            || r.rows.rejected > 0
+        {
             Status::Partial
         } else {
             Status::Succeeded
@@ -167,6 +207,12 @@ impl ReportBuilder {
                 r.chunks.failed.len(),
                 r.chunks.total
             ));
+        }
+        if let Some(refused) = stale_refused {
+            r.reason = Some(match r.reason.take() {
+                Some(reason) => format!("{reason}; {refused}"),
+                None => refused,
+            });
         }
         r.timings = timings;
         r.artifacts = artifacts;

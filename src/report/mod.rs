@@ -4,6 +4,8 @@
 
 mod assemble;
 mod builder;
+#[cfg(feature = "adapters")]
+mod stale;
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,12 @@ use crate::error::{Code, Position};
 pub use assemble::{
     assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, StepRecord, Transformed,
 };
+
+/// Field differences quoted from a dry run (old → new of documents that would be updated).
+pub const DIFFERENCE_SAMPLE: usize = 20;
 pub use builder::{neutralise, ReportBuilder};
+#[cfg(feature = "adapters")]
+pub use stale::stale_csv;
 
 /// Errors quoted in report.json and the email; rejects.csv has them all.
 pub const ERROR_SAMPLE: usize = 100;
@@ -64,6 +71,42 @@ pub struct Written {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Of those, rows merged into a product another source (or key, `match_also`) supplies.
+    #[serde(default)]
+    pub merged: u64,
+}
+
+/// Who sent the file and how it applies: `mode` is `incremental` (rows merged in) or `full` (the
+/// file is the source's whole catalogue; what it no longer lists is stale).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feed {
+    pub source: String,
+    pub mode: String,
+}
+
+/// What a run did to stale products: `marked` claims this full refresh found stale (under
+/// `keep`, counted only), `deleted` documents (under `delete`), `reactivated` stale products the
+/// file supplied again. `refused_reason` says why nothing was marked although some were stale.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleReport {
+    pub policy: String,
+    pub marked: u64,
+    pub deleted: u64,
+    pub reactivated: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
+    /// The first stale keys; the stale.csv artifact lists them all.
+    pub sample: Vec<String>,
+}
+
+/// One field of a document a dry run would update, as the import records it: the product's
+/// key, the dotted field path, and the stored and new values as JSON text (`None`: no value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    pub key: String,
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 /// One rejected cell (or row), as quoted in the report.
@@ -111,6 +154,9 @@ pub struct Artifacts {
     pub report: String,
     pub rejects: String,
     pub summary: String,
+    /// stale.csv: every key a full refresh found stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// What became of the report's email.
@@ -149,11 +195,22 @@ pub struct Report {
     pub run_id: String,
     pub source: Source,
     pub schema: String,
+    #[serde(default)]
+    pub feed: Feed,
+    /// A dry run: every count says what the run *would* have done; nothing was written.
+    #[serde(default)]
+    pub dry_run: bool,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub rows: Rows,
     pub written: Written,
+    /// Present for a full refresh, or when the file brought stale products back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<StaleReport>,
+    /// Dry run: the first [`DIFFERENCE_SAMPLE`] field differences of documents it would update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
     /// Documents the transform staged (its own count of valid rows) in the chunks that were
     /// imported. The import accounts for each as inserted, updated, unchanged or refused; a chunk
     /// where it does not fails the accounting (see [`assemble`]).
@@ -193,6 +250,11 @@ pub struct WriteTally {
     pub updated: u64,
     pub unchanged: u64,
     pub refused: u64,
+    /// Subsets of the above: merged across sources or keys, stale products made active again.
+    #[serde(default)]
+    pub merged: u64,
+    #[serde(default)]
+    pub reactivated: u64,
 }
 
 impl Report {
@@ -205,9 +267,15 @@ impl Report {
             .unwrap_or(&self.source.key)
     }
 
-    /// `[chute] PARTIAL products.csv: 9,950 imported, 50 rejected`
+    /// `[chute] PARTIAL products.csv: 9,950 imported, 50 rejected`; a dry run says so first and
+    /// counts what it would import.
     pub fn subject(&self) -> String {
-        let mut subject = format!("[chute] {} {}: ", self.status.as_str(), self.file_name());
+        let dry = if self.dry_run { "DRY RUN " } else { "" };
+        let mut subject = format!(
+            "[chute] {dry}{} {}: ",
+            self.status.as_str(),
+            self.file_name()
+        );
         if self.status == Status::Failed && self.rows.valid == 0 {
             subject.push_str(
                 self.reason
@@ -217,8 +285,13 @@ impl Report {
             );
         } else {
             subject.push_str(&format!(
-                "{} imported, {} rejected",
+                "{} {}, {} rejected",
                 thousands(self.rows.valid),
+                if self.dry_run {
+                    "would be imported"
+                } else {
+                    "imported"
+                },
                 thousands(self.rows.rejected)
             ));
         }

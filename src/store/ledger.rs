@@ -11,7 +11,7 @@ use super::upsert::Difference;
 use super::{Store, WriteOutcome};
 use crate::error::ChuteError;
 use crate::feed::Mode;
-use crate::report::{Report, Status};
+use crate::report::{Report, StaleReport, Status};
 
 /// The ledger collection: one document per run.
 pub const RUNS: &str = "import_runs";
@@ -93,7 +93,8 @@ impl Store {
         .await
     }
 
-    /// Records the reported run: its final status, when it finished and the report itself.
+    /// Records the reported run: its final status, when it finished, its source, mode and whether
+    /// it was a dry run (so a dry run is never mistaken for an import), and the report itself.
     pub async fn finish_run(&self, report: &Report) -> Result<(), ChuteError> {
         let report_doc = bson::to_bson(report).map_err(|e| ChuteError::Unwritable {
             what: "the report".into(),
@@ -102,9 +103,37 @@ impl Store {
         self.record_run(
             &report.run_id,
             doc! {"status": RunState::Reported(report.status).as_str(),
-            "finished_at": &report.timings.finished_at, "report": report_doc},
+            "finished_at": &report.timings.finished_at, "dry_run": report.dry_run,
+            "feed": {"source": &report.feed.source, "mode": &report.feed.mode},
+            "report": report_doc},
         )
         .await
+    }
+
+    /// Records what the run's stale marking did, so a retried or redriven report repeats the
+    /// numbers instead of recounting a catalogue it already changed (deleted documents are gone).
+    pub async fn record_stale(&self, run_id: &str, stale: &StaleReport) -> Result<(), ChuteError> {
+        let entry = bson::to_document(stale).map_err(|e| ChuteError::Unwritable {
+            what: "the stale marking".into(),
+            source: e.into(),
+        })?;
+        self.record_run(run_id, doc! {"stale": entry}).await
+    }
+
+    /// The stale marking the run recorded, if it got that far.
+    pub async fn recorded_stale(&self, run_id: &str) -> Result<Option<StaleReport>, ChuteError> {
+        let Some(run) = self.run(run_id).await? else {
+            return Ok(None);
+        };
+        let Ok(entry) = run.get_document("stale") else {
+            return Ok(None);
+        };
+        bson::from_document(entry.clone())
+            .map(Some)
+            .map_err(|e| ChuteError::Unreadable {
+                what: format!("the stale marking of run {run_id}"),
+                source: e.into(),
+            })
     }
 
     /// The ledger entry of a chunk already written by this run, if any.

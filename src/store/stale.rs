@@ -1,0 +1,447 @@
+//! Stale products after a full refresh: what a source supplied before but not in this run.
+//!
+//! Every document a source supplies carries `_sources.<source>.run_id`, the run that last did. After
+//! every chunk of a `full` run was written, the claims of that source whose run id is not this run
+//! are stale. The database finds them through a per-source index on that field (created here on
+//! first use), with two range scans (`< run` and `> run`): the catalogue never passes through
+//! memory, only one batch of keys at a time.
+//!
+//! Every change increments the product's `_rev`, as every writer does, so a concurrent write of
+//! another source computed from the product as it was re-reads it instead of undoing the marking.
+//!
+//! A claim found stale is tagged (`_sources.<source>.stale_run` = this run, `stale_since`) and loses
+//! its `run_id`, so it leaves the index range the next refresh scans: re-running a refresh marks
+//! nothing new, and a redrive of this run counts the same set again by its tag.
+
+use std::collections::HashSet;
+
+use bson::{doc, Bson, DateTime, Document};
+use mongodb::options::IndexOptions;
+use mongodb::IndexModel;
+use tokio::sync::mpsc::Sender;
+
+use super::classify::classify;
+use super::staged::{bson_text, lookup, split_staged};
+use super::Store;
+use crate::error::ChuteError;
+use crate::feed::{check_source_name, Stale};
+use crate::schema::{join_key, Schema};
+
+/// Keys quoted in the report; the CSV artifact has them all.
+pub const STALE_SAMPLE: usize = 20;
+
+/// One full refresh's stale marking.
+#[derive(Debug, Clone)]
+pub struct StaleRun<'a> {
+    pub schema: &'a Schema,
+    pub source: &'a str,
+    pub run_id: &'a str,
+    pub policy: Stale,
+    /// Refuse to mark anything when more than this share of the source's products would go stale.
+    pub max_stale_percent: f64,
+    /// `chute-force-stale: true`: mark whatever the share.
+    pub force: bool,
+}
+
+/// What the marking did (or, refused, would have done).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaleMarked {
+    /// The source's products before this run (its current claims plus those this run found stale).
+    pub supplied: u64,
+    /// Claims found stale (for `keep`, counted only).
+    pub marked: u64,
+    /// Documents deleted (`delete`, when no other source supplies them).
+    pub deleted: u64,
+    /// Why nothing was marked although claims were stale.
+    pub refused_reason: Option<String>,
+    /// The first [`STALE_SAMPLE`] stale keys.
+    pub sample: Vec<String>,
+}
+
+impl Store {
+    /// Marks the source's stale claims under `run.policy`, sending every stale key (in batches) to
+    /// `keys` for the CSV artifact. Call it only once every chunk of the run was written.
+    pub async fn mark_stale(
+        &self,
+        run: &StaleRun<'_>,
+        keys: Sender<Vec<String>>,
+    ) -> Result<StaleMarked, ChuteError> {
+        check_source_name(run.source).map_err(ChuteError::Config)?;
+        let source = run.source;
+        let claim = format!("_sources.{source}");
+        let run_field = format!("{claim}.run_id");
+        let tag_field = format!("{claim}.stale_run");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        self.ensure_stale_indexes(run.schema, source).await?;
+
+        let count = |filter: Document| {
+            let products = products.clone();
+            async move { products.count_documents(filter).await.map_err(classify) }
+        };
+        // Three index counts, each over its own range: this run's claims (the file's rows), the
+        // candidates either side of it, and those this run tagged already (a redrive).
+        let this_run = count(doc! {&run_field: run.run_id}).await?;
+        let already = count(doc! {&tag_field: run.run_id}).await?;
+        let below = doc! {&run_field: {"$lt": run.run_id}};
+        let above = doc! {&run_field: {"$gt": run.run_id}};
+        let candidates = count(below.clone()).await? + count(above.clone()).await?;
+        let supplied = this_run + candidates + already;
+        let stale = candidates + already;
+        let mut marked = StaleMarked {
+            supplied,
+            ..StaleMarked::default()
+        };
+        if stale == 0 {
+            return Ok(marked);
+        }
+        marked.refused_reason = refusal(run, stale, supplied, candidates);
+        if marked.refused_reason.is_some() {
+            marked.marked = stale;
+            return Ok(marked);
+        }
+        let key_fields = key_fields(run.schema);
+        if run.policy == Stale::Keep {
+            // Nothing changes, so the candidates are listed as they stand.
+            for range in [below, above] {
+                self.list_keys(run.schema, &key_fields, range, |_| true, &keys, &mut marked)
+                    .await?;
+            }
+            return Ok(marked);
+        }
+        for range in [below, above] {
+            self.tag_stale(run, &claim, range).await?;
+        }
+        let tagged = doc! {&tag_field: run.run_id};
+        self.list_keys(
+            run.schema,
+            &key_fields,
+            tagged.clone(),
+            |_| true,
+            &keys,
+            &mut marked,
+        )
+        .await?;
+        if run.policy == Stale::Delete {
+            marked.deleted = self.drop_claims(run, source, tagged).await?;
+        }
+        Ok(marked)
+    }
+
+    /// A dry run of a full refresh: which of the source's products a real run would find stale,
+    /// given the keys the file supplies (`supplied`, from its staged documents: the file's keys are
+    /// in memory, the catalogue is not). Writes nothing (beyond creating the per-source indexes);
+    /// every would-be stale key goes to `keys`, and `refused_reason` says when a real run would
+    /// refuse to mark them.
+    pub async fn predict_stale(
+        &self,
+        run: &StaleRun<'_>,
+        supplied: &HashSet<String>,
+        keys: Sender<Vec<String>>,
+    ) -> Result<StaleMarked, ChuteError> {
+        check_source_name(run.source).map_err(ChuteError::Config)?;
+        self.ensure_stale_indexes(run.schema, run.source).await?;
+        let current = doc! {format!("_sources.{}.run_id", run.source): {"$gte": ""}};
+        let total = self
+            .db
+            .collection::<Document>(&run.schema.collection)
+            .count_documents(current.clone())
+            .await
+            .map_err(classify)?;
+        let mut marked = StaleMarked {
+            supplied: total,
+            ..StaleMarked::default()
+        };
+        let key_fields = key_fields(run.schema);
+        self.list_keys(
+            run.schema,
+            &key_fields,
+            current,
+            |key| !supplied.contains(key),
+            &keys,
+            &mut marked,
+        )
+        .await?;
+        marked.refused_reason = refusal(run, marked.marked, total, marked.marked);
+        Ok(marked)
+    }
+
+    /// The per-source indexes the stale scan and its tag count use; safe to repeat.
+    async fn ensure_stale_indexes(&self, schema: &Schema, source: &str) -> Result<(), ChuteError> {
+        let indexes = ["run_id", "stale_run"].map(|field| {
+            IndexModel::builder()
+                .keys(doc! {format!("_sources.{source}.{field}"): 1})
+                .options(
+                    IndexOptions::builder()
+                        .name(format!("_sources_{source}_{field}"))
+                        .sparse(true)
+                        .build(),
+                )
+                .build()
+        });
+        self.db
+            .collection::<Document>(&schema.collection)
+            .create_indexes(indexes)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Tags the claims in `range` (one index range) as stale, batch by batch; each batch leaves the
+    /// range, so the loop ends. A claim re-supplied in between no longer matches its statement.
+    async fn tag_stale(
+        &self,
+        run: &StaleRun<'_>,
+        claim: &str,
+        range: Document,
+    ) -> Result<(), ChuteError> {
+        let run_field = format!("{claim}.run_id");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        let now = DateTime::now();
+        loop {
+            let batch = self
+                .first_batch(&products, range.clone(), doc! {"_id": 1, "_sources": 1})
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let statements: Vec<Document> = batch
+                .iter()
+                .map(|d| {
+                    let previous = lookup(d, &run_field).cloned().unwrap_or(Bson::Null);
+                    let mut set = doc! {
+                        format!("{claim}.stale_run"): run.run_id,
+                        format!("{claim}.stale_since"): now,
+                        format!("{claim}.last_run_id"): previous.clone(),
+                    };
+                    if run.policy == Stale::Deactivate && !supplied_elsewhere(d, run.source) {
+                        set.insert("active", false);
+                        set.insert("stale_since", now);
+                    }
+                    doc! {
+                        "q": {"_id": d.get("_id").cloned().unwrap_or(Bson::Null), &run_field: previous},
+                        "u": {"$set": set, "$unset": {&run_field: ""}, "$inc": {"_rev": 1_i64}},
+                    }
+                })
+                .collect();
+            self.run_write(
+                doc! {"update": &run.schema.collection, "updates": statements, "ordered": false},
+            )
+            .await?;
+        }
+    }
+
+    /// Sends the keys of the documents matching `filter` to `keys`, batch by batch, counting them.
+    async fn list_keys(
+        &self,
+        schema: &Schema,
+        key_fields: &[String],
+        filter: Document,
+        wanted: impl Fn(&str) -> bool,
+        keys: &Sender<Vec<String>>,
+        marked: &mut StaleMarked,
+    ) -> Result<(), ChuteError> {
+        let mut projection = doc! {"_id": 0};
+        for f in key_fields {
+            projection.insert(f.as_str(), 1);
+        }
+        let mut cursor = self
+            .db
+            .collection::<Document>(&schema.collection)
+            .find(filter)
+            .projection(projection)
+            .batch_size(self.batch_size as u32)
+            .await
+            .map_err(classify)?;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while cursor.advance().await.map_err(classify)? {
+            let d: Document = cursor.deserialize_current().map_err(classify)?;
+            let parts: Vec<String> = key_fields
+                .iter()
+                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
+                .collect();
+            let key = join_key(parts.iter().map(String::as_str));
+            if !wanted(&key) {
+                continue;
+            }
+            if marked.sample.len() < STALE_SAMPLE {
+                marked.sample.push(key.clone());
+            }
+            marked.marked += 1;
+            batch.push(key);
+            if batch.len() == self.batch_size {
+                send(keys, std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            send(keys, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// `delete`: removes this source's stale claims; a document no other source supplies goes.
+    /// Returns the documents deleted.
+    async fn drop_claims(
+        &self,
+        run: &StaleRun<'_>,
+        source: &str,
+        tagged: Document,
+    ) -> Result<u64, ChuteError> {
+        let claim = format!("_sources.{source}");
+        let tag_field = format!("{claim}.stale_run");
+        let products = self.db.collection::<Document>(&run.schema.collection);
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .first_batch(&products, tagged.clone(), doc! {"_id": 1, "_sources": 1})
+                .await?;
+            if batch.is_empty() {
+                return Ok(deleted);
+            }
+            let (only, shared): (Vec<&Document>, Vec<&Document>) = batch.iter().partition(|d| {
+                d.get_document("_sources")
+                    .map(|s| s.keys().all(|k| k == source))
+                    .unwrap_or(true)
+            });
+            let id = |d: &Document| d.get("_id").cloned().unwrap_or(Bson::Null);
+            if !only.is_empty() {
+                let deletes: Vec<Document> = only
+                    .iter()
+                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "limit": 1})
+                    .collect();
+                let reply = self
+                    .run_write(doc! {"delete": &run.schema.collection, "deletes": deletes, "ordered": false})
+                    .await?;
+                deleted += count_of(&reply, "n");
+            }
+            if !shared.is_empty() {
+                let updates: Vec<Document> = shared
+                    .iter()
+                    .map(|d| doc! {"q": {"_id": id(d), &tag_field: run.run_id}, "u": {"$unset": {&claim: ""}, "$inc": {"_rev": 1_i64}}})
+                    .collect();
+                self.run_write(
+                    doc! {"update": &run.schema.collection, "updates": updates, "ordered": false},
+                )
+                .await?;
+            }
+        }
+    }
+
+    /// Up to one batch of the documents matching `filter`.
+    async fn first_batch(
+        &self,
+        products: &mongodb::Collection<Document>,
+        filter: Document,
+        projection: Document,
+    ) -> Result<Vec<Document>, ChuteError> {
+        let mut cursor = products
+            .find(filter)
+            .projection(projection)
+            .limit(self.batch_size as i64)
+            .await
+            .map_err(classify)?;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while cursor.advance().await.map_err(classify)? {
+            batch.push(cursor.deserialize_current().map_err(classify)?);
+        }
+        Ok(batch)
+    }
+
+    /// An unordered write command whose every statement must succeed.
+    async fn run_write(&self, command: Document) -> Result<Document, ChuteError> {
+        let reply = self.db.run_command(command).await.map_err(classify)?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            return Err(ChuteError::Transient(format!(
+                "marking stale products failed: {}",
+                errors
+                    .first()
+                    .and_then(Bson::as_document)
+                    .and_then(|e| e.get_str("errmsg").ok())
+                    .unwrap_or("write error")
+            )));
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            return Err(ChuteError::Transient(format!(
+                "write concern not satisfied: {wce}"
+            )));
+        }
+        Ok(reply)
+    }
+}
+
+/// Whether another source still supplies the product (its claim is not stale): then a refresh
+/// of `source` that no longer lists it tags only its own claim, and the product stays active.
+fn supplied_elsewhere(product: &Document, source: &str) -> bool {
+    product.get_document("_sources").is_ok_and(|sources| {
+        sources.iter().any(|(name, claim)| {
+            name != source
+                && claim
+                    .as_document()
+                    .is_some_and(|c| c.contains_key("run_id"))
+        })
+    })
+}
+
+/// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
+/// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
+fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
+    if supplied == 0 || fresh == 0 || run.force {
+        return None;
+    }
+    let percent = stale as f64 * 100.0 / supplied as f64;
+    (percent > run.max_stale_percent).then(|| {
+        format!(
+            "nothing marked stale: {stale} of the {supplied} products source '{}' supplied \
+             before are missing from this full refresh ({percent:.1}%, more than \
+             max_stale_percent = {}); a truncated or wrong file must not empty the catalogue. \
+             Set object metadata chute-force-stale: true to mark them anyway",
+            run.source, run.max_stale_percent
+        )
+    })
+}
+
+/// The keys of staged documents (a chunk's staged file), joined as the stale scan joins them.
+pub fn staged_keys(schema: &Schema, staged: &[u8]) -> Result<Vec<String>, ChuteError> {
+    let fields = key_fields(schema);
+    split_staged(staged)?
+        .into_iter()
+        .map(|raw| {
+            let d = Document::try_from(raw).map_err(|e| ChuteError::Unreadable {
+                what: "a staged document".into(),
+                source: e.into(),
+            })?;
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
+                .collect();
+            Ok(join_key(parts.iter().map(String::as_str)))
+        })
+        .collect()
+}
+
+fn key_fields(schema: &Schema) -> Vec<String> {
+    schema
+        .key
+        .iter()
+        .map(|k| {
+            schema
+                .column(k)
+                .map(|c| c.field.clone())
+                .unwrap_or_else(|| k.clone())
+        })
+        .collect()
+}
+
+async fn send(keys: &Sender<Vec<String>>, batch: Vec<String>) -> Result<(), ChuteError> {
+    keys.send(batch)
+        .await
+        .map_err(|_| ChuteError::Fatal("the stale key list stopped reading".into()))
+}
+
+fn count_of(reply: &Document, field: &str) -> u64 {
+    match reply.get(field) {
+        Some(Bson::Int32(n)) => *n as u64,
+        Some(Bson::Int64(n)) => *n as u64,
+        Some(Bson::Double(n)) => *n as u64,
+        _ => 0,
+    }
+}
