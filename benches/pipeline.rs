@@ -232,6 +232,9 @@ fn main() {
     }
     results.insert("transform_valid".into(), json!(valid));
     results.insert("transform_rejected".into(), json!(rejected));
+    if runs("formats") {
+        results.extend(format_rates(&data, &schema, ROUNDS));
+    }
     if only.is_some() {
         println!("{}", Value::Object(results));
         return;
@@ -282,6 +285,54 @@ fn main() {
         std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     }
     println!("{json}");
+}
+
+/// Measure 6, files other than plain UTF-8 (issue 17): the engine's rate over the same rows stored as
+/// windows-1252 and as gzip, decoding included (what the validate step does once before planning),
+/// as a ratio to the same rows in plain UTF-8. The rows carry accents (`Produit numéro`) so the
+/// windows-1252 file is not plain ASCII.
+fn format_rates(data: &[u8], schema: &Schema, rounds: usize) -> Map<String, Value> {
+    use chute::input::{decode_all, Format};
+    let plain = std::str::from_utf8(data)
+        .unwrap()
+        .replace("Product number", "Produit numéro");
+    let latin = encoding_rs::WINDOWS_1252.encode(&plain).0.into_owned();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(plain.as_bytes()).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let declared = Format {
+        encoding: encoding_rs::WINDOWS_1252,
+        ..schema.format.clone()
+    };
+    let inputs = [
+        ("plain", plain.as_bytes(), &schema.format),
+        ("windows1252", latin.as_slice(), &declared),
+        ("gzip", gzip.as_slice(), &schema.format),
+    ];
+    let mut best = [0f64; 3];
+    for _ in 0..rounds {
+        for (i, (_, bytes, format)) in inputs.iter().enumerate() {
+            let t = Instant::now();
+            let decoded = decode_all(bytes, schema, format, None).unwrap();
+            let options = PlanOptions::default();
+            let outcome = chute::pipeline::process_with_progress(
+                &decoded.csv,
+                &decoded.schema,
+                &options,
+                false,
+                |_| {},
+            )
+            .unwrap();
+            best[i] = best[i].max(rate(outcome.plan.rows, t));
+        }
+    }
+    let mut results = Map::new();
+    for ((name, _, _), rate) in inputs.iter().zip(best) {
+        results.insert(format!("input_{name}_rows_per_s"), json!(rate));
+    }
+    results.insert("input_windows1252_ratio".into(), json!(best[1] / best[0]));
+    results.insert("input_gzip_ratio".into(), json!(best[2] / best[0]));
+    results
 }
 
 fn raw_parse(data: &[u8]) -> f64 {

@@ -1,5 +1,5 @@
 """The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T]
-[--source NAME] [--mode incremental|full] [--dry-run] [--force-stale]
+[--source NAME] [--mode incremental|full] [--dry-run] [--force-stale] [--meta KEY=VALUE]
 
 Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
 (the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
@@ -73,6 +73,9 @@ def run(args):
         metadata["chute-mode"] = args.mode
     if args.force_stale:
         metadata["chute-force-stale"] = "true"
+    for pair in args.meta or []:
+        name, _, value = pair.partition("=")
+        metadata[name] = value
     put = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
     etag, version = put["ETag"].strip('"'), put.get("VersionId")
     say(f"uploaded {path} ({path.stat().st_size} bytes) to s3://{bucket}/{key}")
@@ -220,6 +223,7 @@ def main():
     r.add_argument("--mode", choices=["incremental", "full"], help="override the source's configured mode (chute-mode)")
     r.add_argument("--dry-run", action="store_true", help="run everything but the writes (chute-mode: dry-run); the report says what would change")
     r.add_argument("--force-stale", action="store_true", help="a full refresh marks its stale products even above max_stale_percent (chute-force-stale: true)")
+    r.add_argument("--meta", action="append", metavar="KEY=VALUE", help="object metadata, repeatable (chute-encoding=windows-1252, chute-delimiter=auto, …)")
     r.add_argument("--timeout", type=int, default=900)
     args = parser.parse_args()
     sys.exit(run(args) or 0)

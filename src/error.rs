@@ -56,6 +56,9 @@ codes! {
         FieldCount = "field_count",
         /// The record is not valid UTF-8.
         Encoding = "encoding",
+        /// A spreadsheet damaged the cell before export: a formula error (`#N/A`), a key in
+        /// scientific notation, a date turned into a serial number.
+        SpreadsheetError = "spreadsheet_error",
         /// The database refused the document (validator, key or size); the message is the server's.
         Database = "database",
         /// A `match_also` field value names two different stored products; the message names both.

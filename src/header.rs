@@ -27,6 +27,9 @@ pub struct Header {
     pub column_cells: Vec<Option<usize>>,
     /// Columns created from patterns, in header order, each with its header cell.
     pub pattern_columns: Vec<(Column, usize)>,
+    /// Blank header cells at the end (`sku,name,,,`, a spreadsheet export's padding): ignored, and
+    /// rows may leave them out.
+    pub trailing_blank: usize,
     pub warnings: Vec<String>,
 }
 
@@ -47,6 +50,7 @@ impl Header {
             })?;
             names.push(text.trim().to_string());
         }
+        let trailing_blank = names.iter().rev().take_while(|n| n.is_empty()).count();
         let mut targets = Vec::with_capacity(names.len());
         let mut column_cells: Vec<Option<usize>> = vec![None; schema.columns.len()];
         let mut pattern_columns: Vec<(Column, usize)> = Vec::new();
@@ -103,12 +107,14 @@ impl Header {
                             field,
                             constraints: Constraints {
                                 separator: "|".into(),
+                                numbers: schema.format.numbers,
                                 ..Constraints::default()
                             },
                         },
                         cell,
                     ));
                 }
+                None if cell >= names.len() - trailing_blank => targets.push(Target::Unknown),
                 None => {
                     unknown.push(if name.is_empty() {
                         format!("(blank, cell {})", cell + 1)
@@ -166,13 +172,31 @@ impl Header {
         if !unknown.is_empty() {
             warnings.push(format!("unknown columns ignored: {}", unknown.join(", ")));
         }
+        if trailing_blank > 0 {
+            let first = names.len() - trailing_blank + 1;
+            let cells = match trailing_blank {
+                1 => format!("cell {first}"),
+                _ => format!("cells {first}-{}", names.len()),
+            };
+            warnings.push(format!(
+                "{trailing_blank} empty trailing header column{} ignored ({cells}, a spreadsheet export's padding)",
+                if trailing_blank > 1 { "s" } else { "" }
+            ));
+        }
         Ok(Header {
             names,
             targets,
             column_cells,
             pattern_columns,
+            trailing_blank,
             warnings,
         })
+    }
+
+    /// Whether a record of `fields` fields fits this header: all of them, or all but some of the
+    /// blank trailing ones.
+    pub fn fits(&self, fields: usize) -> bool {
+        fields <= self.names.len() && fields + self.trailing_blank >= self.names.len()
     }
 
     /// Header cells of the key columns, in key order.

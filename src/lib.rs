@@ -18,6 +18,7 @@ pub mod dedup;
 pub mod error;
 pub mod feed;
 pub mod header;
+pub mod input;
 #[cfg(feature = "adapters")]
 pub mod lambda;
 #[cfg(feature = "adapters")]

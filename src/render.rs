@@ -73,6 +73,7 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
         n => numbers,
         subject => report.subject(),
         file_name => report.file_name(),
+        read_as => report.source.read_as.as_ref().map(crate::input::ReadAs::line),
         duration => format!("{seconds:.1} s"),
         problems => problems,
         first_errors => &report.errors[..report.errors.len().min(FIRST_ERRORS)],

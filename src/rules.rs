@@ -27,7 +27,7 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 
 use crate::error::Code;
-use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal};
+use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal, NumberFormat};
 
 /// Why one cell was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,8 @@ pub struct Constraints {
     pub scale: Option<u32>,
     /// List separator.
     pub separator: String,
+    /// How decimal and integer cells write numbers (the file's format; plain `1234.56` by default).
+    pub numbers: NumberFormat,
 }
 
 /// A set of allowed characters written like a regex class body: `A-Za-z0-9._-`.
@@ -134,19 +136,99 @@ fn in_ranges(ranges: &[(char, char)], c: char) -> bool {
     ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
 }
 
+/// The error values a spreadsheet writes into a cell whose formula failed.
+pub const SPREADSHEET_ERRORS: [&str; 7] = [
+    "#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NAME?", "#NULL!", "#NUM!",
+];
+
+/// A spreadsheet's formula error (`#N/A`) where a value should be: refused whatever the column.
+/// Out of line: callers test for the leading `#` first, so the row path pays one byte comparison.
+#[cold]
+#[inline(never)]
+fn spreadsheet_error(text: &str) -> Option<CellError> {
+    SPREADSHEET_ERRORS
+        .iter()
+        .find(|e| e.eq_ignore_ascii_case(text))
+        .map(|e| {
+            CellError::new(
+                Code::SpreadsheetError,
+                format!("holds the spreadsheet error {e}: a formula failed in the spreadsheet this file was exported from"),
+            )
+        })
+}
+
+/// Whether a key cell looks like a number a spreadsheet rewrote in scientific notation
+/// (`1.23457E+11`): the digits it dropped are gone, so such a key can never be trusted.
+pub fn scientific_key(text: &str) -> Option<CellError> {
+    let (mantissa, exponent) = text.split_once(['E', 'e'])?;
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (int, frac) = mantissa.split_once(['.', ',']).unwrap_or((mantissa, "0"));
+    (digits(int) && digits(frac) && digits(exponent)).then(|| {
+        CellError::new(
+            Code::SpreadsheetError,
+            "is in scientific notation: a spreadsheet changed this key (it drops digits); format the column as text before exporting",
+        )
+    })
+}
+
+/// Days from 1899-12-30 (Excel's day 0) to 1970-01-01.
+const EXCEL_EPOCH_DAYS: i64 = 25_569;
+
+/// An Excel date serial (`45992`, `45992.5`) where a date belongs, as the date it stands for.
+fn excel_serial(text: &str) -> Option<String> {
+    let (days, frac) = text.split_once('.').unwrap_or((text, "0"));
+    if days.is_empty() || !days.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let days: i64 = days.parse().ok()?;
+    // 1 = 1900-01-01 … 2958465 = 9999-12-31, the range Excel shows as dates.
+    if !(1..=2_958_465).contains(&days) {
+        return None;
+    }
+    let millis = (days - EXCEL_EPOCH_DAYS) * 86_400_000;
+    let date = bson::DateTime::from_millis(millis)
+        .try_to_rfc3339_string()
+        .ok()?;
+    Some(date[..10].to_string())
+}
+
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
 pub fn parse_cell<'a>(
     kind: ColumnType,
     c: &Constraints,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
+    if text.as_bytes().first() == Some(&b'#') {
+        if let Some(e) = spreadsheet_error(text) {
+            return Err(e);
+        }
+    }
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let d = Decimal::parse(text).ok_or_else(|| {
+            let normalised;
+            let plain = if c.numbers.is_plain() {
+                text
+            } else {
+                normalised = c
+                    .numbers
+                    .normalise(text)
+                    .map_err(|m| CellError::new(Code::TypeError, m))?;
+                &normalised
+            };
+            let d = Decimal::parse(plain).ok_or_else(|| {
                 CellError::new(
                     Code::TypeError,
-                    "is not a decimal number (plain digits with an optional `.`, like 19.99)",
+                    if c.numbers.is_plain() {
+                        "is not a decimal number (plain digits with an optional `.`, like 19.99)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "is not a decimal number in the declared format {}",
+                            c.numbers.example()
+                        )
+                    },
                 )
             })?;
             if let Some(scale) = c.scale {
@@ -161,7 +243,17 @@ pub fn parse_cell<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let n = parse_integer(text)
+            let normalised;
+            let plain = if c.numbers.is_plain() {
+                text
+            } else {
+                normalised = c
+                    .numbers
+                    .normalise(text)
+                    .map_err(|m| CellError::new(Code::TypeError, m))?;
+                &normalised
+            };
+            let n = parse_integer(plain)
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,
@@ -186,11 +278,15 @@ pub fn parse_cell<'a>(
         }
         ColumnType::Timestamp => parse_timestamp(text)
             .map(CellValue::Timestamp)
-            .ok_or_else(|| {
-                CellError::new(
+            .ok_or_else(|| match excel_serial(text) {
+                Some(date) => CellError::new(
+                    Code::SpreadsheetError,
+                    format!("is an Excel date serial number (day {text} is {date}): a spreadsheet changed this date; format the column as yyyy-mm-dd text before exporting"),
+                ),
+                None => CellError::new(
                     Code::TypeError,
                     "is not a timestamp (RFC 3339 like 2026-11-22T10:00:00Z, or 2026-11-22)",
-                )
+                ),
             }),
         ColumnType::List => {
             let mut items: Vec<Cow<'a, str>> = Vec::new();
@@ -278,4 +374,52 @@ fn check_range(c: &Constraints, value: &Decimal) -> Result<(), CellError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreadsheet_damage_is_named_as_such() {
+        let c = Constraints::default();
+        for text in SPREADSHEET_ERRORS.iter().chain(&["#n/a"]) {
+            let e = parse_cell(ColumnType::String, &c, text).unwrap_err();
+            assert_eq!(e.code, Code::SpreadsheetError, "{text}");
+        }
+        assert!(parse_cell(ColumnType::String, &c, "#1 seller").is_ok());
+        let e = parse_cell(ColumnType::Timestamp, &c, "45992").unwrap_err();
+        assert_eq!(e.code, Code::SpreadsheetError);
+        assert!(e.message.contains("2025-12-01"), "{}", e.message);
+        let e = parse_cell(ColumnType::Timestamp, &c, "soon").unwrap_err();
+        assert_eq!(e.code, Code::TypeError);
+        for key in ["1.23457E+11", "9E+12", "1,5e-3"] {
+            assert!(scientific_key(key).is_some(), "{key}");
+        }
+        for key in ["E12", "SKU-1E5", "1.2E", "ABC"] {
+            assert!(scientific_key(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn declared_number_formats_reach_decimal_and_integer_columns() {
+        let c = Constraints {
+            numbers: NumberFormat {
+                decimal: ',',
+                thousands: Some('.'),
+            },
+            ..Constraints::default()
+        };
+        assert_eq!(
+            parse_cell(ColumnType::Decimal, &c, "1.234,56").unwrap(),
+            CellValue::Decimal(Decimal::parse("1234.56").unwrap())
+        );
+        assert_eq!(
+            parse_cell(ColumnType::Integer, &c, "12.000").unwrap(),
+            CellValue::Integer(12_000)
+        );
+        let e = parse_cell(ColumnType::Decimal, &c, "1,234.56").unwrap_err();
+        assert_eq!(e.code, Code::TypeError);
+        assert!(e.message.contains("1.234,56"), "{}", e.message);
+    }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::SchemaError;
 use crate::feed::{Feed, FeedSpec, SourceSpec};
+use crate::input::{Delimiter, Format, FormatSpec};
 use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
 use crate::value::{CellValue, Decimal};
 
@@ -53,8 +54,10 @@ struct SchemaSpec {
     name: String,
     collection: Option<String>,
     key: Vec<String>,
-    #[serde(default = "default_delimiter")]
-    delimiter: String,
+    /// The old spelling of `[format] delimiter`, still read.
+    delimiter: Option<String>,
+    #[serde(default)]
+    format: FormatSpec,
     columns: Vec<ColumnSpec>,
     #[serde(default)]
     column_patterns: Vec<PatternSpec>,
@@ -67,8 +70,16 @@ struct SchemaSpec {
     sources: BTreeMap<String, SourceSpec>,
 }
 
-fn default_delimiter() -> String {
-    ",".to_string()
+/// The `format` tables of `[sources.<name>]`; everything else in those tables is the feed's.
+#[derive(Deserialize)]
+struct SourceFormats {
+    #[serde(default)]
+    sources: BTreeMap<String, SourceFormat>,
+}
+
+#[derive(Deserialize)]
+struct SourceFormat {
+    format: Option<FormatSpec>,
 }
 
 /// A column of a schema, ready to validate cells.
@@ -102,7 +113,14 @@ pub struct Schema {
     pub collection: String,
     /// Canonical names of the natural key's columns, in order.
     pub key: Vec<String>,
+    /// The delimiter records are split on: the format's, or `,` until an `auto` one is chosen
+    /// for a file ([`crate::input::open`] sets it).
     pub delimiter: u8,
+    /// How files of this schema are read (`[format]`): encoding, delimiter, number format.
+    pub format: Format,
+    /// Sources whose files are read differently (`[sources.<name>.format]`): see
+    /// [`Schema::format_for`].
+    pub source_formats: BTreeMap<String, Format>,
     pub columns: Vec<Column>,
     pub patterns: Vec<ColumnPattern>,
     /// Secondary indexes (column names, ascending) the queries on this collection need.
@@ -159,18 +177,47 @@ impl Schema {
             path: path.to_string(),
             message: e.to_string(),
         })?;
-        Schema::from_spec(spec)
+        // `[sources.<name>.format]` is the file-format part of a source's table ([`crate::feed`]
+        // reads the rest and leaves it out), read here in a second pass over the same text.
+        let formats: SourceFormats = toml::from_str(text).map_err(|e| SchemaError::Toml {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut schema = Schema::from_spec(spec)?;
+        for (source, table) in formats.sources {
+            if let Some(spec) = table.format {
+                let format = schema
+                    .format
+                    .with(&spec, &format!("[sources.{source}.format]"))
+                    .map_err(SchemaError::Invalid)?;
+                schema.source_formats.insert(source, format);
+            }
+        }
+        Ok(schema)
+    }
+
+    /// How files from `source` are read: its `[sources.<name>.format]` over the schema's `[format]`.
+    pub fn format_for(&self, source: &str) -> &Format {
+        self.source_formats.get(source).unwrap_or(&self.format)
     }
 
     fn from_spec(spec: SchemaSpec) -> Result<Schema, SchemaError> {
-        let delimiter = match spec.delimiter.as_bytes() {
-            [b] if b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r' => *b,
-            _ => {
+        let mut format_spec = spec.format.clone();
+        match (&spec.delimiter, &format_spec.delimiter) {
+            (Some(old), Some(new)) if old != new => {
                 return Err(SchemaError::Invalid(format!(
-                    "delimiter `{}` must be one ASCII character",
-                    spec.delimiter
+                    "delimiter `{old}` and [format] delimiter `{new}` disagree; keep one"
                 )))
             }
+            (Some(old), _) => format_spec.delimiter = Some(old.clone()),
+            _ => {}
+        }
+        let format = Format::default()
+            .with(&format_spec, &format!("schema {}", spec.name))
+            .map_err(SchemaError::Invalid)?;
+        let delimiter = match format.delimiter {
+            Delimiter::Byte(b) => b,
+            Delimiter::Auto => b',',
         };
         let mut columns = Vec::with_capacity(spec.columns.len());
         let mut seen_names: HashMap<String, String> = HashMap::new();
@@ -207,6 +254,8 @@ impl Schema {
                 max: parse_bound(&c.name, "max", c.max.as_deref())?,
                 scale: c.scale,
                 separator: c.separator.clone().unwrap_or_else(|| "|".to_string()),
+                // Defaults are written plainly in the TOML; the file's format is set below.
+                numbers: Default::default(),
             };
             let mut column = Column {
                 name: c.name.clone(),
@@ -286,16 +335,33 @@ impl Schema {
         }
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let feed = Feed::from_spec(spec.feed, spec.sources, &names)?;
-        Ok(Schema {
+        let numbers = format.numbers;
+        let mut schema = Schema {
             feed,
             indexes: spec.indexes,
             collection: spec.collection.unwrap_or_else(|| spec.name.clone()),
             name: spec.name,
             key: spec.key,
             delimiter,
+            format,
+            source_formats: BTreeMap::new(),
             columns,
             patterns,
-        })
+        };
+        for column in &mut schema.columns {
+            column.constraints.numbers = numbers;
+        }
+        Ok(schema)
+    }
+
+    /// Reads files split on `delimiter` with numbers written as `numbers` (a file's resolved format).
+    pub fn set_format(&mut self, delimiter: u8, numbers: crate::value::NumberFormat) {
+        self.delimiter = delimiter;
+        self.format.delimiter = Delimiter::Byte(delimiter);
+        self.format.numbers = numbers;
+        for column in &mut self.columns {
+            column.constraints.numbers = numbers;
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {

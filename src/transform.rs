@@ -26,7 +26,7 @@ use crate::bson_writer::DocWriter;
 use crate::error::{Code, Position};
 use crate::header::{Header, Target};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::parse_cell;
+use crate::rules::{parse_cell, scientific_key};
 use crate::schema::{join_key, Column, Schema};
 use crate::value::{trim, CellValue};
 
@@ -151,7 +151,7 @@ impl<'s> RowRules<'s> {
                     .position(|c| &c.name == k)
                     .expect("key columns exist")
             })
-            .collect();
+            .collect::<Vec<usize>>();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -192,7 +192,7 @@ impl<'s> RowRules<'s> {
     ) -> bool {
         values.clear();
         issues.clear();
-        if record.len() != self.header.names.len() {
+        if record.len() != self.header.names.len() && !self.header.fits(record.len()) {
             issues.push(self.field_count_issue(record.as_byte_record()));
             return false;
         }
@@ -201,6 +201,7 @@ impl<'s> RowRules<'s> {
             let parsed = if text.is_empty() {
                 None
             } else {
+                // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
                 match parse_cell(column.kind, &column.constraints, text) {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
@@ -233,6 +234,26 @@ impl<'s> RowRules<'s> {
             };
             values.push(value);
         }
+        // Keys are the one place a spreadsheet's rewrite of a number is silent damage; checked once
+        // a row, and a key starting with a letter (most) is passed by one byte test.
+        for &slot in &self.key_slots {
+            let (column, cell) = self.slots[slot];
+            let text = cell.and_then(|c| record.get(c)).map_or("", trim);
+            if !text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            if let Some(e) = scientific_key(text) {
+                // The spreadsheet's damage explains any other complaint about the cell.
+                issues.retain(|i| i.column != column.name);
+                issues.push(Issue {
+                    column: column.name.clone(),
+                    code: e.code,
+                    message: format!("{} {}", column.name, e.message),
+                    value: quote(text),
+                });
+                values[slot] = None;
+            }
+        }
         issues.is_empty()
     }
 
@@ -255,13 +276,13 @@ impl<'s> RowRules<'s> {
 
     /// Why a record that is not UTF-8 is refused, naming its first bad field.
     fn encoding_issue(&self, record: &csv::ByteRecord, field: usize) -> Issue {
-        if record.len() != self.header.names.len() {
+        if !self.header.fits(record.len()) {
             return self.field_count_issue(record);
         }
         Issue {
             column: self.header.names[field].clone(),
             code: Code::Encoding,
-            message: "is not valid UTF-8 (is the file Latin-1 or Windows-1252? save it as UTF-8)"
+            message: "is not valid UTF-8 in the encoding the file was read as: declare the file's encoding (object metadata chute-encoding; the report's warnings say what these rows decode as) or save it as UTF-8"
                 .to_string(),
             value: quote(&String::from_utf8_lossy(&record[field])),
         }

@@ -154,6 +154,110 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// How a file writes numbers: its decimal mark and an optional thousands separator (`1.234,56`,
+/// `1 234,56`, `1,234.56`), declared per schema, source or file (see [`crate::input`]). Cells are
+/// rewritten to plain `1234.56` before [`Decimal::parse`], so values stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NumberFormat {
+    pub decimal: char,
+    pub thousands: Option<char>,
+}
+
+impl Default for NumberFormat {
+    fn default() -> Self {
+        NumberFormat {
+            decimal: '.',
+            thousands: None,
+        }
+    }
+}
+
+/// Spaces a spreadsheet may write for a `' '` thousands separator.
+const SPACES: [char; 3] = [' ', '\u{a0}', '\u{202f}'];
+
+impl NumberFormat {
+    /// The default `1234.56`: cells go to the parsers untouched.
+    pub fn is_plain(&self) -> bool {
+        self.decimal == '.' && self.thousands.is_none()
+    }
+
+    /// The format as an example (`1.234,56`), as messages and the report name it.
+    pub fn example(&self) -> String {
+        let thousands = self.thousands.map(String::from).unwrap_or_default();
+        format!("1{thousands}234{}56", self.decimal)
+    }
+
+    fn is_thousands(&self, c: char) -> bool {
+        match self.thousands {
+            Some(' ') => SPACES.contains(&c),
+            Some(t) => c == t,
+            None => false,
+        }
+    }
+
+    /// `text` as plain digits with an optional `.` (what [`Decimal::parse`] and [`parse_integer`]
+    /// read), or why it is not a number under this format: a mark the format does not use (`1.234`
+    /// under `1234,56` could mean 1.234 or 1234, so it is refused, not guessed) or a misplaced
+    /// separator (`1.23,4` under `1.234,56`).
+    pub fn normalise<'t>(&self, text: &'t str) -> Result<Cow<'t, str>, String> {
+        if self.is_plain() {
+            return Ok(Cow::Borrowed(text));
+        }
+        let other = if self.decimal == '.' { ',' } else { '.' };
+        let (sign, body) = match text.strip_prefix('-') {
+            Some(rest) => ("-", rest),
+            None => ("", text),
+        };
+        let (int, frac) = match body.split_once(self.decimal) {
+            Some((i, f)) => (i, Some(f)),
+            None => (body, None),
+        };
+        let named = || {
+            let thousands = match self.thousands {
+                Some(' ') => "a space".to_string(),
+                Some(t) => format!("`{t}`"),
+                None => "none".to_string(),
+            };
+            format!(
+                "the declared number format {} (decimal `{}`, thousands separator {thousands})",
+                self.example(),
+                self.decimal
+            )
+        };
+        if body.contains(other) && self.thousands != Some(other) {
+            return Err(format!(
+                "is ambiguous under {}: `{other}` is not part of it",
+                named()
+            ));
+        }
+        let mut plain = String::with_capacity(text.len());
+        plain.push_str(sign);
+        let groups: Vec<&str> = int.split(|c| self.is_thousands(c)).collect();
+        let grouped = groups.len() > 1;
+        for (i, group) in groups.iter().enumerate() {
+            let fits = if !grouped {
+                true
+            } else if i == 0 {
+                (1..=3).contains(&group.len())
+            } else {
+                group.len() == 3
+            };
+            if !fits || !group.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("is not a number under {}", named()));
+            }
+            plain.push_str(group);
+        }
+        if let Some(frac) = frac {
+            if frac.contains(|c| self.is_thousands(c)) {
+                return Err(format!("is not a number under {}", named()));
+            }
+            plain.push('.');
+            plain.push_str(frac);
+        }
+        Ok(Cow::Owned(plain))
+    }
+}
+
 /// Trims Unicode whitespace as `str::trim` does, without scanning when the ends are plain ASCII.
 pub fn trim(text: &str) -> &str {
     let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
@@ -250,6 +354,35 @@ mod tests {
         }
         assert!(parse_timestamp("2024-02-29").is_some());
         assert!(parse_timestamp("2000-02-29").is_some());
+    }
+
+    #[test]
+    fn number_formats_normalise_exactly_and_refuse_what_they_cannot_tell() {
+        let format = |decimal, thousands| NumberFormat { decimal, thousands };
+        let comma_dot = format(',', Some('.'));
+        assert_eq!(comma_dot.normalise("1.234,56").unwrap(), "1234.56");
+        assert_eq!(comma_dot.normalise("-1.234.567,5").unwrap(), "-1234567.5");
+        assert_eq!(comma_dot.normalise("12,5").unwrap(), "12.5");
+        assert_eq!(comma_dot.normalise("1.234").unwrap(), "1234");
+        assert!(comma_dot.normalise("1.23,4").is_err());
+        assert!(comma_dot
+            .normalise("1,234.56")
+            .unwrap_err()
+            .contains("1.234,56"));
+        let space = format(',', Some(' '));
+        assert_eq!(space.normalise("1 234,56").unwrap(), "1234.56");
+        assert_eq!(space.normalise("1\u{a0}234,56").unwrap(), "1234.56");
+        let us = format('.', Some(','));
+        assert_eq!(us.normalise("1,234.56").unwrap(), "1234.56");
+        assert!(us.normalise("1,23").is_err());
+        let comma = format(',', None);
+        assert_eq!(comma.normalise("19,99").unwrap(), "19.99");
+        let ambiguous = comma.normalise("1.234").unwrap_err();
+        assert!(
+            ambiguous.contains("ambiguous") && ambiguous.contains("1234,56"),
+            "{ambiguous}"
+        );
+        assert_eq!(NumberFormat::default().normalise("1,5").unwrap(), "1,5");
     }
 
     #[test]

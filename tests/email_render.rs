@@ -23,6 +23,7 @@ fn dirty_report() -> chute::Report {
         bucket: "chute-local".into(),
         key: "incoming/shoes/dirty.csv".into(),
         etag: "720bb8a52ce20fb5afd58a464b841f6e".into(),
+        read_as: None,
     };
     let mut builder = ReportBuilder::new("dirty-a74030e8b93067f8", source, "products");
     outcome.fill_report(&mut builder);

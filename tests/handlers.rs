@@ -151,11 +151,11 @@ async fn trigger_starts_one_execution_per_object_version() {
     assert!(!via_bridge.started[0].new);
 
     let mut other = fixture("trigger.json");
-    other["Records"][0]["s3"]["object"]["key"] = "incoming/notes.txt".into();
+    other["Records"][0]["s3"]["object"]["key"] = "incoming/notes.pdf".into();
     let ignored = lambda::trigger::handle(&env, event(other)).await.unwrap();
     assert_eq!(
         (ignored.started.len(), ignored.ignored.as_slice()),
-        (0, ["incoming/notes.txt".to_string()].as_slice())
+        (0, ["incoming/notes.pdf".to_string()].as_slice())
     );
 }
 

@@ -14,6 +14,7 @@ fn source() -> Source {
         bucket: "b".into(),
         key: "incoming/shoes/products-2026-11-22.csv".into(),
         etag: "e".into(),
+        read_as: None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::history::{runtime, since_rfc3339};
 use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
-List the .csv objects under the incoming prefix (CHUTE_INCOMING_PREFIX, default incoming/) and \
+List the data files (.csv, .tsv, .txt, .gz, .zst, .zip, .xlsx) under the incoming prefix (CHUTE_INCOMING_PREFIX, default incoming/) and \
 start a run for each one whose exact version (version id, else ETag) has no run in the \
 import_runs ledger. Runs are started on CHUTE_STATE_MACHINE_ARN with the execution name and input \
 the trigger function gives them, schema and chunk size from the object's metadata included, so an \

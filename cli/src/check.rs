@@ -156,12 +156,17 @@ pub fn run(args: &Args, json: bool) -> Outcome {
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // Compressed, UTF-16, other encodings, spreadsheets: decoded as the validate step does.
+    let decoded = chute::input::decode_all(bytes, &schema, &schema.format, None)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
+    let (bytes, schema) = (decoded.csv, decoded.schema);
     let source = Source {
         bucket: String::new(),
         key: args.file.display().to_string(),
         etag: String::new(),
+        read_as: Some(decoded.read_as),
     };
-    let checked = check_bytes(bytes, &schema, &config, source, |p| match p {
+    let checked = check_bytes(&bytes, &schema, &config, source, |p| match p {
         Progress::Planned { rows } => bar.set_length(rows),
         Progress::Chunk { rows } => bar.inc(rows),
     });

@@ -137,3 +137,22 @@ fn on_a_terminal_a_large_file_gets_a_progress_bar_with_rows_per_second() {
     assert!(!screen.contains("rows/s"), "{screen}");
     assert!(screen.contains("rows 1,000   valid 990"), "{screen}");
 }
+
+#[test]
+fn a_file_the_pipeline_decodes_is_checked_the_same_way() {
+    let dir = temp("utf16");
+    let file = dir.join("utf16.csv");
+    let text = "sku,name,price,stock,category\nA-1,Ölkanne,2.5,1,Küche\nA-2,,1,1,Home\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&file, bytes).unwrap();
+    let out = chute(&["--json", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["source"]["read_as"]["encoding"], "UTF-16LE");
+    assert_eq!(
+        (&report["rows"]["valid"], &report["rows"]["rejected"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(report["errors"][0]["code"], "missing_value");
+}

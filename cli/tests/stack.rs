@@ -183,7 +183,7 @@ async fn backfill_starts_each_missing_run_once_and_explain_shows_what_it_wrote()
             .await
             .unwrap();
     }
-    let notes = format!("incoming/{folder}/notes.txt");
+    let notes = format!("incoming/{folder}/notes.pdf");
     blob.put(s.bucket(), &notes, b"not a csv".to_vec(), "text/plain")
         .await
         .unwrap();

@@ -93,6 +93,10 @@ pub struct StoredPlan {
     /// Rows superseded by a later valid occurrence of their key (sorted).
     pub superseded: Vec<u64>,
     pub warnings: Vec<String>,
+    /// How the file was read (encoding, delimiter, compression, number format) and where its
+    /// decoded copy is; absent in plans stored before files other than plain CSV were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<crate::input::PlanInput>,
 }
 
 /// One Map item: the run plus one chunk.

@@ -12,6 +12,7 @@ use super::metrics::Metrics;
 use super::{Env, PlanOutput, ReportInput, ReportOutput, RunInput, StoredPlan};
 use crate::error::ChuteError;
 use crate::feed::{Mode, Stale};
+use crate::input::ReadAs;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
@@ -27,9 +28,12 @@ pub async fn handle(
 ) -> Result<ReportOutput, Diagnostic> {
     let input = &event.payload;
     let run = &input.run;
-    let plan = match &input.plan {
-        Some(plan) => Some(read_plan(env, run, plan).await?),
-        None => None,
+    let (plan, read_as) = match &input.plan {
+        Some(plan) => {
+            let (record, read_as) = read_plan(env, run, plan).await?;
+            (Some(record), read_as)
+        }
+        None => (None, None),
     };
     let mut artifacts = Artifacts {
         report: env.config.report_key(&run.run_id, "report.json"),
@@ -43,6 +47,7 @@ pub async fn handle(
             bucket: run.bucket.clone(),
             key: run.key.clone(),
             etag: run.etag.clone(),
+            read_as,
         },
         schema: run.schema.clone(),
         started_at: run.requested_at.clone(),
@@ -235,7 +240,11 @@ fn stale_name(stale: Stale) -> &'static str {
 }
 
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
-async fn read_plan(env: &Env, run: &RunInput, plan: &PlanOutput) -> Result<PlanRecord, ChuteError> {
+async fn read_plan(
+    env: &Env,
+    run: &RunInput,
+    plan: &PlanOutput,
+) -> Result<(PlanRecord, Option<ReadAs>), ChuteError> {
     let stored: StoredPlan = env.blob.get_json(&run.bucket, &plan.plan_key).await?;
     let mut chunks = Vec::with_capacity(stored.chunks.len());
     for chunk in &stored.chunks {
@@ -255,12 +264,13 @@ async fn read_plan(env: &Env, run: &RunInput, plan: &PlanOutput) -> Result<PlanR
             imported,
         });
     }
-    Ok(PlanRecord {
+    let record = PlanRecord {
         header: stored.header,
         warnings: stored.warnings,
         validate_ms: plan.duration_ms,
         chunks,
-    })
+    };
+    Ok((record, stored.input.map(|i| i.read_as)))
 }
 
 async fn put_report(env: &Env, report: &Report) -> Result<(), ChuteError> {

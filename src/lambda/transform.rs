@@ -18,15 +18,23 @@ pub async fn handle(
 ) -> Result<TransformOutput, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
-    let schema = env.config.schema(&input.schema)?;
+    let mut schema = env.config.schema(&input.schema)?;
     let stored: StoredPlan = env.blob.get_json(&input.bucket, &input.plan_key).await?;
+    // Read as validate read it: its delimiter and number format, from its decoded copy if any.
+    let (key, etag) = match &stored.input {
+        Some(read) => {
+            schema.set_format(read.delimiter, read.numbers);
+            match &read.staged {
+                Some(copy) => (&copy.key, &copy.etag),
+                None => (&input.key, &input.etag),
+            }
+        }
+        None => (&input.key, &input.etag),
+    };
     let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
     let header = Header::resolve(&schema, &cells).map_err(ChuteError::from)?;
     let chunk = input.chunk;
-    let bytes = env
-        .blob
-        .get_chunk(&input.bucket, &input.key, &chunk, &input.etag)
-        .await?;
+    let bytes = env.blob.get_chunk(&input.bucket, key, &chunk, etag).await?;
     let superseded = rows_in_chunk(&stored.superseded, &chunk).to_vec();
     let staged_key = env.config.chunk_key(&input.run_id, chunk.index, "bson");
     // Rows are turned into documents on a blocking thread while this task uploads the staged

@@ -163,9 +163,14 @@ pub fn mode_of(
     Ok((mode, force_stale))
 }
 
-/// Whether `key` starts runs: a `.csv` (any case) under the incoming prefix.
+/// Names of files that start runs (any case). The name only filters what is dropped beside the
+/// data (notes, images): how a file is read is told by its bytes (see [`crate::input`]).
+pub const WANTED_SUFFIXES: [&str; 7] = [".csv", ".tsv", ".txt", ".gz", ".zst", ".zip", ".xlsx"];
+
+/// Whether `key` starts runs: a data file ([`WANTED_SUFFIXES`]) under the incoming prefix.
 pub fn wanted(config: &Config, key: &str) -> bool {
-    key.starts_with(&config.incoming_prefix) && key.to_ascii_lowercase().ends_with(".csv")
+    let name = key.to_ascii_lowercase();
+    key.starts_with(&config.incoming_prefix) && WANTED_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// Starts the run's execution, named by its run id; `Ok(false)` when that execution already exists
@@ -205,7 +210,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<Value>) -> Result<TriggerOutpu
     let mut output = TriggerOutput::default();
     for object in objects(event)? {
         if !wanted(&env.config, &object.key) {
-            tracing::info!(bucket = %object.bucket, key = %object.key, prefix = %env.config.incoming_prefix, "ignored: not a .csv under the incoming prefix");
+            tracing::info!(bucket = %object.bucket, key = %object.key, prefix = %env.config.incoming_prefix, "ignored: not a data file under the incoming prefix");
             output.ignored.push(object.key);
             continue;
         }
@@ -315,6 +320,21 @@ mod tests {
             assert!(error.message.contains(expected), "{}", error.message);
             assert_eq!(refused.mode, Mode::DryRun);
         }
+    }
+
+    #[test]
+    fn compressed_files_and_spreadsheets_start_runs() {
+        let config = Config::from_env().unwrap();
+        let key = |name: &str| format!("{}{name}", config.incoming_prefix);
+        for name in [
+            "a.csv", "a.CSV", "a.csv.gz", "a.gz", "a.zst", "a.zip", "a.xlsx", "a.tsv", "t/a.txt",
+        ] {
+            assert!(wanted(&config, &key(name)), "{name}");
+        }
+        for name in ["a.pdf", "a.csv.bak", "notes"] {
+            assert!(!wanted(&config, &key(name)), "{name}");
+        }
+        assert!(!wanted(&config, "elsewhere/a.csv"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `validate`: file-level checks and the chunk plan. Streams the file once (planner), and a second
 //! time over the chunks only when some key occurs more than once (to find which occurrence wins).
 
+use std::io::BufReader;
 use std::time::Instant;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -9,9 +10,10 @@ use super::metrics::Metrics;
 use super::{elapsed_ms, Env, PlanOutput, RunInput, StoredPlan};
 use crate::dedup::Occurrences;
 use crate::error::{ChuteError, FileCode, FileError};
+use crate::input::{self, PlanInput, StagedCopy, Staging};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
 use crate::store::RunStart;
-use crate::transform::RowRules;
+use crate::transform::{RowRules, STAGING_PART_BYTES};
 
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
     let input = &event.payload;
@@ -50,28 +52,78 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         ))
         .into());
     }
+    let format = schema
+        .format_for(&input.source)
+        .with_metadata(&info.metadata)
+        .map_err(ChuteError::from)?;
+    let sheet = info.metadata.get("chute-sheet").cloned();
     let body = env
         .blob
         .stream(&input.bucket, &input.key, Some(&input.etag))
         .await?;
     let reader = tokio_util::io::SyncIoBridge::new(body.into_async_read());
-    let planned = {
+    // A file that is not plain UTF-8 CSV is decoded once (see `crate::input`): the planner reads
+    // the decoded bytes while this task uploads them as the staged copy the chunks are ranges of.
+    let (decided, decision) = tokio::sync::oneshot::channel();
+    let (parts, received) = tokio::sync::mpsc::channel(1);
+    let planning = {
         let schema = schema.clone();
         let options = options.clone();
-        tokio::task::spawn_blocking(move || plan(reader, &schema, &options))
-            .await
-            .map_err(|e| ChuteError::Stopped {
-                what: "planner".into(),
-                source: e.into(),
-            })?
-            .map_err(ChuteError::from)?
+        tokio::task::spawn_blocking(move || {
+            let mut raw = BufReader::with_capacity(256 * 1024, reader);
+            let opened = input::open(&mut raw, &schema, &format, sheet.as_deref())?;
+            // Spelled out: a bare `.send(` reads, to scripts/check_iam.py, like the mailer's.
+            let _ = tokio::sync::oneshot::Sender::send(decided, opened.decoded);
+            let planned = if opened.decoded {
+                let staging = Staging::new(opened.reader, STAGING_PART_BYTES, |part| {
+                    parts.blocking_send(part).is_ok()
+                });
+                plan(staging, &opened.schema, &options)?
+            } else {
+                drop(parts);
+                plan(opened.reader, &opened.schema, &options)?
+            };
+            Ok::<_, FileError>((planned, opened.schema, opened.read_as, opened.warnings))
+        })
     };
+    let staged_key = env.config.staging_key(&input.run_id, "input.csv");
+    let staged = match decision.await {
+        Ok(true) => {
+            env.blob
+                .put_parts(
+                    &input.bucket,
+                    &staged_key,
+                    "text/csv; charset=utf-8",
+                    received,
+                )
+                .await?;
+            let etag = env.blob.head(&input.bucket, &staged_key).await?.etag;
+            Some(StagedCopy {
+                key: staged_key,
+                etag,
+            })
+        }
+        _ => None,
+    };
+    let (planned, schema, read_as, mut warnings) = planning
+        .await
+        .map_err(|e| ChuteError::Stopped {
+            what: "planner".into(),
+            source: e.into(),
+        })?
+        .map_err(ChuteError::from)?;
+    warnings.extend(planned.header.warnings.iter().cloned());
     tracing::info!(
         rows = planned.rows,
         chunks = planned.chunks.len(),
         bytes = planned.file_bytes,
+        read_as = %read_as.line(),
         "planned"
     );
+    let (read_key, read_etag) = match &staged {
+        Some(copy) => (&copy.key, &copy.etag),
+        None => (&input.key, &input.etag),
+    };
 
     let mut occurrences = Occurrences::default();
     if !planned.duplicate_fingerprints.is_empty() {
@@ -80,7 +132,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         for chunk in &planned.chunks {
             let bytes = env
                 .blob
-                .get_chunk(&input.bucket, &input.key, chunk, &input.etag)
+                .get_chunk(&input.bucket, read_key, chunk, read_etag)
                 .await?;
             occurrences.scan_chunk(&rules, &planned.header, chunk, &bytes, &duplicated);
         }
@@ -90,7 +142,13 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         header: planned.header.names.clone(),
         chunks: planned.chunks.clone(),
         superseded: superseded.clone(),
-        warnings: planned.header.warnings.clone(),
+        warnings: warnings.clone(),
+        input: Some(PlanInput {
+            read_as,
+            delimiter: schema.delimiter,
+            numbers: schema.format.numbers,
+            staged,
+        }),
     };
     let plan_key = env.config.staging_key(&input.run_id, "plan.json");
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
@@ -116,7 +174,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             .metadata
             .get("chute-import-budget-ms")
             .and_then(|v| v.trim().parse().ok()),
-        warnings: planned.header.warnings,
+        warnings,
         duplicate_keys: occurrences.duplicated_keys() as u64,
         superseded_rows: superseded.len() as u64,
         duration_ms,

@@ -213,6 +213,7 @@ mod tests {
                 bucket: "b".into(),
                 key: "incoming/products.csv".into(),
                 etag: "e".into(),
+                read_as: None,
             },
             schema: "products".into(),
             started_at: "2026-11-22T10:00:00Z".into(),

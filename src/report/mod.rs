@@ -49,6 +49,10 @@ pub struct Source {
     pub bucket: String,
     pub key: String,
     pub etag: String,
+    /// How the file was read: format, compression, encoding, delimiter, number format. Absent when
+    /// the run failed before reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_as: Option<crate::input::ReadAs>,
 }
 
 /// `total = valid + rejected + duplicate + unprocessed`; `unprocessed` counts rows of chunks that
