@@ -3,65 +3,20 @@
 //! `cargo lambda watch` against SecantusDB; these tests check what a user sees: the report JSON,
 //! rejects.csv, the email as sent, and the documents in MongoDB.
 
+#[path = "support/run.rs"]
+mod run;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
+use run::{documents_in, n, run_local};
 use serde_json::Value;
-use support::{accounting_holds, stack, unique, Stack};
-
-struct Run {
-    code: i32,
-    report: Value,
-    out: PathBuf,
-    stderr: String,
-}
-
-fn run_local(name: &str, csv: &str, args: &[&str]) -> Run {
-    let dir = std::env::temp_dir().join(unique("chute-e2e-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(name);
-    std::fs::write(&file, csv).unwrap();
-    let out = dir.join("out");
-    let output = Stack::script("run-local")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .args(args)
-        .output()
-        .expect("scripts/run-local runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is only the report JSON ({e}); stderr:\n{stderr}"));
-    accounting_holds(&report); // every report, whatever the test looks at next
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        report,
-        out,
-        stderr,
-    }
-}
+use support::{stack, unique};
 
 async fn documents(prefix: &str) -> Vec<Document> {
-    let filter = doc! {"sku": {"$regex": format!("^{prefix}")}};
-    let cursor = stack()
-        .database()
-        .await
-        .collection::<Document>("products")
-        .find(filter)
-        .sort(doc! {"sku": 1})
-        .await
-        .unwrap();
-    cursor.try_collect().await.unwrap()
-}
-
-fn n(report: &Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("report has {path}: {report}"))
+    documents_in("products", prefix).await
 }
 
 /// The report's errors as (row, column, code).
@@ -278,7 +233,7 @@ async fn a_missing_required_column_fails_the_file_with_a_report() {
     let p = unique("M");
     let run = run_local(
         "nostock.csv",
-        &format!("sku,name,price,category\n{p}-1,Lamp,5,Home\n"),
+        format!("sku,name,price,category\n{p}-1,Lamp,5,Home\n"),
         &[],
     );
     assert_eq!(run.code, 1, "FAILED exits non-zero: {}", run.stderr);

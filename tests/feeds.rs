@@ -4,48 +4,26 @@
 //! conflicts, and dry runs. Every test uses its own source names and keys, so runs of other tests
 //! on the same stack never count as its stale products.
 
+#[path = "support/run.rs"]
+mod run;
 mod support;
 
-use std::path::PathBuf;
-
 use bson::{doc, Bson, Document};
-use futures_util::TryStreamExt;
+
+use run::{documents_in, n, Run};
 use serde_json::Value;
-use support::{accounting_holds, stack, unique, Stack};
+use support::{stack, unique};
 
 const HEADER: &str = "sku,name,price,stock,gtin,mpn,brand";
 
-struct Run {
-    code: i32,
-    report: Value,
-    out: PathBuf,
-    stderr: String,
-}
-
+/// Runs `csv` with the `catalog` schema.
 fn run_local(name: &str, csv: &str, args: &[&str]) -> Run {
-    let dir = std::env::temp_dir().join(unique("chute-feeds-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(name);
-    std::fs::write(&file, csv).unwrap();
-    let out = dir.join("out");
-    let output = Stack::script("run-local")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .args(["--schema", "catalog"])
-        .args(args)
-        .output()
-        .expect("scripts/run-local runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is only the report JSON ({e}); stderr:\n{stderr}"));
-    accounting_holds(&report);
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        report,
-        out,
-        stderr,
-    }
+    let args: Vec<&str> = ["--schema", "catalog"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run::run_local(name, csv, &args)
 }
 
 /// `n` rows `<p>-000…` priced 10.00.
@@ -58,22 +36,7 @@ fn rows(p: &str, range: std::ops::Range<usize>) -> String {
 }
 
 async fn documents(prefix: &str) -> Vec<Document> {
-    let cursor = stack()
-        .database()
-        .await
-        .collection::<Document>("catalog")
-        .find(doc! {"sku": {"$regex": format!("^{prefix}")}})
-        .sort(doc! {"sku": 1})
-        .await
-        .unwrap();
-    cursor.try_collect().await.unwrap()
-}
-
-fn n(report: &Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("report has {path}: {report}"))
+    documents_in("catalog", prefix).await
 }
 
 fn written(report: &Value) -> (u64, u64, u64) {

@@ -3,65 +3,25 @@
 //! cut into several chunks, spreadsheet damage, and an `.xlsx`. Each checks the report (counts,
 //! codes, how the file was read), the email's "Read as" line and the documents in MongoDB.
 
+#[path = "support/run.rs"]
+mod run;
 mod support;
 
-use std::path::PathBuf;
-
 use bson::{doc, Bson, Document};
-use futures_util::TryStreamExt;
-use serde_json::Value;
-use support::{accounting_holds, stack, unique, Stack};
 
-struct Run {
-    code: i32,
-    report: Value,
-    out: PathBuf,
-    stderr: String,
-}
+use run::{documents_in, n, Run};
+use serde_json::Value;
+use support::{stack, unique};
 
 /// Uploads `bytes` as `incoming/<name>` with object metadata `meta` and runs it.
 fn run_local(name: &str, bytes: &[u8], meta: &[(&str, &str)]) -> Run {
-    let dir = std::env::temp_dir().join(unique("chute-formats-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(name);
-    std::fs::write(&file, bytes).unwrap();
-    let out = dir.join("out");
-    let mut command = Stack::script("run-local");
-    command.arg(&file).arg("--out").arg(&out);
-    for (key, value) in meta {
-        command.arg("--meta").arg(format!("{key}={value}"));
-    }
-    let output = command.output().expect("scripts/run-local runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is only the report JSON ({e}); stderr:\n{stderr}"));
-    accounting_holds(&report);
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        report,
-        out,
-        stderr,
-    }
+    let meta: Vec<String> = meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let args: Vec<&str> = meta.iter().flat_map(|m| ["--meta", m.as_str()]).collect();
+    run::run_local(name, bytes, &args)
 }
 
 async fn documents(prefix: &str) -> Vec<Document> {
-    let filter = doc! {"sku": {"$regex": format!("^{prefix}")}};
-    let cursor = stack()
-        .database()
-        .await
-        .collection::<Document>("products")
-        .find(filter)
-        .sort(doc! {"sku": 1})
-        .await
-        .unwrap();
-    cursor.try_collect().await.unwrap()
-}
-
-fn n(report: &Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("report has {path}: {report}"))
+    documents_in("products", prefix).await
 }
 
 /// The report's errors as (row, line, column, code).
