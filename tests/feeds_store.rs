@@ -77,8 +77,22 @@ async fn product(store: &Store, sku: &str) -> Document {
         .unwrap_or_else(|| panic!("no product {sku}"))
 }
 
-fn counts(o: &WriteOutcome) -> (u64, u64, u64, usize) {
-    (o.inserted, o.updated, o.unchanged, o.refused.len())
+/// A write's counts by name (the merge, reactivation and difference details are asserted apart).
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    refused: usize,
+}
+
+fn counts(o: &WriteOutcome) -> Counts {
+    Counts {
+        inserted: o.inserted,
+        updated: o.updated,
+        unchanged: o.unchanged,
+        refused: o.refused.len(),
+    }
 }
 
 fn text<'d>(doc: &'d Document, path: &str) -> &'d str {
@@ -125,7 +139,13 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-e", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(counts(&erp), (2, 0, 0, 0));
+    assert_eq!(
+        counts(&erp),
+        Counts {
+            inserted: 2,
+            ..Counts::default()
+        }
+    );
     let supplier = write(
         &store,
         &schema,
@@ -133,7 +153,13 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-s", "supplier", Mode::Incremental),
     )
     .await;
-    assert_eq!(counts(&supplier), (0, 1, 0, 0));
+    assert_eq!(
+        counts(&supplier),
+        Counts {
+            updated: 1,
+            ..Counts::default()
+        }
+    );
     let p1 = product(&store, "P001").await;
     let sources = p1.get_document("_sources").unwrap();
     let keys: Vec<&str> = sources.keys().map(String::as_str).collect();
@@ -181,7 +207,13 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(counts(&first), (5, 0, 0, 0));
+    assert_eq!(
+        counts(&first),
+        Counts {
+            inserted: 5,
+            ..Counts::default()
+        }
+    );
     let full = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
     assert_eq!(
         full,
@@ -210,7 +242,13 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-3", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(counts(&incremental), (0, 0, 5, 0));
+    assert_eq!(
+        counts(&incremental),
+        Counts {
+            unchanged: 5,
+            ..Counts::default()
+        }
+    );
     for doc in products(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2");
     }
@@ -273,11 +311,24 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
         if erp_first {
             write(&store, &schema, erp_file, &erp).await;
             let late = write(&store, &schema, supplier_file, &supplier).await;
-            assert_eq!(counts(&late), (0, 1, 0, 0), "it fills brand");
+            assert_eq!(
+                counts(&late),
+                Counts {
+                    updated: 1,
+                    ..Counts::default()
+                },
+                "it fills brand"
+            );
         } else {
             write(&store, &schema, supplier_file, &supplier).await;
             let late = write(&store, &schema, erp_file, &erp).await;
-            assert_eq!(counts(&late), (0, 1, 0, 0));
+            assert_eq!(
+                counts(&late),
+                Counts {
+                    updated: 1,
+                    ..Counts::default()
+                }
+            );
         }
         // A source not in the list ranks below both: it only fills what nobody supplied.
         write(
@@ -353,7 +404,13 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(counts(&first), (2, 0, 0, 0));
+    assert_eq!(
+        counts(&first),
+        Counts {
+            inserted: 2,
+            ..Counts::default()
+        }
+    );
     let supplier = ctx("run-2", "supplier", Mode::Incremental);
     let merged = write(
         &store,
@@ -412,7 +469,13 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &supplier,
     )
     .await;
-    assert_eq!(counts(&conflict), (0, 0, 0, 1));
+    assert_eq!(
+        counts(&conflict),
+        Counts {
+            refused: 1,
+            ..Counts::default()
+        }
+    );
     let refusal = &conflict.refused[0];
     assert_eq!((refusal.position.row, refusal.position.line), (1, 2));
     assert_eq!(refusal.code, Refusal::CONFLICT);
@@ -482,7 +545,13 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
                 &alone,
             )
             .await;
-            assert_eq!(counts(&first), (n as u64, 0, 0, 0));
+            assert_eq!(
+                counts(&first),
+                Counts {
+                    inserted: n as u64,
+                    ..Counts::default()
+                }
+            );
         }
         let (read, supplier_read) = mpsc::channel();
         let (release, released) = mpsc::channel();
@@ -525,13 +594,28 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
             assert_eq!(text(doc, "_sources.supplier.run_id"), supplier_ctx.run_id);
         }
         if prefix == "P" {
-            assert_eq!(counts(&erp), (n as u64, 0, 0, 0));
+            assert_eq!(
+                counts(&erp),
+                Counts {
+                    inserted: n as u64,
+                    ..Counts::default()
+                }
+            );
         } else {
-            assert_eq!(counts(&erp), (0, n as u64, 0, 0));
+            assert_eq!(
+                counts(&erp),
+                Counts {
+                    updated: n as u64,
+                    ..Counts::default()
+                }
+            );
         }
         assert_eq!(
             counts(&supplier),
-            (0, n as u64, 0, 0),
+            Counts {
+                updated: n as u64,
+                ..Counts::default()
+            },
             "{prefix}: it fills brand"
         );
         assert!(
@@ -565,7 +649,15 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         before,
         "a dry run changes no document"
     );
-    assert_eq!(counts(&dry), (1, 2, 1, 1));
+    assert_eq!(
+        counts(&dry),
+        Counts {
+            inserted: 1,
+            updated: 2,
+            unchanged: 1,
+            refused: 1
+        }
+    );
     assert_eq!(dry.merged, 1);
     assert_eq!(dry.refused[0].row_code(), Code::Conflict);
     let mut differences: Vec<(String, String, Option<String>, Option<String>)> = dry
