@@ -76,6 +76,31 @@ fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
     input
 }
 
+/// Validates `input`, which must refuse the file as invalid, then reports the run: the refusal and
+/// the stored report's reason (the run must be FAILED).
+async fn refused_and_reported(env: &Env, input: RunInput) -> (lambda_runtime::Diagnostic, String) {
+    let err = lambda::validate::handle(env, event(input.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Chute.InvalidFile");
+    let out = lambda::report::handle(
+        env,
+        event(ReportInput {
+            run: input,
+            plan: None,
+            failure: Some(failure(&err.error_type, &err.error_message)),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, chute::report::Status::Failed);
+    let reason = stored_report(env, &out.report_key).await["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (err, reason)
+}
+
 /// The first chunk of `plan`, as the Map hands it to transform.
 async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::PlanOutput) -> ChunkInput {
     ChunkInput {
@@ -275,25 +300,7 @@ async fn a_file_past_the_key_ceiling_ends_in_a_failed_report_naming_the_limit() 
     )
     .await;
     let input = run_input(&run_id, &key, &etag);
-    let err = lambda::validate::handle(&env, event(input.clone()))
-        .await
-        .unwrap_err();
-    assert_eq!(err.error_type, "Chute.InvalidFile");
-    let out = lambda::report::handle(
-        &env,
-        event(ReportInput {
-            run: input,
-            plan: None,
-            failure: Some(failure(&err.error_type, &err.error_message)),
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.status, chute::report::Status::Failed);
-    let reason = stored_report(&env, &out.report_key).await["reason"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, reason) = refused_and_reported(&env, input).await;
     assert!(
         reason.contains("past 2 keys")
             && reason.contains("ValidateMemoryMb")
@@ -323,27 +330,9 @@ async fn metadata_naming_an_unknown_mode_ends_in_a_failed_report_naming_the_valu
         (input.source.as_str(), input.mode),
         ("erp", chute::feed::Mode::DryRun)
     );
-    let err = lambda::validate::handle(&env, event(input.clone()))
-        .await
-        .unwrap_err();
-    assert_eq!(err.error_type, "Chute.InvalidFile");
+    let (err, reason) = refused_and_reported(&env, input).await;
     let file_error: chute::FileError = serde_json::from_str(&err.error_message).unwrap();
     assert_eq!(file_error.code, "settings");
-    let out = lambda::report::handle(
-        &env,
-        event(ReportInput {
-            run: input,
-            plan: None,
-            failure: Some(failure(&err.error_type, &err.error_message)),
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.status, chute::report::Status::Failed);
-    let reason = stored_report(&env, &out.report_key).await["reason"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert!(
         reason.contains("chute-mode `dryrun` is not a mode"),
         "{reason}"
