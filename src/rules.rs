@@ -193,6 +193,15 @@ fn excel_serial(text: &str) -> Option<String> {
     Some(date[..10].to_string())
 }
 
+/// The cell without the declared number format's separators (borrowed as is when the format is
+/// plain), ready for the plain decimal and integer parsers.
+#[inline]
+fn plain_number<'t>(c: &Constraints, text: &'t str) -> Result<Cow<'t, str>, CellError> {
+    c.numbers
+        .normalise(text)
+        .map_err(|m| CellError::new(Code::TypeError, m))
+}
+
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
 pub fn parse_cell<'a>(
     kind: ColumnType,
@@ -207,17 +216,8 @@ pub fn parse_cell<'a>(
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let normalised;
-            let plain = if c.numbers.is_plain() {
-                text
-            } else {
-                normalised = c
-                    .numbers
-                    .normalise(text)
-                    .map_err(|m| CellError::new(Code::TypeError, m))?;
-                &normalised
-            };
-            let d = Decimal::parse(plain).ok_or_else(|| {
+            let plain = plain_number(c, text)?;
+            let d = Decimal::parse(&plain).ok_or_else(|| {
                 CellError::new(
                     Code::TypeError,
                     if c.numbers.is_plain() {
@@ -243,17 +243,8 @@ pub fn parse_cell<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let normalised;
-            let plain = if c.numbers.is_plain() {
-                text
-            } else {
-                normalised = c
-                    .numbers
-                    .normalise(text)
-                    .map_err(|m| CellError::new(Code::TypeError, m))?;
-                &normalised
-            };
-            let n = parse_integer(plain)
+            let plain = plain_number(c, text)?;
+            let n = parse_integer(&plain)
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,
