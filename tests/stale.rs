@@ -383,3 +383,22 @@ async fn marking_a_small_stale_set_in_a_large_catalogue() {
     println!("redrive (counted by tag) in {:?}", started.elapsed());
     assert_eq!(again, marked);
 }
+
+#[tokio::test]
+async fn a_product_whose_row_was_rejected_is_not_stale() {
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let schema = Schema::products();
+    catalogue(&store, "erp", 20, 2, None).await;
+    let refresh = run(&schema, "erp", "r2", Stale::Deactivate);
+    // P-001's row was in the file with a bad price; NEW-1 is not in the catalogue.
+    let kept = store
+        .keep_rejected_claims(&refresh, &[vec!["P-001".into()], vec!["NEW-1".into()]])
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+    let (marked, keys) = mark(&store, &refresh).await;
+    assert_eq!((marked.supplied, marked.marked), (20, 1));
+    assert_eq!(keys, ["P-000"]);
+    assert_eq!(inactive(&store).await, ["P-000"]);
+}

@@ -19,6 +19,7 @@ use crate::report::{
     assemble, failure_reason, stale_csv, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Feed,
     Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
+use crate::schema::join_key;
 use crate::store::{staged_keys, StaleRun};
 use crate::transform::STAGING_PART_BYTES;
 
@@ -184,11 +185,19 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
+    // Rows the file has but the transform rejected still supply their products.
+    let rejected = record.rejected_keys(&schema);
     let marking = async {
         if dry_run {
-            let supplied = supplied_keys(env, run, record, &schema).await?;
+            let mut supplied = supplied_keys(env, run, record, &schema).await?;
+            supplied.extend(
+                rejected
+                    .iter()
+                    .map(|k| join_key(k.iter().map(String::as_str))),
+            );
             store.predict_stale(&stale_run, &supplied, keys_tx).await
         } else {
+            store.keep_rejected_claims(&stale_run, &rejected).await?;
             store.mark_stale(&stale_run, keys_tx).await
         }
     };

@@ -7,6 +7,8 @@ use super::{
 use serde::Deserialize;
 
 use crate::error::{FileError, Refusal};
+use crate::header::Header;
+use crate::schema::Schema;
 use crate::transform::RejectedRow;
 
 /// Everything the `report` function gathered about a run; [`assemble`] turns it into the report.
@@ -45,6 +47,32 @@ impl RunRecord {
                     }
                     _ => false,
                 })
+    }
+
+    /// The key cells (trimmed, in key order) of the rows the transform rejected, where every key
+    /// cell is filled: the file still lists these products, so a full refresh must not count them
+    /// stale because a price or a name was wrong.
+    pub fn rejected_keys(&self, schema: &Schema) -> Vec<Vec<String>> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let cells: Vec<&[u8]> = plan.header.iter().map(|n| n.as_bytes()).collect();
+        let Ok(header) = Header::resolve(schema, &cells) else {
+            return Vec::new();
+        };
+        let key_cells = header.key_cells(schema);
+        plan.chunks
+            .iter()
+            .filter_map(|c| c.transformed.as_ref())
+            .flat_map(|t| &t.rejections)
+            .filter_map(|row| {
+                key_cells
+                    .iter()
+                    .map(|&i| Some(row.fields.get(i)?.trim()).filter(|k| !k.is_empty()))
+                    .map(|k| k.map(str::to_string))
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -437,6 +465,34 @@ mod tests {
         assert_eq!(
             reason,
             "Chute.Transient: MongoDB unavailable: mongodb://<redacted>"
+        );
+    }
+
+    #[test]
+    fn rejected_rows_with_their_key_cells_filled_still_name_their_products() {
+        let rejected = |row: u64, fields: &[&str]| RejectedRow {
+            position: Position { row, line: row + 1 },
+            issues: Vec::new(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        };
+        let mut c = chunk(0, 5, 2, written(2, 0));
+        if let Some(t) = &mut c.transformed {
+            t.rejections = vec![
+                rejected(1, &["Lamp", " A-1 ", "x"]),
+                rejected(2, &["Desk", "  ", "1"]),
+                rejected(3, &["Chair"]),
+            ];
+        }
+        let mut record = run(vec![c]);
+        if let Some(plan) = &mut record.plan {
+            plan.header = ["name", "SKU", "price", "stock", "category"]
+                .map(String::from)
+                .to_vec();
+        }
+        assert_eq!(
+            record.rejected_keys(&Schema::products()),
+            vec![vec!["A-1".to_string()]],
+            "an empty or missing key cell names no product"
         );
     }
 }

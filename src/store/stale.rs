@@ -25,6 +25,7 @@ use super::staged::{bson_text, lookup, split_staged};
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
+use crate::rules::ColumnType;
 use crate::schema::{join_key, Schema};
 
 /// Keys quoted in the report; the CSV artifact has them all.
@@ -125,6 +126,51 @@ impl Store {
             marked.deleted = self.drop_claims(run, source, tagged).await?;
         }
         Ok(marked)
+    }
+
+    /// Counts the claims of `keys` (the key cells of rows the file has but the transform
+    /// rejected) as supplied by this run, so [`Store::mark_stale`] leaves them: a product whose
+    /// row had a bad price is still in the catalogue. Integer key cells are matched as numbers,
+    /// the rest as written. Returns the claims kept.
+    pub async fn keep_rejected_claims(
+        &self,
+        run: &StaleRun<'_>,
+        keys: &[Vec<String>],
+    ) -> Result<u64, ChuteError> {
+        let run_field = format!("_sources.{}.run_id", run.source);
+        let fields = key_fields(run.schema);
+        let kinds: Vec<_> = run
+            .schema
+            .key
+            .iter()
+            .map(|k| run.schema.column(k).map(|c| c.kind))
+            .collect();
+        let mut kept = 0;
+        for batch in keys.chunks(500) {
+            let any_of: Vec<Document> = batch
+                .iter()
+                .map(|cells| {
+                    let mut filter = Document::new();
+                    for ((field, kind), cell) in fields.iter().zip(&kinds).zip(cells) {
+                        let value = match (kind, cell.parse::<i64>()) {
+                            (Some(ColumnType::Integer), Ok(n)) => Bson::Int64(n),
+                            _ => Bson::String(cell.clone()),
+                        };
+                        filter.insert(field, value);
+                    }
+                    filter
+                })
+                .collect();
+            let reply = self
+                .run_write(doc! {"update": &run.schema.collection, "updates": [{
+                    "q": {"$or": any_of, &run_field: {"$exists": true, "$ne": run.run_id}},
+                    "u": {"$set": {&run_field: run.run_id}, "$inc": {"_rev": 1_i64}},
+                    "multi": true,
+                }]})
+                .await?;
+            kept += count_of(&reply, "nModified");
+        }
+        Ok(kept)
     }
 
     /// A dry run of a full refresh: which of the source's products a real run would find stale,
