@@ -99,12 +99,14 @@ pub struct StaleReport {
     pub sample: Vec<String>,
 }
 
-/// One field of a document a dry run would update, as the import records it: the product's
-/// key, the dotted field path, and the stored and new values as JSON text (`None`: no value).
+/// One field of a document a dry run would update, as the import records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
+    /// The product's key, composite keys joined with `/`.
     pub key: String,
+    /// Dotted field path.
     pub field: String,
+    /// Stored value as relaxed Extended JSON text; `None` when the document lacks the field.
     pub old: Option<String>,
     pub new: Option<String>,
 }

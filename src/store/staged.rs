@@ -130,6 +130,16 @@ pub(super) fn lookup<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
     Some(value)
 }
 
+/// The key text of a stored or staged document (its key fields' values joined as the transform
+/// joins them), so keys read back from the database compare with keys from a file.
+pub(super) fn key_text(doc: &Document, key_fields: &[impl AsRef<str>]) -> String {
+    let parts: Vec<String> = key_fields
+        .iter()
+        .map(|f| lookup(doc, f.as_ref()).map(bson_text).unwrap_or_default())
+        .collect();
+    join_key(parts.iter().map(String::as_str))
+}
+
 pub(super) fn bson_text(v: &Bson) -> String {
     match v {
         Bson::String(s) => s.clone(),

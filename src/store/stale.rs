@@ -21,12 +21,12 @@ use mongodb::IndexModel;
 use tokio::sync::mpsc::Sender;
 
 use super::classify::classify;
-use super::staged::{bson_text, lookup, split_staged};
+use super::staged::{key_text, lookup, split_staged};
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
 use crate::rules::ColumnType;
-use crate::schema::{join_key, Schema};
+use crate::schema::Schema;
 
 /// Keys quoted in the report; the CSV artifact has them all.
 pub const STALE_SAMPLE: usize = 20;
@@ -301,11 +301,7 @@ impl Store {
         let mut batch = Vec::with_capacity(self.batch_size);
         while cursor.advance().await.map_err(classify)? {
             let d: Document = cursor.deserialize_current().map_err(classify)?;
-            let parts: Vec<String> = key_fields
-                .iter()
-                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
-                .collect();
-            let key = join_key(parts.iter().map(String::as_str));
+            let key = key_text(&d, key_fields);
             if !wanted(&key) {
                 continue;
             }
@@ -455,11 +451,7 @@ pub fn staged_keys(schema: &Schema, staged: &[u8]) -> Result<Vec<String>, ChuteE
                 what: "a staged document".into(),
                 source: e.into(),
             })?;
-            let parts: Vec<String> = fields
-                .iter()
-                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
-                .collect();
-            Ok(join_key(parts.iter().map(String::as_str)))
+            Ok(key_text(&d, &fields))
         })
         .collect()
 }

@@ -13,11 +13,11 @@ use tokio::io::AsyncRead;
 
 use super::classify::{classify, refusal_message, DUPLICATE_KEY};
 use super::document::{plan, projection, Counted, Outcome, Plan, Stored, Target};
-use super::staged::{bson_text, lookup, read_staged, split_staged, StagedDoc};
+use super::staged::{bson_text, key_text, lookup, read_staged, split_staged, StagedDoc};
 use super::Store;
 use crate::error::{ChuteError, Refusal};
 use crate::feed::Mode;
-use crate::schema::{join_key, Schema, KEY_SEPARATOR};
+use crate::schema::{Schema, KEY_SEPARATOR};
 
 /// Who wrote a document last: the run, its file, its feed source and mode, and when.
 #[derive(Debug, Clone)]
@@ -56,17 +56,8 @@ pub struct WriteOutcome {
 /// How many field differences a dry run keeps per chunk.
 pub const DIFFERENCE_SAMPLE: usize = 20;
 
-/// One field a write changes (or, in a dry run, would change) in a stored document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Difference {
-    /// The product's key, composite keys joined with `/`.
-    pub key: String,
-    /// Dotted field path.
-    pub field: String,
-    /// Stored value as relaxed Extended JSON text; `None` when the document lacks the field.
-    pub old: Option<String>,
-    pub new: Option<String>,
-}
+/// One field a dry run would change: the report's type, filled by the writer.
+pub use crate::report::Difference;
 
 impl WriteOutcome {
     fn count(&mut self, counted: Counted) {
@@ -470,11 +461,8 @@ impl Store {
         let mut stored = Vec::new();
         while cursor.advance().await.map_err(classify)? {
             let d: Document = cursor.deserialize_current().map_err(classify)?;
-            let parts: Vec<String> = key_fields
-                .iter()
-                .map(|f| lookup(&d, f).map(bson_text).unwrap_or_default())
-                .collect();
-            stored.push(Stored::new(d, join_key(parts.iter().map(String::as_str))));
+            let key = key_text(&d, key_fields);
+            stored.push(Stored::new(d, key));
         }
         Ok(stored)
     }
