@@ -10,18 +10,21 @@ pub struct DocWriter<'a> {
 const LENGTH_PREFIX: usize = 4;
 
 impl<'a> DocWriter<'a> {
+    #[inline]
     pub fn new(buf: &'a mut Vec<u8>) -> Self {
         let start = buf.len();
         buf.extend_from_slice(&[0; LENGTH_PREFIX]);
         DocWriter { buf, start }
     }
 
+    #[inline]
     fn key(&mut self, kind: u8, key: &str) {
         self.buf.push(kind);
         self.buf.extend_from_slice(key.as_bytes());
         self.buf.push(0);
     }
 
+    #[inline]
     pub fn string(&mut self, key: &str, value: &str) {
         self.key(0x02, key);
         self.string_value(value);
@@ -47,6 +50,7 @@ impl<'a> DocWriter<'a> {
         self.string_value(value);
     }
 
+    #[inline]
     fn string_value(&mut self, value: &str) {
         self.buf
             .extend_from_slice(&((value.len() + 1) as i32).to_le_bytes());
@@ -54,26 +58,31 @@ impl<'a> DocWriter<'a> {
         self.buf.push(0);
     }
 
+    #[inline]
     pub fn decimal128(&mut self, key: &str, bytes: [u8; 16]) {
         self.key(0x13, key);
         self.buf.extend_from_slice(&bytes);
     }
 
+    #[inline]
     pub fn int32(&mut self, key: &str, value: i32) {
         self.key(0x10, key);
         self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
+    #[inline]
     pub fn int64(&mut self, key: &str, value: i64) {
         self.key(0x12, key);
         self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
+    #[inline]
     pub fn boolean(&mut self, key: &str, value: bool) {
         self.key(0x08, key);
         self.buf.push(u8::from(value));
     }
 
+    #[inline]
     pub fn datetime(&mut self, key: &str, millis: i64) {
         self.key(0x09, key);
         self.buf.extend_from_slice(&millis.to_le_bytes());
@@ -86,6 +95,7 @@ impl<'a> DocWriter<'a> {
     }
 
     /// Opens a sub-document (`array = false`) or an array under `key`; finish it with [`DocWriter::end`].
+    #[inline]
     pub fn begin(&mut self, key: &str, array: bool) -> DocWriter<'_> {
         self.key(if array { 0x04 } else { 0x03 }, key);
         DocWriter::new(self.buf)
@@ -97,6 +107,7 @@ impl<'a> DocWriter<'a> {
     }
 
     /// Closes the document, patching its length prefix; returns the total length.
+    #[inline]
     pub fn end(self) -> usize {
         self.buf.push(0);
         let len = self.buf.len() - self.start;

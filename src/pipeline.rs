@@ -42,6 +42,7 @@ impl FileOutcome {
                     valid: chunk.valid,
                     duplicate: chunk.duplicate,
                     rejected: chunk.rejected.len() as u64,
+                    not_utf8: chunk.not_utf8.clone(),
                 }),
                 written: Some(WriteTally {
                     inserted: chunk.valid,

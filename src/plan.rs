@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FileCode, FileError};
 use crate::header::Header;
-use crate::input::{NotUtf8, Utf8Watch};
 use crate::records::{csv_reader, ChunkPlan};
 use crate::schema::{Schema, KEY_SEPARATOR};
 
@@ -153,7 +152,7 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
     input.consume(bom);
     let bom = bom as u64;
 
-    let mut reader = csv_reader(schema, Utf8Watch::new(input));
+    let mut reader = csv_reader(schema, input);
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(FileError::new(
@@ -182,12 +181,8 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
     let mut fingerprints: Vec<u64> = Vec::new();
     let mut rows: u64 = 0;
     let mut current: Option<ChunkPlan> = None;
-    let mut not_utf8 = NotUtf8::default();
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
         rows += 1;
-        if reader.get_ref().seen_invalid() {
-            not_utf8.check(rows, record.as_slice());
-        }
         let position = record
             .position()
             .expect("records read from a reader have a position");
@@ -240,8 +235,6 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
         chunks.push(done);
     }
     let duplicate_fingerprints = repeated(fingerprints);
-    let mut header = header;
-    header.warnings.extend(not_utf8.warning());
     Ok(Plan {
         header,
         data_start,

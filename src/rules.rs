@@ -142,7 +142,7 @@ pub const SPREADSHEET_ERRORS: [&str; 7] = [
 ];
 
 /// A spreadsheet's formula error (`#N/A`) where a value should be: refused whatever the column.
-/// Out of line: callers test for the leading `#` first, so the row path pays one byte comparison.
+/// Out of line: [`parse_cell`] calls it only for a string starting with `#` or a failed parse.
 #[cold]
 #[inline(never)]
 fn spreadsheet_error(text: &str) -> Option<CellError> {
@@ -193,13 +193,40 @@ fn excel_serial(text: &str) -> Option<String> {
     Some(date[..10].to_string())
 }
 
-/// The cell without the declared number format's separators (borrowed as is when the format is
-/// plain), ready for the plain decimal and integer parsers.
+/// `parse` (the plain decimal or integer parser) applied to the cell: as it is in the default
+/// format, else without the declared format's separators. The default path pays one comparison.
 #[inline]
-fn plain_number<'t>(c: &Constraints, text: &'t str) -> Result<Cow<'t, str>, CellError> {
+fn parse_number<T>(
+    c: &Constraints,
+    text: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, CellError> {
+    if c.numbers.is_plain() {
+        return Ok(parse(text));
+    }
+    Ok(parse(&declared_number(c, text)?))
+}
+
+/// The cell as plain digits under a declared number format (out of line, off the default path).
+#[inline(never)]
+fn declared_number(c: &Constraints, text: &str) -> Result<String, CellError> {
     c.numbers
         .normalise(text)
+        .map(Cow::into_owned)
         .map_err(|m| CellError::new(Code::TypeError, m))
+}
+
+#[cold]
+fn not_a_decimal(c: &Constraints) -> CellError {
+    let message = if c.numbers.is_plain() {
+        "is not a decimal number (plain digits with an optional `.`, like 19.99)".to_string()
+    } else {
+        format!(
+            "is not a decimal number in the declared format {}",
+            c.numbers.example()
+        )
+    };
+    CellError::new(Code::TypeError, message)
 }
 
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
@@ -208,29 +235,29 @@ pub fn parse_cell<'a>(
     c: &Constraints,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
-    if text.as_bytes().first() == Some(&b'#') {
+    // Any text is a string or a list, so a formula error is looked for first there (one byte
+    // compare); other kinds fail to parse it and look for it on that error path only.
+    if matches!(kind, ColumnType::String | ColumnType::List) && text.starts_with('#') {
         if let Some(e) = spreadsheet_error(text) {
             return Err(e);
         }
     }
+    parse_typed(kind, c, text).map_err(|e| match e.code {
+        Code::TypeError => spreadsheet_error(text).unwrap_or(e),
+        _ => e,
+    })
+}
+
+#[inline(always)]
+fn parse_typed<'a>(
+    kind: ColumnType,
+    c: &Constraints,
+    text: &'a str,
+) -> Result<CellValue<'a>, CellError> {
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let plain = plain_number(c, text)?;
-            let d = Decimal::parse(&plain).ok_or_else(|| {
-                CellError::new(
-                    Code::TypeError,
-                    if c.numbers.is_plain() {
-                        "is not a decimal number (plain digits with an optional `.`, like 19.99)"
-                            .to_string()
-                    } else {
-                        format!(
-                            "is not a decimal number in the declared format {}",
-                            c.numbers.example()
-                        )
-                    },
-                )
-            })?;
+            let d = parse_number(c, text, Decimal::parse)?.ok_or_else(|| not_a_decimal(c))?;
             if let Some(scale) = c.scale {
                 if d.scale > scale {
                     return Err(CellError::new(
@@ -243,8 +270,7 @@ pub fn parse_cell<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let plain = plain_number(c, text)?;
-            let n = parse_integer(&plain)
+            let n = parse_number(c, text, parse_integer)?
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,
@@ -374,10 +400,39 @@ mod tests {
     #[test]
     fn spreadsheet_damage_is_named_as_such() {
         let c = Constraints::default();
+        let kinds = [
+            ColumnType::String,
+            ColumnType::List,
+            ColumnType::Decimal,
+            ColumnType::Integer,
+            ColumnType::Boolean,
+            ColumnType::Timestamp,
+        ];
         for text in SPREADSHEET_ERRORS.iter().chain(&["#n/a"]) {
-            let e = parse_cell(ColumnType::String, &c, text).unwrap_err();
-            assert_eq!(e.code, Code::SpreadsheetError, "{text}");
+            for kind in kinds {
+                let e = parse_cell(kind, &c, text).unwrap_err();
+                assert_eq!(e.code, Code::SpreadsheetError, "{text} as {kind:?}");
+            }
         }
+        let declared = Constraints {
+            numbers: NumberFormat {
+                decimal: ',',
+                thousands: Some('.'),
+            },
+            ..Constraints::default()
+        };
+        let e = parse_cell(ColumnType::Decimal, &declared, "#REF!").unwrap_err();
+        assert_eq!(e.code, Code::SpreadsheetError);
+        let two_places = Constraints {
+            scale: Some(2),
+            ..Constraints::default()
+        };
+        let e = parse_cell(ColumnType::Decimal, &two_places, "12.345").unwrap_err();
+        assert_ne!(
+            e.code,
+            Code::SpreadsheetError,
+            "a constraint is not spreadsheet damage"
+        );
         assert!(parse_cell(ColumnType::String, &c, "#1 seller").is_ok());
         let e = parse_cell(ColumnType::Timestamp, &c, "45992").unwrap_err();
         assert_eq!(e.code, Code::SpreadsheetError);

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::bson_writer::DocWriter;
 use crate::error::{Code, Position};
 use crate::header::{Header, Target};
+use crate::input::{NotUtf8, NotUtf8Rows};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
 use crate::rules::{parse_cell, scientific_key};
 use crate::schema::{join_key, Column, Schema};
@@ -68,6 +69,9 @@ pub struct ChunkOutcome {
     /// Valid rows superseded by a later occurrence of their key.
     pub duplicate: u64,
     pub rejected: Vec<RejectedRow>,
+    /// Rejected rows that are not UTF-8, and what they decode as (the report's hint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_utf8: Option<NotUtf8Rows>,
 }
 
 /// A document field fed by one slot, or a sub-document of such fields.
@@ -499,12 +503,14 @@ fn transform_into(
     let mut spare_values = Vec::new();
     let mut issues = Vec::new();
     let mut outcome = ChunkOutcome::default();
+    let mut not_utf8 = NotUtf8::default();
     while let Some(located) = records.next(&mut record) {
         outcome.rows += 1;
         let mut values = recycle(std::mem::take(&mut spare_values));
         let valid = match &located.fields {
             Fields::Text(text) => rules.check(text, &mut values, &mut issues),
             Fields::NotUtf8 { record, field } => {
+                not_utf8.count(located.position.row, record.as_slice());
                 issues.push(rules.encoding_issue(record, *field));
                 false
             }
@@ -528,6 +534,7 @@ fn transform_into(
         }
         spare_values = recycle(values);
     }
+    outcome.not_utf8 = not_utf8.finish();
     outcome
 }
 

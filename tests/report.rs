@@ -27,6 +27,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
             valid,
             duplicate,
             rejected,
+            not_utf8: None,
         }),
         written: Some(WriteTally {
             inserted: valid,

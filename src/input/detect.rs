@@ -1,102 +1,104 @@
 //! The hint for a UTF-8 file with rows that are not UTF-8: how many, and what they decode as.
 //! The rows are still rejected (a mixed file must not be guessed into mojibake); the hint tells
 //! the sender which `chute-encoding` would read them.
+//!
+//! The transform finds such rows anyway (it reads every record as UTF-8), so the detector is fed
+//! there, on the rejection path only: a clean file pays nothing for the hint. Each chunk returns
+//! its [`NotUtf8Rows`]; the report adds them up ([`NotUtf8Rows::merge`]).
 
 use chardetng::{EncodingDetector, Iso2022JpDetection, Utf8Detection};
+use serde::{Deserialize, Serialize};
 
-/// Bytes of bad rows the detector sees at most: plenty for a guess, bounded for a huge file.
+/// Bytes of bad rows the detector sees at most: plenty for a guess, bounded for a huge chunk.
 const MAX_FED: usize = 1 << 20;
 
-/// Rows of a UTF-8 read that are not UTF-8, and a detector fed with them.
+/// Rows of one chunk that are not UTF-8, and a detector fed with them (built with the first such
+/// row: a clean chunk never makes one).
+#[derive(Default)]
 pub struct NotUtf8 {
     rows: u64,
     first_row: u64,
-    detector: EncodingDetector,
+    detector: Option<EncodingDetector>,
     fed: usize,
 }
 
-impl Default for NotUtf8 {
-    fn default() -> Self {
-        NotUtf8 {
-            rows: 0,
-            first_row: 0,
-            detector: EncodingDetector::new(Iso2022JpDetection::Deny),
-            fed: 0,
-        }
-    }
-}
-
 impl NotUtf8 {
-    /// Counts data row `row`, whose bytes are `record`, if it is not UTF-8.
-    pub fn check(&mut self, row: u64, record: &[u8]) {
-        if std::str::from_utf8(record).is_ok() {
-            return;
-        }
-        self.count(row, record);
-    }
-
+    /// Counts data row `row`, whose bytes `record` are not UTF-8.
     #[cold]
-    fn count(&mut self, row: u64, record: &[u8]) {
+    pub fn count(&mut self, row: u64, record: &[u8]) {
         if self.rows == 0 {
             self.first_row = row;
         }
         self.rows += 1;
         if self.fed < MAX_FED {
-            self.detector.feed(record, false);
-            self.detector.feed(b"\n", false);
+            let detector = self
+                .detector
+                .get_or_insert_with(|| EncodingDetector::new(Iso2022JpDetection::Deny));
+            detector.feed(record, false);
+            detector.feed(b"\n", false);
             self.fed += record.len() + 1;
         }
     }
 
-    /// `412 rows are not UTF-8 (the first is row 7); they decode as windows-1252 — set …`.
-    pub fn warning(self) -> Option<String> {
-        if self.rows == 0 {
-            return None;
-        }
-        let mut detector = self.detector;
+    /// The count and the detector's guess, if any row was counted.
+    pub fn finish(self) -> Option<NotUtf8Rows> {
+        let mut detector = self.detector?;
         detector.feed(b"", true);
-        let guess = detector.guess(None, Utf8Detection::Deny).name();
+        Some(NotUtf8Rows {
+            rows: self.rows,
+            first_row: self.first_row,
+            decode_as: detector.guess(None, Utf8Detection::Deny).name().to_string(),
+        })
+    }
+}
+
+/// Rows that are not UTF-8 (of a chunk, or of the file once merged) and what they decode as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotUtf8Rows {
+    pub rows: u64,
+    /// The first such row's number (data rows from 1).
+    pub first_row: u64,
+    /// The encoding `chardetng` guesses for those rows' bytes (a WHATWG name, `windows-1252`).
+    pub decode_as: String,
+}
+
+impl NotUtf8Rows {
+    /// The chunks' findings as one: rows added up, the first row, and the guess most rows got.
+    pub fn merge<'a>(chunks: impl IntoIterator<Item = &'a NotUtf8Rows>) -> Option<NotUtf8Rows> {
+        let mut votes: Vec<(&str, u64)> = Vec::new();
+        let mut merged: Option<NotUtf8Rows> = None;
+        for chunk in chunks {
+            match votes.iter_mut().find(|(name, _)| *name == chunk.decode_as) {
+                Some((_, rows)) => *rows += chunk.rows,
+                None => votes.push((&chunk.decode_as, chunk.rows)),
+            }
+            let m = merged.get_or_insert_with(|| NotUtf8Rows {
+                rows: 0,
+                first_row: chunk.first_row,
+                decode_as: String::new(),
+            });
+            m.rows += chunk.rows;
+            m.first_row = m.first_row.min(chunk.first_row);
+        }
+        let mut merged = merged?;
+        // The first-seen guess wins a tie, so the result does not depend on the sort.
+        let (guess, _) = votes
+            .iter()
+            .fold(votes[0], |best, &v| if v.1 > best.1 { v } else { best });
+        merged.decode_as = guess.to_string();
+        Some(merged)
+    }
+
+    /// `412 rows are not UTF-8 (the first is row 7); they decode as windows-1252 — set …`.
+    pub fn warning(&self) -> String {
         let rows = match self.rows {
             1 => "1 row is".to_string(),
             n => format!("{n} rows are"),
         };
-        Some(format!(
+        let guess = &self.decode_as;
+        format!(
             "{rows} not UTF-8 (the first is row {}); they decode as {guess} — set chute-encoding: {guess} (object metadata) or encoding = \"{guess}\" in the schema's [format]",
             self.first_row
-        ))
-    }
-}
-
-/// Validates the bytes the planner reads as UTF-8 a block at a time, which costs far less than
-/// validating record by record; once a block fails (an invalid byte, or a character cut at the
-/// block's end) records are checked one by one ([`NotUtf8::check`]) from there on. A record's
-/// bytes are all read by the time it is parsed, so no bad record is missed.
-pub struct Utf8Watch<R> {
-    inner: R,
-    invalid: bool,
-}
-
-impl<R> Utf8Watch<R> {
-    pub fn new(inner: R) -> Self {
-        Utf8Watch {
-            inner,
-            invalid: false,
-        }
-    }
-
-    /// Whether some block read so far was not (wholly) UTF-8.
-    pub fn seen_invalid(&self) -> bool {
-        self.invalid
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for Utf8Watch<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        // encoding_rs validates with SIMD (simdutf8): several times faster than `str::from_utf8`.
-        if !self.invalid && encoding_rs::Encoding::utf8_valid_up_to(&buf[..n]) != n {
-            self.invalid = true;
-        }
-        Ok(n)
+        )
     }
 }

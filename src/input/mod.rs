@@ -24,8 +24,8 @@
 //!   `encoding`, never turned into replacement characters;
 //! - delimiters: fixed, or `auto` ([`choose_delimiter`]).
 //!
-//! The default stays strict UTF-8: a stray non-UTF-8 row is rejected, and the planner adds a hint
-//! with what the rows decode as ([`NotUtf8`], using `chardetng`).
+//! The default stays strict UTF-8: a stray non-UTF-8 row is rejected, and the report adds a hint
+//! with what the rows decode as ([`NotUtf8`], using `chardetng`, fed by the transform).
 
 mod decode;
 mod detect;
@@ -43,7 +43,7 @@ use crate::schema::Schema;
 use crate::value::NumberFormat;
 
 pub use decode::{Compression, Staging};
-pub use detect::{NotUtf8, Utf8Watch};
+pub use detect::{NotUtf8, NotUtf8Rows};
 
 /// The delimiters `delimiter = "auto"` tries, in order of preference on a tie.
 pub const AUTO_CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];

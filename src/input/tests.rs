@@ -3,6 +3,7 @@ use std::io::Write;
 use super::*;
 use crate::pipeline::process;
 use crate::plan::PlanOptions;
+use crate::report::ReportBuilder;
 
 const HEADER: &str = "sku,name,price,stock,category\n";
 
@@ -191,13 +192,53 @@ fn rows_that_are_not_utf8_get_a_hint_with_what_they_decode_as() {
             format!("B{i},Cr\u{e8}me br\u{fb}l\u{e9}e \u{e0} la fran\u{e7}aise,10,1,caf\u{e9}\n");
         bytes.extend_from_slice(&encoding_rs::WINDOWS_1252.encode(&row).0);
     }
-    let outcome = process(&bytes, &Schema::products(), &PlanOptions::default()).unwrap();
-    assert_eq!(outcome.rejected(), 3);
-    let warning = outcome.plan.header.warnings.last().unwrap();
+    // Chunks of about a row each: every chunk finds its own rows, the report adds them up.
+    let options = PlanOptions {
+        chunk_bytes: 16,
+        ..PlanOptions::default()
+    };
+    let outcome = process(&bytes, &Schema::products(), &options).unwrap();
+    assert_eq!((outcome.chunks.len(), outcome.rejected()), (4, 3));
+    let found: Vec<u64> = outcome
+        .chunks
+        .iter()
+        .flat_map(|c| &c.not_utf8)
+        .map(|n| n.rows)
+        .collect();
+    assert_eq!(found, [1, 1, 1]);
+    let mut builder = ReportBuilder::new("r", Default::default(), "products");
+    outcome.fill_report(&mut builder);
+    let (report, _) = builder.finish(Default::default(), Default::default(), &[]);
+    let warning = report.warnings.last().unwrap();
     assert!(
         warning
             .starts_with("3 rows are not UTF-8 (the first is row 2); they decode as windows-1252"),
         "{warning}"
+    );
+}
+
+#[test]
+fn chunk_hints_merge_into_one_with_the_guess_most_rows_got() {
+    let found = |rows, first_row, decode_as: &str| NotUtf8Rows {
+        rows,
+        first_row,
+        decode_as: decode_as.into(),
+    };
+    let chunks = [
+        found(2, 40, "windows-1250"),
+        found(3, 7, "windows-1252"),
+        found(2, 90, "windows-1250"),
+    ];
+    assert_eq!(
+        NotUtf8Rows::merge(&chunks),
+        Some(found(7, 7, "windows-1250"))
+    );
+    assert_eq!(NotUtf8Rows::merge(&chunks[1..2]), Some(chunks[1].clone()));
+    assert_eq!(NotUtf8Rows::merge(&[]), None);
+    let one = found(1, 3, "Shift_JIS").warning();
+    assert!(
+        one.starts_with("1 row is not UTF-8 (the first is row 3); they decode as Shift_JIS"),
+        "{one}"
     );
 }
 

@@ -137,6 +137,9 @@ pub struct TransformOutput {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_rows: Vec<RejectedRow>,
+    /// Of `rejected`: rows that are not UTF-8, and what they decode as (the report's hint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_utf8: Option<crate::input::NotUtf8Rows>,
     /// Carried from [`ChunkInput::import_budget_ms`] to the import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_budget_ms: Option<u64>,
@@ -260,6 +263,7 @@ impl Traced for ReportInput {
 mod tests {
     use super::*;
     use crate::error::{Code, Position};
+    use crate::input::NotUtf8Rows;
     use crate::report::{Imported, Transformed};
     use crate::transform::Issue;
 
@@ -291,6 +295,11 @@ mod tests {
             staged_key: "s".into(),
             duration_ms: 40,
             rejected_rows: vec![rejected.clone()],
+            not_utf8: Some(NotUtf8Rows {
+                rows: 1,
+                first_row: 2,
+                decode_as: "windows-1252".into(),
+            }),
             import_budget_ms: None,
         };
         let seen: Transformed =
@@ -298,6 +307,7 @@ mod tests {
         let tally = &seen.tally;
         assert_eq!((tally.valid, tally.duplicate, tally.rejected), (3, 1, 1));
         assert_eq!((seen.duration_ms, seen.rejections), (40, vec![rejected]));
+        assert_eq!(tally.not_utf8, transformed.not_utf8);
 
         let refusal = Refusal {
             position: Position { row: 4, line: 5 },

@@ -85,6 +85,7 @@ pub async fn handle(
         staged_key,
         duration_ms: elapsed_ms(started),
         rejected_rows: outcome.rejected,
+        not_utf8: outcome.not_utf8,
         import_budget_ms: input.import_budget_ms,
     };
     let record_key = env

@@ -212,6 +212,7 @@ mod tests {
                     valid: staged,
                     duplicate: 0,
                     rejected: rows - staged,
+                    not_utf8: None,
                 },
                 duration_ms: 10,
                 rejections: Vec::new(),

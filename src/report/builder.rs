@@ -7,6 +7,7 @@ use super::{
     Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
 };
 use crate::error::Refusal;
+use crate::input::NotUtf8Rows;
 use crate::transform::RejectedRow;
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
@@ -17,6 +18,8 @@ pub struct ReportBuilder {
     unaccounted: Vec<String>,
     /// Stale products the file supplied again, over all chunks.
     reactivated: u64,
+    /// Each chunk's rows that are not UTF-8, for the one hint the warnings get.
+    not_utf8: Vec<NotUtf8Rows>,
 }
 
 /// One line of rejects.csv.
@@ -55,6 +58,7 @@ impl ReportBuilder {
             rejects: Vec::new(),
             unaccounted: Vec::new(),
             reactivated: 0,
+            not_utf8: Vec::new(),
         }
     }
 
@@ -90,6 +94,9 @@ impl ReportBuilder {
         let r = &mut self.report;
         r.rows.total += tally.rows;
         r.chunks.total += 1;
+        if let Some(found) = tally.transformed.as_ref().and_then(|t| t.not_utf8.as_ref()) {
+            self.not_utf8.push(found.clone());
+        }
         match (&tally.transformed, &tally.written) {
             (Some(t), Some(w)) => {
                 r.rows.valid += w.inserted + w.updated + w.unchanged;
@@ -172,6 +179,8 @@ impl ReportBuilder {
             .map(|l| l.entry.clone())
             .collect();
         r.chunks.failed.sort_unstable();
+        r.warnings
+            .extend(NotUtf8Rows::merge(&self.not_utf8).map(|n| n.warning()));
         if self.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());
         }

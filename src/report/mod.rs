@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Code, Position};
+use crate::input::NotUtf8Rows;
 
 pub use assemble::{
     assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, StepRecord, Transformed,
@@ -244,6 +245,9 @@ pub struct TransformTally {
     pub valid: u64,
     pub duplicate: u64,
     pub rejected: u64,
+    /// Of `rejected`: rows that are not UTF-8, and what they decode as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_utf8: Option<NotUtf8Rows>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
