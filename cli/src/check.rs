@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use chute::input::{decode_all, Format, FormatSpec};
 use chute::lambda::Config;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
@@ -15,10 +16,12 @@ use chute::schema::Schema;
 use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
-Validate and transform a local CSV offline: no AWS, no MongoDB, no stack. The file goes through \
+Validate and transform a local file offline: no AWS, no MongoDB, no stack. The file goes through \
 the library's in-memory pipeline (plan, duplicate resolution, the transform's row checks), the \
 same code the validate and transform functions run, so the counts, error codes and rejected rows \
 are those a run of the file would report; only the documents a run would write are not built. Nothing is written anywhere unless --out is given.
+
+The file is read as a run reads it: gzip, zstd and zip by their magic bytes, UTF-16 by its BOM, an .xlsx from its first sheet (or --sheet), and the schema's [format] (or --source's [sources.NAME.format]). --encoding, --delimiter, --decimal and --thousands declare what the object metadata chute-encoding, chute-delimiter, chute-decimal and chute-thousands would.
 
 It prints the status the run would have, the counts, errors by code and by column and the first \
 rejected rows. With --out DIR it writes DIR/report.json and DIR/rejects.csv, built by the same \
@@ -35,6 +38,7 @@ EXAMPLES
     chute check products.csv
     chute check stock.csv --schema stock
     chute check feed.csv --schema-file drafts/feed.toml --out /tmp/feed
+    chute check export.csv.gz --encoding windows-1252 --delimiter auto --decimal , --thousands .
     chute --json check products.csv | jq '.rows, .errors_by_code'";
 
 /// Files larger than this get a progress bar on a terminal.
@@ -47,7 +51,7 @@ const SHOWN_REJECTS: usize = 10;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The CSV file to check.
+    /// The file to check: a CSV (any delimiter or encoding), compressed (gzip, zstd, zip) or an .xlsx.
     pub file: PathBuf,
     /// Schema name: built in, or CHUTE_SCHEMA_DIR/NAME.toml when that exists (default: CHUTE_SCHEMA, else products).
     #[arg(long, value_name = "NAME", conflicts_with = "schema_file")]
@@ -58,6 +62,42 @@ pub struct Args {
     /// Write report.json and rejects.csv into this directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Read the file as this feed source's does (its `[sources.NAME.format]`, if the schema has one).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// The file's encoding, as object metadata `chute-encoding` declares it (windows-1252, shift_jis…).
+    #[arg(long, value_name = "LABEL")]
+    pub encoding: Option<String>,
+    /// The field delimiter (`chute-delimiter`): one character, `tab` or `auto`.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
+    /// The decimal mark of numbers (`chute-decimal`): `.` or `,`.
+    #[arg(long, value_name = "CHAR")]
+    pub decimal: Option<String>,
+    /// The thousands separator of numbers (`chute-thousands`): `.`, `,`, `space` or `none`.
+    #[arg(long, value_name = "CHAR")]
+    pub thousands: Option<String>,
+    /// The sheet of an .xlsx to read (`chute-sheet`; default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+}
+
+impl Args {
+    /// How to read the file: the schema's format (or the source's), with the flags over it as
+    /// object metadata would be.
+    pub fn format(&self, schema: &Schema) -> Result<Format, Failure> {
+        let base = match &self.source {
+            Some(source) => schema.format_for(source),
+            None => &schema.format,
+        };
+        let flags = FormatSpec {
+            encoding: self.encoding.clone(),
+            delimiter: self.delimiter.clone(),
+            decimal: self.decimal.clone(),
+            thousands: self.thousands.clone(),
+        };
+        base.with(&flags, "the command line").map_err(Failure)
+    }
 }
 
 /// The schema named by `--schema` / `--schema-file`, else the configured default.
@@ -76,27 +116,44 @@ pub fn load_schema(
     }
 }
 
+/// How a file is read: its format and, for a spreadsheet, the sheet.
+pub struct Reading<'a> {
+    pub format: Format,
+    pub sheet: Option<&'a str>,
+}
+
 /// What checking a file found: the report a run would store, and its rejects.csv.
 pub struct Checked {
     pub report: Report,
     pub rejects: Vec<u8>,
 }
 
-/// Runs the engine over `bytes` and builds the report with the report module's builder, as the
-/// `report` function does from the steps' records.
+/// Decodes `bytes` as the validate step does (compressed, UTF-16, other encodings, spreadsheets),
+/// runs the engine over them and builds the report with the report module's builder, as the
+/// `report` function does from the steps' records. `key` names the file in the report.
 pub fn check_bytes(
     bytes: &[u8],
     schema: &Schema,
+    reading: &Reading<'_>,
     config: &Config,
-    source: Source,
+    key: String,
     progress: impl FnMut(Progress),
 ) -> Checked {
     let started_at = chute::lambda::now_rfc3339();
     let start = Instant::now();
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
-    let outcome = process_with_progress(bytes, schema, &options, false, progress);
+    let decoded = decode_all(bytes, schema, &reading.format, reading.sheet);
+    let source = Source {
+        key,
+        read_as: decoded.as_ref().ok().map(|d| d.read_as.clone()),
+        ..Source::default()
+    };
     let mut builder = ReportBuilder::new("check", source, &schema.name);
+    let outcome = decoded.and_then(|decoded| {
+        builder.warnings(&decoded.warnings);
+        process_with_progress(&decoded.csv, &decoded.schema, &options, false, progress)
+    });
     let mut header = Vec::new();
     match &outcome {
         Ok(file) => {
@@ -156,17 +213,12 @@ pub fn run(args: &Args, json: bool) -> Outcome {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    // Compressed, UTF-16, other encodings, spreadsheets: decoded as the validate step does.
-    let decoded = chute::input::decode_all(bytes, &schema, &schema.format, None)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
-    let (bytes, schema) = (decoded.csv, decoded.schema);
-    let source = Source {
-        bucket: String::new(),
-        key: args.file.display().to_string(),
-        etag: String::new(),
-        read_as: Some(decoded.read_as),
+    let reading = Reading {
+        format: args.format(&schema)?,
+        sheet: args.sheet.as_deref(),
     };
-    let checked = check_bytes(&bytes, &schema, &config, source, |p| match p {
+    let key = args.file.display().to_string();
+    let checked = check_bytes(bytes, &schema, &reading, &config, key, |p| match p {
         Progress::Planned { rows } => bar.set_length(rows),
         Progress::Chunk { rows } => bar.inc(rows),
     });

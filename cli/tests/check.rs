@@ -156,3 +156,108 @@ fn a_file_the_pipeline_decodes_is_checked_the_same_way() {
     );
     assert_eq!(report["errors"][0]["code"], "missing_value");
 }
+
+/// A European Excel export: windows-1252, semicolons, decimal commas with `.` thousands.
+fn european_export(dir: &std::path::Path) -> PathBuf {
+    let file = dir.join("export.csv");
+    let text =
+        "sku;name;price;stock;category\nA-1;Crème brûlée;1.234,50;3;Küche\nA-2;Café;2,5;1;Küche\n";
+    let bytes: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+#[test]
+fn flags_declare_a_file_format_as_object_metadata_would() {
+    let dir = temp("european");
+    let file = european_export(&dir);
+    let path = file.to_str().unwrap();
+    // Read as the schema says (comma-separated UTF-8), the header has none of the key columns:
+    // the file would fail, which is exit 1, not a usage error.
+    let out = chute(&["--json", "check", path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(json(&out)["status"], "FAILED");
+
+    // The delimiter found, but the encoding and the numbers not declared: the rows are rejected
+    // and the warnings say what was chosen and what the rows decode as.
+    let out = chute(&["--json", "check", path, "--delimiter", "auto"]);
+    let report = json(&out);
+    assert_eq!(report["rows"]["rejected"], 2, "{report}");
+    assert_eq!(report["errors_by_code"]["encoding"], 2, "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("`;` splits the header"), "{warnings}");
+    assert!(
+        warnings.contains("they decode as windows-1252"),
+        "{warnings}"
+    );
+
+    let declared = [
+        "--delimiter",
+        "auto",
+        "--encoding",
+        "windows-1252",
+        "--decimal",
+        ",",
+        "--thousands",
+        ".",
+    ];
+    let out = chute(&[&["--json", "check", path][..], &declared].concat());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(report["rows"]["valid"], 2);
+    assert_eq!(report["source"]["read_as"]["encoding"], "windows-1252");
+    assert_eq!(report["source"]["read_as"]["numbers"], "1.234,56");
+
+    let out = chute(&["check", path, "--thousands", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("thousands `x`"), "{stderr}");
+}
+
+#[test]
+fn a_source_reads_its_files_with_its_own_format_table() {
+    let dir = temp("source-format");
+    let file = european_export(&dir);
+    let mut schema = std::fs::read_to_string(root().join("schemas/products.toml")).unwrap();
+    schema += "\n[sources.eu.format]\nencoding = \"windows-1252\"\ndelimiter = \";\"\ndecimal = \",\"\nthousands = \".\"\n";
+    let schema_file = dir.join("products.toml");
+    std::fs::write(&schema_file, schema).unwrap();
+    let args = |source: &'static str| {
+        let mut args = vec!["--json", "check", file.to_str().unwrap()];
+        args.extend(["--schema-file", schema_file.to_str().unwrap()]);
+        if !source.is_empty() {
+            args.extend(["--source", source]);
+        }
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |source| {
+        let args = args(source);
+        chute(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(json(&run(""))["status"], "FAILED");
+    let report = json(&run("eu"));
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(report["source"]["read_as"]["delimiter"], ";");
+}
+
+#[test]
+fn a_file_that_cannot_be_decoded_would_fail_its_run() {
+    let dir = temp("broken-gzip");
+    let file = dir.join("products.csv.gz");
+    // A gzip header and then nothing a deflate stream can be.
+    let mut bytes = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
+    bytes.extend_from_slice(&[0xff; 64]);
+    std::fs::write(&file, bytes).unwrap();
+    let out = chute(&["--json", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["status"], "FAILED");
+    assert!(
+        report["reason"].as_str().unwrap().contains("gzip"),
+        "{report}"
+    );
+}

@@ -58,11 +58,17 @@ impl Compression {
         self,
         input: &'a mut R,
     ) -> Result<Box<dyn Read + Send + 'a>, FileError> {
+        let named = |inner: Box<dyn Read + Send + 'a>| -> Box<dyn Read + Send + 'a> {
+            Box::new(Named {
+                inner,
+                compression: self,
+            })
+        };
         Ok(match self {
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-            Compression::Zstd => Box::new(
+            Compression::Gzip => named(Box::new(flate2::bufread::MultiGzDecoder::new(input))),
+            Compression::Zstd => named(Box::new(
                 zstd::stream::read::Decoder::with_buffer(input).map_err(|e| broken(self, e))?,
-            ),
+            )),
             Compression::Zip => {
                 // Directories and macOS resource forks can come before the CSV; streaming reads
                 // them through to reach the next entry.
@@ -72,15 +78,53 @@ impl Compression {
                         .ok_or_else(no_file)?;
                     io::copy(&mut entry, &mut io::sink()).map_err(|e| broken(self, e))?;
                 }
-                Box::new(
+                named(Box::new(
                     zip::read::read_zipfile_from_stream(input)
                         .map_err(|e| broken(self, e))?
                         .ok_or_else(no_file)?,
-                )
+                ))
             }
             Compression::Xlsx => Box::new(input),
         })
     }
+}
+
+/// A decompressor whose read errors say which compression's data is damaged (a bare "corrupt
+/// deflate stream" does not tell the sender it was the gzip).
+struct Named<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    compression: Compression,
+}
+
+impl Read for Named<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the {} data is damaged: {e}", self.compression.name()),
+            )
+        })
+    }
+}
+
+/// Refuses a zip holding a second file after the one read: `input` is the stored stream, just past
+/// the first file's data. Read once the planner has read that file to its end, so the check costs
+/// nothing but the entries that follow (a zip of one CSV has only its central directory left).
+pub fn no_second_file<R: BufRead>(input: &mut R) -> Result<(), FileError> {
+    let broken = |e| broken(Compression::Zip, e);
+    while let Some(mut entry) = zip::read::read_zipfile_from_stream(input).map_err(broken)? {
+        if !entry.is_dir() && !entry.name().starts_with("__MACOSX/") {
+            return Err(FileError::new(
+                FileCode::Unreadable,
+                format!(
+                    "the zip holds more than one file (`{}` follows the one read); put one CSV in a zip, or drop the files one by one",
+                    entry.name()
+                ),
+            ));
+        }
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| broken(zip::result::ZipError::Io(e)))?;
+    }
+    Ok(())
 }
 
 /// Whether the zip entry whose local header starts `head` is a directory or a macOS resource fork.

@@ -120,13 +120,14 @@ impl Format {
         }
         if let Some(text) = &spec.thousands {
             format.numbers.thousands = match text.as_str() {
-                "" => None,
+                "" | "none" => None,
                 "." => Some('.'),
                 "," => Some(','),
-                " " => Some(' '),
+                // Spelled out too: S3 trims a metadata value that is a lone space to nothing.
+                " " | "space" => Some(' '),
                 _ => {
                     return Err(format!(
-                        "{what}: thousands `{text}` must be empty, `.`, `,` or a space"
+                        "{what}: thousands `{text}` must be `.`, `,`, `space` or `none`"
                     ))
                 }
             };
@@ -399,6 +400,16 @@ fn unreadable(e: std::io::Error) -> FileError {
     )
 }
 
+/// What must still hold once the planner has read an opened file to its end (`input` is the stream
+/// [`open`] was given, now past the data read): a zip held no other file. Nothing to read for any
+/// other file.
+pub fn finish_reading<R: BufRead>(input: &mut R, read_as: &ReadAs) -> Result<(), FileError> {
+    if read_as.compression.as_deref() == Some(Compression::Zip.name()) {
+        decode::no_second_file(input)?;
+    }
+    Ok(())
+}
+
 /// A whole file (as stored: compressed, UTF-16, a spreadsheet…) as plain UTF-8 CSV in memory,
 /// for `chute check` and tests: the same [`open`] the validate step streams through. A plain
 /// UTF-8 CSV comes back borrowed, uncopied.
@@ -416,19 +427,27 @@ pub fn decode_all<'b>(
     sheet: Option<&str>,
 ) -> Result<Decoded<'b>, FileError> {
     let mut input = bytes;
-    let mut opened = open(&mut input, schema, format, sheet)?;
-    let csv = if opened.decoded {
+    let Opened {
+        mut reader,
+        schema,
+        read_as,
+        decoded,
+        warnings,
+    } = open(&mut input, schema, format, sheet)?;
+    let csv = if decoded {
         let mut csv = Vec::new();
-        opened.reader.read_to_end(&mut csv).map_err(unreadable)?;
+        reader.read_to_end(&mut csv).map_err(unreadable)?;
+        drop(reader);
+        finish_reading(&mut input, &read_as)?;
         std::borrow::Cow::Owned(csv)
     } else {
         std::borrow::Cow::Borrowed(bytes)
     };
     Ok(Decoded {
         csv,
-        schema: opened.schema,
-        read_as: opened.read_as,
-        warnings: opened.warnings,
+        schema,
+        read_as,
+        warnings,
     })
 }
 

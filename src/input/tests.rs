@@ -103,6 +103,44 @@ fn compression_is_told_by_magic_bytes_and_streamed() {
     assert_eq!(plain.read_as.compression, None);
 }
 
+/// A zip of `entries` (name, contents; a name ending in `/` is a directory), deflated.
+fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, text) in entries {
+        if name.ends_with('/') {
+            zip.add_directory(*name, options).unwrap();
+        } else {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_zip_with_a_second_file_is_refused_naming_it_not_half_read() {
+    let text = format!(
+        "{HEADER}A,Lamp,10,1,home
+"
+    );
+    let two = zip_of(&[("products.csv", &text), ("more/stock.csv", &text)]);
+    let err = match decode_all(&two, &Schema::products(), &Format::default(), None) {
+        Ok(_) => panic!("a zip of two files was read"),
+        Err(e) => e,
+    };
+    assert_eq!(err.code, FileCode::Unreadable);
+    assert!(err.message.contains("`more/stock.csv`"), "{err}");
+    // What a Mac's archiver adds after the file is not a second file.
+    let mac = zip_of(&[
+        ("products.csv", &text),
+        ("__MACOSX/", ""),
+        ("__MACOSX/._products.csv", "fork"),
+    ]);
+    let decoded = decode(&mac, &Format::default());
+    assert_eq!(std::str::from_utf8(&decoded.csv).unwrap(), text);
+}
+
 #[test]
 fn a_broken_gzip_is_an_unreadable_file() {
     let mut bytes = gzip(HEADER.repeat(100).as_bytes());

@@ -71,19 +71,26 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         let options = options.clone();
         tokio::task::spawn_blocking(move || {
             let mut raw = BufReader::with_capacity(256 * 1024, reader);
-            let opened = input::open(&mut raw, &schema, &format, sheet.as_deref())?;
+            let input::Opened {
+                reader,
+                schema,
+                read_as,
+                decoded,
+                warnings,
+            } = input::open(&mut raw, &schema, &format, sheet.as_deref())?;
             // Spelled out: a bare `.send(` reads, to scripts/check_iam.py, like the mailer's.
-            let _ = tokio::sync::oneshot::Sender::send(decided, opened.decoded);
-            let planned = if opened.decoded {
-                let staging = Staging::new(opened.reader, STAGING_PART_BYTES, |part| {
+            let _ = tokio::sync::oneshot::Sender::send(decided, decoded);
+            let planned = if decoded {
+                let staging = Staging::new(reader, STAGING_PART_BYTES, |part| {
                     parts.blocking_send(part).is_ok()
                 });
-                plan(staging, &opened.schema, &options)?
+                plan(staging, &schema, &options)?
             } else {
                 drop(parts);
-                plan(opened.reader, &opened.schema, &options)?
+                plan(reader, &schema, &options)?
             };
-            Ok::<_, FileError>((planned, opened.schema, opened.read_as, opened.warnings))
+            input::finish_reading(&mut raw, &read_as)?;
+            Ok::<_, FileError>((planned, schema, read_as, warnings))
         })
     };
     let staged_key = env.config.staging_key(&input.run_id, "input.csv");
