@@ -1,6 +1,6 @@
 //! Files as teams really export them, end to end through the local stack (`scripts/run-local`):
 //! a declared windows-1252 file, UTF-16 with a BOM, semicolons with decimal commas, a large gzip
-//! cut into several chunks, spreadsheet damage, and an `.xlsx`. Each checks the report (counts,
+//! cut into several chunks, spreadsheet damage, an `.xlsx`, and a zip of two files (refused). Each checks the report (counts,
 //! codes, how the file was read), the email's "Read as" line and the documents in MongoDB.
 
 #[path = "support/run.rs"]
@@ -375,4 +375,25 @@ async fn an_xlsx_is_read_from_the_named_sheet_with_the_sheet_s_row_numbers() {
         "{}",
         email_html(&run)
     );
+}
+
+#[tokio::test]
+async fn a_zip_holding_two_files_fails_naming_the_second_and_writes_nothing() {
+    let p = unique("Z");
+    let text = format!("sku,name,price,stock,category\n{p}-1,Lamp,10,1,home\n");
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for name in ["products.csv", "stock.csv"] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, text.as_bytes()).unwrap();
+    }
+    let bytes = zip.finish().unwrap().into_inner();
+    let run = run_local("export.zip", &bytes, &[]);
+    assert_eq!(run.report["status"], "FAILED", "{}", run.report);
+    let reason = run.report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`stock.csv`") && reason.contains("unreadable"),
+        "{reason}"
+    );
+    assert_eq!(stack().count(&p).await, 0);
 }
