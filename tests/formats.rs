@@ -1,7 +1,8 @@
 //! Files as teams really export them, end to end through the local stack (`scripts/run-local`):
 //! a declared windows-1252 file, UTF-16 with a BOM, semicolons with decimal commas, a large gzip
-//! cut into several chunks, spreadsheet damage, an `.xlsx`, and a zip of two files (refused). Each checks the report (counts,
-//! codes, how the file was read), the email's "Read as" line and the documents in MongoDB.
+//! cut into several chunks, spreadsheet damage, an `.xlsx`, and a zip of two files (refused). Each
+//! checks the report (counts, codes, how the file was read), the email's "Read as" line and the
+//! documents in MongoDB.
 
 #[path = "support/run.rs"]
 mod run;
