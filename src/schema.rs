@@ -367,6 +367,25 @@ impl Schema {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// The document field column `name` is stored under (the name itself when no column has it).
+    pub fn field_of<'s>(&'s self, name: &'s str) -> &'s str {
+        self.column(name).map_or(name, |c| c.field.as_str())
+    }
+
+    /// The document fields of the natural key, in key order.
+    pub fn key_fields(&self) -> Vec<&str> {
+        self.key.iter().map(|k| self.field_of(k)).collect()
+    }
+
+    /// The document fields of the feed's `match_also` columns.
+    pub fn match_fields(&self) -> Vec<&str> {
+        self.feed
+            .match_also
+            .iter()
+            .map(|c| self.field_of(c))
+            .collect()
+    }
 }
 
 /// Whether `c` may be part of a schema name. A schema name becomes a file name: no paths, no

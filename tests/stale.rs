@@ -6,7 +6,7 @@ mod support;
 use bson::{doc, Document};
 use chute::feed::Stale;
 use chute::schema::Schema;
-use chute::store::{StaleMarked, StaleRun, Store, StoreConfig};
+use chute::store::{StaleMarked, StaleRun, Store, StoreConfig, Supplied};
 use support::MongoServer;
 
 async fn store(server: &MongoServer) -> Store {
@@ -270,11 +270,18 @@ async fn the_stale_scan_is_an_index_range_scan() {
     }
 }
 
+/// A file that supplies `keys` (and no `match_also` values).
+fn supplying(keys: impl Iterator<Item = String>) -> Supplied {
+    let mut supplied = Supplied::default();
+    supplied.keys = keys.collect();
+    supplied
+}
+
 /// Predicts and collects every key sent for the CSV.
 async fn predict(
     store: &Store,
     run: &StaleRun<'_>,
-    supplied: &std::collections::HashSet<String>,
+    supplied: &Supplied,
 ) -> (StaleMarked, Vec<String>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let collect = async move {
@@ -299,7 +306,7 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
         .await
         .unwrap();
 
-    let supplied = (1..20).map(|i| format!("P-{i:03}")).collect();
+    let supplied = supplying((1..20).map(|i| format!("P-{i:03}")));
     let (one, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
     assert_eq!(
         (one.supplied, one.marked, one.refused_reason),
@@ -307,7 +314,7 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
     );
     assert_eq!(keys, ["P-000"]);
 
-    let supplied = (8..20).map(|i| format!("P-{i:03}")).collect();
+    let supplied = supplying((8..20).map(|i| format!("P-{i:03}")));
     let (many, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
     assert_eq!(many.marked, 8);
     assert_eq!(keys.len(), 8, "the CSV lists what would be stale");
@@ -327,14 +334,89 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
     );
 }
 
+/// The dry run's prediction against what the real run then does, where the file's row for a
+/// product comes under a new key and merges into it by `match_also` (before, the prediction
+/// listed that product as stale: its key is not in the file).
+#[tokio::test]
+async fn a_dry_run_counts_a_product_its_file_merges_into_as_supplied() {
+    use chute::feed::Mode;
+    use chute::store::WriteContext;
+    let server = MongoServer::start().await;
+    let store = store(&server).await;
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/products.toml"
+    ))
+    .unwrap();
+    let text = format!(
+        "{base}\n[[columns]]\nname = \"gtin\"\ntype = \"string\"\n\n[feed]\nmatch_also = [\"gtin\"]\n"
+    );
+    let schema = Schema::from_toml(&text, "gtin.toml").unwrap();
+    store.ensure_collection(&schema).await.unwrap();
+    let file = |rows: &mut dyn Iterator<Item = String>| {
+        let mut csv = "sku,name,price,stock,category,gtin\n".to_string();
+        for row in rows {
+            csv += &row;
+        }
+        let out = chute::process(csv.as_bytes(), &schema, &chute::PlanOptions::default()).unwrap();
+        assert_eq!(out.rejected(), 0);
+        out.staged
+    };
+    let write = |staged: Vec<u8>, run: &str, mode: Mode| {
+        let ctx = WriteContext {
+            run_id: run.into(),
+            source: format!("s3://bucket/incoming/erp/{run}.csv"),
+            source_name: "erp".into(),
+            mode,
+            at: bson::DateTime::now(),
+        };
+        let store = &store;
+        let schema = &schema;
+        async move { store.upsert_staged(schema, &staged, &ctx).await.unwrap() }
+    };
+    let row = |sku: &str, i: usize| format!("{sku},n,1.00,1,c,G{i}\n");
+    write(
+        file(&mut (1..=20).map(|i| row(&format!("P{i}"), i))),
+        "r1",
+        Mode::Full,
+    )
+    .await;
+    // The refresh: P1 is gone; P2's row comes as S-2 with P2's GTIN.
+    let next = file(
+        &mut (3..=20)
+            .map(|i| row(&format!("P{i}"), i))
+            .chain([row("S-2", 2)]),
+    );
+    let mut supplied = Supplied::default();
+    supplied.add_staged(&schema, &next).unwrap();
+    let (predicted, predicted_keys) = predict(
+        &store,
+        &run(&schema, "erp", "r2", Stale::Deactivate),
+        &supplied,
+    )
+    .await;
+    let real = write(next, "r2", Mode::Full).await;
+    assert_eq!(real.merged, 1, "S-2 merges into P2");
+    let (marked, keys) = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
+    assert_eq!(keys, ["P1"]);
+    assert_eq!((predicted_keys, predicted.marked), (keys, marked.marked));
+}
+
 #[test]
-fn staged_keys_are_the_keys_of_the_staged_documents() {
+fn a_file_supplies_its_keys_as_the_stale_scan_joins_them() {
     let schema = Schema::products();
     let csv = "sku,name,price,stock,category\nA-1,a,1.00,1,c\nB-2,b,2.00,2,c\n";
     let out = chute::process(csv.as_bytes(), &schema, &chute::PlanOptions::default()).unwrap();
-    assert_eq!(
-        chute::store::staged_keys(&schema, &out.staged).unwrap(),
-        ["A-1", "B-2"]
+    let mut supplied = Supplied::default();
+    supplied.add_staged(&schema, &out.staged).unwrap();
+    let mut keys: Vec<&String> = supplied.keys.iter().collect();
+    keys.sort();
+    assert_eq!(keys, ["A-1", "B-2"]);
+    assert!(supplied.supplies(&doc! {"sku": "A-1"}, "A-1", &[]));
+    assert!(!supplied.supplies(&doc! {"sku": "C-3"}, "C-3", &[]));
+    assert!(
+        supplied.supplies(&doc! {"sku": "C-3", "_aliases": ["B-2"]}, "C-3", &[]),
+        "a product a row of the file was merged into before is supplied by that row"
     );
 }
 

@@ -4,8 +4,6 @@
 //! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is
 //! stored before the email is tried, and an email failure is recorded in it, never fatal.
 
-use std::collections::HashSet;
-
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
@@ -20,7 +18,7 @@ use crate::report::{
     Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
 use crate::schema::join_key;
-use crate::store::{staged_keys, StaleRun};
+use crate::store::{StaleRun, Supplied};
 use crate::transform::STAGING_PART_BYTES;
 
 pub async fn handle(
@@ -189,8 +187,8 @@ async fn mark_stale(
     let rejected = record.rejected_keys(&schema);
     let marking = async {
         if dry_run {
-            let mut supplied = supplied_keys(env, run, record, &schema).await?;
-            supplied.extend(
+            let mut supplied = supplied(env, run, record, &schema).await?;
+            supplied.keys.extend(
                 rejected
                     .iter()
                     .map(|k| join_key(k.iter().map(String::as_str))),
@@ -219,14 +217,14 @@ async fn mark_stale(
     Ok((outcome, Some(key)))
 }
 
-/// The keys a dry run's file supplies: those of every chunk's staged documents.
-async fn supplied_keys(
+/// What a dry run's file supplies: every chunk's staged documents.
+async fn supplied(
     env: &Env,
     run: &RunInput,
     record: &RunRecord,
     schema: &crate::schema::Schema,
-) -> Result<HashSet<String>, ChuteError> {
-    let mut keys = HashSet::new();
+) -> Result<Supplied, ChuteError> {
+    let mut supplied = Supplied::default();
     for chunk in record.plan.iter().flat_map(|p| &p.chunks) {
         let staged = env
             .blob
@@ -235,9 +233,9 @@ async fn supplied_keys(
                 &env.config.chunk_key(&run.run_id, chunk.index, "bson"),
             )
             .await?;
-        keys.extend(staged_keys(schema, &staged)?);
+        supplied.add_staged(schema, &staged)?;
     }
-    Ok(keys)
+    Ok(supplied)
 }
 
 fn stale_name(stale: Stale) -> &'static str {

@@ -37,19 +37,15 @@ use crate::feed::{Feed, Mode};
 pub(super) fn projection(
     ctx: &WriteContext,
     key_fields: &[&str],
-    match_fields: &[String],
+    match_fields: &[&str],
 ) -> Option<Document> {
     if ctx.mode == Mode::DryRun {
         return None;
     }
     let mut p = doc! {"_id": 1, "_rev": 1, "_import.hash": 1, "first_run_id": 1, "_sources": 1,
     "_provenance": 1, "stale_since": 1, "_aliases": 1};
-    for f in key_fields
-        .iter()
-        .copied()
-        .chain(match_fields.iter().map(String::as_str))
-    {
-        p.insert(f, 1);
+    for f in key_fields.iter().chain(match_fields) {
+        p.insert(*f, 1);
     }
     Some(p)
 }

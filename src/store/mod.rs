@@ -29,7 +29,7 @@ pub use classify::classify;
 pub use ledger::{ImportProgress, RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
-pub use stale::{staged_keys, StaleMarked, StaleRun, STALE_SAMPLE};
+pub use stale::{StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
 pub use upsert::{Difference, WriteContext, WriteOutcome, WriteProgress, DIFFERENCE_SAMPLE};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one

@@ -21,7 +21,7 @@ use mongodb::IndexModel;
 use tokio::sync::mpsc::Sender;
 
 use super::classify::classify;
-use super::staged::{key_text, lookup, split_staged};
+use super::staged::{bson_text, key_text, lookup, split_staged};
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
@@ -100,11 +100,10 @@ impl Store {
             marked.marked = stale;
             return Ok(marked);
         }
-        let key_fields = key_fields(run.schema);
         if run.policy == Stale::Keep {
             // Nothing changes, so the candidates are listed as they stand.
             for range in [below, above] {
-                self.list_keys(run.schema, &key_fields, range, |_| true, &keys, &mut marked)
+                self.list_keys(run.schema, &[], range, |_, _| true, &keys, &mut marked)
                     .await?;
             }
             return Ok(marked);
@@ -115,9 +114,9 @@ impl Store {
         let tagged = doc! {&tag_field: run.run_id};
         self.list_keys(
             run.schema,
-            &key_fields,
+            &[],
             tagged.clone(),
-            |_| true,
+            |_, _| true,
             &keys,
             &mut marked,
         )
@@ -138,7 +137,7 @@ impl Store {
         keys: &[Vec<String>],
     ) -> Result<u64, ChuteError> {
         let run_field = format!("_sources.{}.run_id", run.source);
-        let fields = key_fields(run.schema);
+        let fields = run.schema.key_fields();
         let kinds: Vec<_> = run
             .schema
             .key
@@ -156,7 +155,7 @@ impl Store {
                             (Some(ColumnType::Integer), Ok(n)) => Bson::Int64(n),
                             _ => Bson::String(cell.clone()),
                         };
-                        filter.insert(field, value);
+                        filter.insert(*field, value);
                     }
                     filter
                 })
@@ -174,14 +173,14 @@ impl Store {
     }
 
     /// A dry run of a full refresh: which of the source's products a real run would find stale,
-    /// given the keys the file supplies (`supplied`, from its staged documents: the file's keys are
+    /// given what the file supplies ([`Supplied`], from its staged documents: the file's keys are
     /// in memory, the catalogue is not). Writes nothing (beyond creating the per-source indexes);
     /// every would-be stale key goes to `keys`, and `refused_reason` says when a real run would
     /// refuse to mark them.
     pub async fn predict_stale(
         &self,
         run: &StaleRun<'_>,
-        supplied: &HashSet<String>,
+        supplied: &Supplied,
         keys: Sender<Vec<String>>,
     ) -> Result<StaleMarked, ChuteError> {
         check_source_name(run.source).map_err(ChuteError::Config)?;
@@ -197,12 +196,14 @@ impl Store {
             supplied: total,
             ..StaleMarked::default()
         };
-        let key_fields = key_fields(run.schema);
+        let match_fields = run.schema.match_fields();
+        let mut projected = match_fields.clone();
+        projected.push("_aliases");
         self.list_keys(
             run.schema,
-            &key_fields,
+            &projected,
             current,
-            |key| !supplied.contains(key),
+            |doc, key| !supplied.supplies(doc, key, &match_fields),
             &keys,
             &mut marked,
         )
@@ -276,19 +277,21 @@ impl Store {
         }
     }
 
-    /// Sends the keys of the documents matching `filter` to `keys`, batch by batch, counting them.
+    /// Sends the keys of the documents matching `filter` that are `wanted` (given the document's
+    /// key and `also` fields, and its key text) to `keys`, batch by batch, counting them.
     async fn list_keys(
         &self,
         schema: &Schema,
-        key_fields: &[String],
+        also: &[&str],
         filter: Document,
-        wanted: impl Fn(&str) -> bool,
+        wanted: impl Fn(&Document, &str) -> bool,
         keys: &Sender<Vec<String>>,
         marked: &mut StaleMarked,
     ) -> Result<(), ChuteError> {
+        let key_fields = schema.key_fields();
         let mut projection = doc! {"_id": 0};
-        for f in key_fields {
-            projection.insert(f.as_str(), 1);
+        for f in key_fields.iter().chain(also) {
+            projection.insert(*f, 1);
         }
         let mut cursor = self
             .db
@@ -301,8 +304,8 @@ impl Store {
         let mut batch = Vec::with_capacity(self.batch_size);
         while cursor.advance().await.map_err(classify)? {
             let d: Document = cursor.deserialize_current().map_err(classify)?;
-            let key = key_text(&d, key_fields);
-            if !wanted(&key) {
+            let key = key_text(&d, &key_fields);
+            if !wanted(&d, &key) {
                 continue;
             }
             if marked.sample.len() < STALE_SAMPLE {
@@ -441,32 +444,60 @@ fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<
     })
 }
 
-/// The keys of staged documents (a chunk's staged file), joined as the stale scan joins them.
-pub fn staged_keys(schema: &Schema, staged: &[u8]) -> Result<Vec<String>, ChuteError> {
-    let fields = key_fields(schema);
-    split_staged(staged)?
-        .into_iter()
-        .map(|raw| {
+/// What a dry run's file supplies, from its staged documents: its keys, and its rows' values of the
+/// `match_also` fields, through which a row whose key is not stored merges into (and so supplies)
+/// a product stored under another key.
+#[derive(Debug, Default)]
+pub struct Supplied {
+    pub keys: HashSet<String>,
+    /// `(field, value as text)` of every row's `match_also` fields.
+    matches: HashSet<(String, String)>,
+}
+
+impl Supplied {
+    /// Adds the rows of one chunk's staged file.
+    pub fn add_staged(&mut self, schema: &Schema, staged: &[u8]) -> Result<(), ChuteError> {
+        let key_fields = schema.key_fields();
+        let match_fields = schema.match_fields();
+        for raw in split_staged(staged)? {
             let d = Document::try_from(raw).map_err(|e| ChuteError::Unreadable {
                 what: "a staged document".into(),
                 source: e.into(),
             })?;
-            Ok(key_text(&d, &fields))
-        })
-        .collect()
-}
+            self.keys.insert(key_text(&d, &key_fields));
+            for field in &match_fields {
+                if let Some(value) = lookup(&d, field) {
+                    self.matches.insert((field.to_string(), bson_text(value)));
+                }
+            }
+        }
+        Ok(())
+    }
 
-fn key_fields(schema: &Schema) -> Vec<String> {
-    schema
-        .key
-        .iter()
-        .map(|k| {
-            schema
-                .column(k)
-                .map(|c| c.field.clone())
-                .unwrap_or_else(|| k.clone())
-        })
-        .collect()
+    /// Whether the file supplies the stored product `doc` (key text `key`): by its key, or, as
+    /// the writer merges a row (`match_also`), by a row whose key is one of the product's
+    /// `_aliases` or whose match field has the product's value. The writer merges only a row whose
+    /// own key is not stored and that finds one product alone; a row that fails either is still
+    /// counted as supplying here, so a prediction can miss a product the run would mark, never
+    /// list one the run keeps.
+    pub fn supplies(&self, doc: &Document, key: &str, match_fields: &[&str]) -> bool {
+        if self.keys.contains(key) {
+            return true;
+        }
+        let aliased = doc.get_array("_aliases").is_ok_and(|aliases| {
+            aliases
+                .iter()
+                .filter_map(Bson::as_str)
+                .any(|alias| self.keys.contains(alias))
+        });
+        aliased
+            || match_fields.iter().any(|field| {
+                lookup(doc, field).is_some_and(|value| {
+                    self.matches
+                        .contains(&(field.to_string(), bson_text(value)))
+                })
+            })
+    }
 }
 
 async fn send(keys: &Sender<Vec<String>>, batch: Vec<String>) -> Result<(), ChuteError> {

@@ -141,16 +141,7 @@ impl Store {
         skipped: u64,
         out_of_time: impl Fn() -> bool,
     ) -> Result<WriteProgress, ChuteError> {
-        let key_fields: Vec<&str> = schema
-            .key
-            .iter()
-            .map(|k| {
-                schema
-                    .column(k)
-                    .map(|c| c.field.as_str())
-                    .unwrap_or(k.as_str())
-            })
-            .collect();
+        let key_fields = schema.key_fields();
         let mut progress = WriteProgress::default();
         let mut batch = Vec::new();
         let mut read = skipped;
@@ -191,12 +182,7 @@ impl Store {
             .iter()
             .map(|raw| StagedDoc::parse(raw, key_fields))
             .collect::<Result<_, _>>()?;
-        let match_fields: Vec<String> = schema
-            .feed
-            .match_also
-            .iter()
-            .map(|c| schema.column(c).map_or(c.clone(), |c| c.field.clone()))
-            .collect();
+        let match_fields = schema.match_fields();
         let mut outcome = WriteOutcome::default();
         let mut pending: Vec<&StagedDoc> = staged.iter().collect();
         for _ in 0..MAX_ROUNDS {
@@ -393,7 +379,7 @@ impl Store {
         &self,
         schema: &Schema,
         key_fields: &[&str],
-        match_fields: &[String],
+        match_fields: &[&str],
         staged: &[&StagedDoc],
         ctx: &WriteContext,
     ) -> Result<Found, ChuteError> {
@@ -430,7 +416,7 @@ impl Store {
                 .filter_map(|d| d.field(field).cloned())
                 .collect();
             if !values.is_empty() {
-                alternatives.push(doc! {field: {"$in": values}});
+                alternatives.push(doc! {*field: {"$in": values}});
             }
         }
         found.matched = self
@@ -481,7 +467,7 @@ struct Found {
 }
 
 impl Found {
-    fn target<'s>(&'s self, doc: &StagedDoc, match_fields: &[String]) -> Target<'s> {
+    fn target<'s>(&'s self, doc: &StagedDoc, match_fields: &[&str]) -> Target<'s> {
         if let Some(stored) = self.by_key.get(&doc.key_text) {
             return Target::Existing {
                 stored,
