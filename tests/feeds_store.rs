@@ -11,8 +11,7 @@ use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
-use futures_util::TryStreamExt;
-use support::MongoServer;
+use support::{products_by_sku, MongoServer};
 
 /// The products schema with two more identifying columns, `gtin` and `mpn`, and `feed` appended.
 fn schema(feed: &str) -> Schema {
@@ -54,17 +53,6 @@ async fn setup(server: &MongoServer, schema: &Schema) -> Store {
     let store = connect(server, 1000).await;
     store.ensure_collection(schema).await.unwrap();
     store
-}
-
-async fn products(store: &Store) -> Vec<Document> {
-    let cursor = store
-        .database()
-        .collection::<Document>("products")
-        .find(doc! {})
-        .sort(doc! {"sku": 1})
-        .await
-        .unwrap();
-    cursor.try_collect().await.unwrap()
 }
 
 async fn product(store: &Store, sku: &str) -> Document {
@@ -222,7 +210,7 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
             ..WriteOutcome::default()
         }
     );
-    for doc in products(&store).await {
+    for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2", "{doc}");
         assert_eq!(text(&doc, "_sources.erp.outcome"), "unchanged");
         assert_eq!(
@@ -249,7 +237,7 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
             ..Counts::default()
         }
     );
-    for doc in products(&store).await {
+    for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2");
     }
 }
@@ -427,7 +415,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
             ..WriteOutcome::default()
         }
     );
-    let docs = products(&store).await;
+    let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 2, "no duplicate product");
     let p1 = &docs[0];
     assert_eq!(text(p1, "sku"), "P1", "the product keeps its key");
@@ -487,7 +475,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         "{}",
         refusal.message
     );
-    assert_eq!(products(&store).await.len(), 2);
+    assert_eq!(products_by_sku(&store).await.len(), 2);
 }
 
 /// Two sources write the same products at once. The supplier's first batch is held right after
@@ -579,7 +567,7 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
             supplier
         );
         let (erp, supplier) = (erp.unwrap(), supplier.unwrap().unwrap());
-        let docs: Vec<Document> = products(&erp_store)
+        let docs: Vec<Document> = products_by_sku(&erp_store)
             .await
             .into_iter()
             .filter(|d| text(d, "sku").starts_with(prefix))
@@ -638,14 +626,14 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    let before = products(&store).await;
+    let before = products_by_sku(&store).await;
     // P1 changes price and stock, P2 is unchanged, S-3 merges into P3, P4 is new, X conflicts.
     let next = format!(
         "{header}\nP1,Lamp,5.50,4,Home,G1,M1\nP2,Desk,7,1,Office,G2,M2\nS-3,Chair,9,1,Office,G3,\nP4,Shelf,3,1,Home,G4,M4\nX,Odd,1,1,Home,G1,M2\n"
     );
     let dry = write(&store, &schema, &next, &ctx("run-2", "erp", Mode::DryRun)).await;
     assert_eq!(
-        products(&store).await,
+        products_by_sku(&store).await,
         before,
         "a dry run changes no document"
     );
@@ -689,5 +677,5 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         real,
         "the prediction is what the write did"
     );
-    assert_eq!(products(&store).await.len(), 4);
+    assert_eq!(products_by_sku(&store).await.len(), 4);
 }

@@ -33,6 +33,14 @@ async fn catalogue(store: &Store, source: &str, n: usize, old: usize, other: Opt
     products(store).insert_many(docs).await.unwrap();
 }
 
+/// How many products name `run` as the last erp run that supplied them.
+async fn erp_claims_of(store: &Store, run: &str) -> u64 {
+    products(store)
+        .count_documents(doc! {"_sources.erp.run_id": run})
+        .await
+        .unwrap()
+}
+
 fn products(store: &Store) -> mongodb::Collection<Document> {
     store.database().collection("products")
 }
@@ -171,13 +179,7 @@ async fn more_than_the_limit_marks_nothing_and_says_why_unless_forced() {
     );
     assert!(refused.1.is_empty());
     assert!(inactive(&store).await.is_empty());
-    assert_eq!(
-        products(&store)
-            .count_documents(doc! {"_sources.erp.run_id": "r1"})
-            .await
-            .unwrap(),
-        4
-    );
+    assert_eq!(erp_claims_of(&store, "r1").await, 4);
 
     let forced = StaleRun {
         force: true,
@@ -223,13 +225,7 @@ async fn keep_counts_and_changes_nothing() {
     assert_eq!((marked.marked, marked.deleted), (1, 0));
     assert_eq!(keys, ["P-000"]);
     assert!(inactive(&store).await.is_empty());
-    assert_eq!(
-        products(&store)
-            .count_documents(doc! {"_sources.erp.run_id": "r1"})
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(erp_claims_of(&store, "r1").await, 1);
 }
 
 #[tokio::test]
@@ -301,10 +297,7 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
     let store = store(&server).await;
     let schema = Schema::products();
     catalogue(&store, "erp", 20, 0, None).await;
-    let before = products(&store)
-        .count_documents(doc! {"_sources.erp.run_id": "r2"})
-        .await
-        .unwrap();
+    let before = erp_claims_of(&store, "r2").await;
 
     let supplied = supplying((1..20).map(|i| format!("P-{i:03}")));
     let (one, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
@@ -324,14 +317,7 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
         .contains("8 of the 20 products"));
 
     assert_eq!(before, 20);
-    assert_eq!(
-        products(&store)
-            .count_documents(doc! {"_sources.erp.run_id": "r2"})
-            .await
-            .unwrap(),
-        20,
-        "nothing changed"
-    );
+    assert_eq!(erp_claims_of(&store, "r2").await, 20, "nothing changed");
 }
 
 /// The dry run's prediction against what the real run then does, where the file's row for a

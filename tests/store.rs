@@ -10,8 +10,7 @@ use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
 use chute::Position;
-use futures_util::TryStreamExt;
-use support::MongoServer;
+use support::{products_by_sku, MongoServer};
 
 const HEADER: &str = "sku,name,price,stock,category,brand,active";
 
@@ -63,17 +62,6 @@ async fn store_of(server: &MongoServer) -> Store {
     Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
         .await
         .unwrap()
-}
-
-async fn products(store: &Store) -> Vec<Document> {
-    let cursor = store
-        .database()
-        .collection::<Document>("products")
-        .find(doc! {})
-        .sort(doc! {"sku": 1})
-        .await
-        .unwrap();
-    cursor.try_collect().await.unwrap()
 }
 
 /// Writes staged documents as run `run`; a store error fails the test.
@@ -141,7 +129,7 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
         }
     );
 
-    let docs = products(&store).await;
+    let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 51);
     let d3 = &docs[3];
     assert_eq!(
@@ -187,7 +175,7 @@ async fn a_retried_batch_counts_as_the_write_it_was() {
         retried, first,
         "same run, same chunk: same counts, nothing written twice"
     );
-    assert_eq!(products(&store).await.len(), 20);
+    assert_eq!(products_by_sku(&store).await.len(), 20);
 }
 
 #[tokio::test]
@@ -216,7 +204,7 @@ async fn rows_merge_into_stored_documents() {
             ..WriteOutcome::default()
         }
     );
-    let docs = products(&store).await;
+    let docs = products_by_sku(&store).await;
     let a = &docs[0];
     assert_eq!(a.get_str("name").unwrap(), "Lamp XL");
     assert_eq!(
@@ -254,7 +242,7 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
             ..WriteOutcome::default()
         }
     );
-    let docs = products(&store).await;
+    let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].get_str("name").unwrap(), "Lamp v2");
     let mut fields: Vec<&str> = docs[0].keys().map(String::as_str).collect();
@@ -325,7 +313,7 @@ async fn last_occurrence_wins_whatever_order_chunks_are_written() {
             },
             "{database}: only winners are written"
         );
-        let docs = products(&store).await;
+        let docs = products_by_sku(&store).await;
         let names: Vec<&str> = docs.iter().map(|d| d.get_str("name").unwrap()).collect();
         assert_eq!(
             names,
@@ -362,7 +350,7 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
             ..WriteOutcome::default()
         }
     );
-    assert_eq!(products(&store).await.len(), 1);
+    assert_eq!(products_by_sku(&store).await.len(), 1);
 }
 
 /// The writer is held inside the driver's event for its first acknowledged write until the server
@@ -434,7 +422,7 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
         },
         "the retry counts every row once, the 100 already written included"
     );
-    let docs = products(&store).await;
+    let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 600);
     assert!(docs
         .iter()
@@ -646,5 +634,5 @@ async fn a_staged_stream_is_written_batch_by_batch_and_a_truncated_one_is_refuse
         other => panic!("expected a fatal error, got {other:?}"),
     }
     // Batches before the cut are written; a retry after a new transform makes the run exact.
-    assert_eq!(products(&store).await.len(), 4);
+    assert_eq!(products_by_sku(&store).await.len(), 4);
 }

@@ -27,6 +27,22 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Every document of a store's `products` collection, by `sku`.
+pub async fn products_by_sku(store: &chute::store::Store) -> Vec<bson::Document> {
+    let mut cursor = store
+        .database()
+        .collection::<bson::Document>("products")
+        .find(bson::doc! {})
+        .sort(bson::doc! {"sku": 1})
+        .await
+        .unwrap();
+    let mut documents = Vec::new();
+    while cursor.advance().await.unwrap() {
+        documents.push(cursor.deserialize_current().unwrap());
+    }
+    documents
+}
+
 pub struct MongoServer {
     child: Option<Child>,
     pub port: u16,
@@ -67,7 +83,12 @@ impl MongoServer {
     }
 
     /// Starts (or restarts) the server on the same port and data directory, and waits for `ping`.
+    /// It waits on what it sees, not on a clock: until the server answers, or its process exits
+    /// (then the test fails with the exit status and the server's log). On a loaded machine a
+    /// start can take long; the 5-minute bound only keeps a hung server from hanging the suite.
     pub async fn launch(&mut self) {
+        let log_path = self.dir.join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(binary())
             .args([
                 "--port",
@@ -76,7 +97,7 @@ impl MongoServer {
                 self.dir.to_str().unwrap(),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -85,14 +106,20 @@ impl MongoServer {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.ping().await {
                 return;
             }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "SecantusDB exited ({status}) before answering ping: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "SecantusDB did not answer ping within 30 s"
+                "SecantusDB is running but did not answer ping in 5 minutes"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
