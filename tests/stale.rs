@@ -197,10 +197,25 @@ async fn delete_drops_the_claim_and_only_an_unshared_document() {
     let schema = Schema::products();
     catalogue(&store, "erp", 20, 2, Some("supplier-a")).await;
 
-    let (marked, keys) = mark(&store, &run(&schema, "erp", "r2", Stale::Delete)).await;
+    let delete = run(&schema, "erp", "r2", Stale::Delete);
+    let (marked, keys) = mark(&store, &delete).await;
     assert_eq!((marked.marked, marked.deleted), (2, 1));
     assert_eq!(keys, ["P-000", "P-001"]);
-    assert_eq!(products(&store).count_documents(doc! {}).await.unwrap(), 19);
+    let all = || async { products(&store).count_documents(doc! {}).await.unwrap() };
+    assert_eq!(
+        all().await,
+        20,
+        "the claims go once the outcome is recorded"
+    );
+    // A retried report before the record (the function died after marking) counts the same.
+    let (again, keys_again) = mark(&store, &delete).await;
+    assert_eq!((again.marked, again.deleted, keys_again), (2, 1, keys));
+
+    assert_eq!(store.drop_stale_claims(&delete).await.unwrap(), 1);
+    assert_eq!(all().await, 19);
+    // One after the record finishes an interrupted drop, and repeats nothing.
+    assert_eq!(store.drop_stale_claims(&delete).await.unwrap(), 0);
+    assert_eq!(all().await, 19);
     let shared = products(&store)
         .find_one(doc! {"sku": "P-000"})
         .await

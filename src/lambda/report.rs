@@ -168,13 +168,6 @@ async fn mark_stale(
     let store = env.store().await?;
     let key = env.config.report_key(&run.run_id, "stale.csv");
     let dry_run = run.mode == Mode::DryRun;
-    if !dry_run {
-        if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
-            return Ok((recorded, Some(key)));
-        }
-    }
-    let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
-    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
     let stale_run = StaleRun {
         schema: &schema,
         source: &run.source,
@@ -183,6 +176,27 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
+    // Under `delete` the tagged claims are dropped only once the outcome is recorded, so a retry
+    // before that counts them again, and one after it finishes the drop and repeats the record.
+    let drop_if_deleting = |outcome: &StaleReport| {
+        let drop = policy.stale == Stale::Delete && outcome.refused_reason.is_none();
+        let store = &store;
+        let stale_run = &stale_run;
+        async move {
+            if drop {
+                store.drop_stale_claims(stale_run).await?;
+            }
+            Ok::<_, ChuteError>(())
+        }
+    };
+    if !dry_run {
+        if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
+            drop_if_deleting(&recorded).await?;
+            return Ok((recorded, Some(key)));
+        }
+    }
+    let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
+    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
     // Rows the file has but the transform rejected still supply their products.
     let rejected = record.rejected_keys(&schema);
     let marking = async {
@@ -213,6 +227,7 @@ async fn mark_stale(
     outcome.sample = marked.sample;
     if !dry_run {
         store.record_stale(&run.run_id, &outcome).await?;
+        drop_if_deleting(&outcome).await?;
     }
     Ok((outcome, Some(key)))
 }

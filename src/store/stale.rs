@@ -11,9 +11,12 @@
 //!
 //! A claim found stale is tagged (`_sources.<source>.stale_run` = this run, `stale_since`) and loses
 //! its `run_id`, so it leaves the index range the next refresh scans: re-running a refresh marks
-//! nothing new, and a redrive of this run counts the same set again by its tag.
+//! nothing new, and a redrive of this run counts the same set again by its tag. Under `delete` the
+//! tagged claims are dropped ([`Store::drop_stale_claims`]) only after the outcome is recorded, so
+//! that count survives a retry too.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bson::{doc, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
@@ -111,19 +114,27 @@ impl Store {
         for range in [below, above] {
             self.tag_stale(run, &claim, range).await?;
         }
-        let tagged = doc! {&tag_field: run.run_id};
+        // Under `delete`, the documents that go are counted here and dropped by
+        // [`Store::drop_stale_claims`] once the outcome is recorded: a retry before that finds the
+        // same tagged claims and counts the same (dropping first left a retry nothing to count).
+        let deleting = run.policy == Stale::Delete;
+        let only_here = AtomicU64::new(0);
+        let also: &[&str] = if deleting { &["_sources"] } else { &[] };
         self.list_keys(
             run.schema,
-            &[],
-            tagged.clone(),
-            |_, _| true,
+            also,
+            doc! {&tag_field: run.run_id},
+            |doc, _| {
+                if deleting && only_source(doc, source) {
+                    only_here.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            },
             &keys,
             &mut marked,
         )
         .await?;
-        if run.policy == Stale::Delete {
-            marked.deleted = self.drop_claims(run, source, tagged).await?;
-        }
+        marked.deleted = only_here.into_inner();
         Ok(marked)
     }
 
@@ -323,16 +334,14 @@ impl Store {
         Ok(())
     }
 
-    /// `delete`: removes this source's stale claims; a document no other source supplies goes.
-    /// Returns the documents deleted.
-    async fn drop_claims(
-        &self,
-        run: &StaleRun<'_>,
-        source: &str,
-        tagged: Document,
-    ) -> Result<u64, ChuteError> {
-        let claim = format!("_sources.{source}");
+    /// `delete`: drops the claims [`Store::mark_stale`] tagged for this run; a document no other
+    /// source supplies goes. Call it once the marking's outcome is recorded; calling it again (a
+    /// retried report) drops whatever an interrupted call left. Returns the documents deleted.
+    pub async fn drop_stale_claims(&self, run: &StaleRun<'_>) -> Result<u64, ChuteError> {
+        check_source_name(run.source).map_err(ChuteError::Config)?;
+        let claim = format!("_sources.{}", run.source);
         let tag_field = format!("{claim}.stale_run");
+        let tagged = doc! {&tag_field: run.run_id};
         let products = self.db.collection::<Document>(&run.schema.collection);
         let mut deleted = 0;
         loop {
@@ -342,11 +351,8 @@ impl Store {
             if batch.is_empty() {
                 return Ok(deleted);
             }
-            let (only, shared): (Vec<&Document>, Vec<&Document>) = batch.iter().partition(|d| {
-                d.get_document("_sources")
-                    .map(|s| s.keys().all(|k| k == source))
-                    .unwrap_or(true)
-            });
+            let (only, shared): (Vec<&Document>, Vec<&Document>) =
+                batch.iter().partition(|d| only_source(d, run.source));
             let id = |d: &Document| d.get("_id").cloned().unwrap_or(Bson::Null);
             if !only.is_empty() {
                 let deletes: Vec<Document> = only
@@ -428,6 +434,13 @@ fn supplied_elsewhere(product: &Document, source: &str) -> bool {
 
 /// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
 /// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
+/// Whether `source` is the only source of the product `doc` (with `_sources` projected).
+fn only_source(doc: &Document, source: &str) -> bool {
+    doc.get_document("_sources")
+        .map(|s| s.keys().all(|k| k == source))
+        .unwrap_or(true)
+}
+
 fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
     if supplied == 0 || fresh == 0 || run.force {
         return None;
