@@ -4,10 +4,12 @@
 mod support;
 
 use bson::{doc, Document};
+use chute::error::ChuteError;
 use chute::feed::Stale;
 use chute::schema::Schema;
 use chute::store::{StaleMarked, StaleRun, Store, StoreConfig, Supplied};
 use support::MongoServer;
+use tokio::sync::mpsc::Sender;
 
 async fn store(server: &MongoServer) -> Store {
     let store = Store::connect(&StoreConfig::new(server.uri(), "chute_test"))
@@ -56,8 +58,11 @@ fn run<'a>(schema: &'a Schema, source: &'a str, run_id: &'a str, policy: Stale) 
     }
 }
 
-/// Marks and collects every key sent for the CSV.
-async fn mark(store: &Store, run: &StaleRun<'_>) -> (StaleMarked, Vec<String>) {
+/// Runs a marking or a prediction that sends the stale keys for the CSV, collecting them.
+async fn collecting<F>(scan: impl FnOnce(Sender<Vec<String>>) -> F) -> (StaleMarked, Vec<String>)
+where
+    F: std::future::Future<Output = Result<StaleMarked, ChuteError>>,
+{
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let collect = async move {
         let mut keys = Vec::new();
@@ -66,8 +71,13 @@ async fn mark(store: &Store, run: &StaleRun<'_>) -> (StaleMarked, Vec<String>) {
         }
         keys
     };
-    let (marked, keys) = tokio::join!(store.mark_stale(run, tx), collect);
+    let (marked, keys) = tokio::join!(scan(tx), collect);
     (marked.unwrap(), keys)
+}
+
+/// Marks and collects every key sent for the CSV.
+async fn mark(store: &Store, run: &StaleRun<'_>) -> (StaleMarked, Vec<String>) {
+    collecting(|tx| store.mark_stale(run, tx)).await
 }
 
 async fn inactive(store: &Store) -> Vec<String> {
@@ -294,16 +304,7 @@ async fn predict(
     run: &StaleRun<'_>,
     supplied: &Supplied,
 ) -> (StaleMarked, Vec<String>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let collect = async move {
-        let mut keys = Vec::new();
-        while let Some(batch) = rx.recv().await {
-            keys.extend(batch);
-        }
-        keys
-    };
-    let (marked, keys) = tokio::join!(store.predict_stale(run, supplied, tx), collect);
-    (marked.unwrap(), keys)
+    collecting(|tx| store.predict_stale(run, supplied, tx)).await
 }
 
 #[tokio::test]

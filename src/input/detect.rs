@@ -63,30 +63,24 @@ pub struct NotUtf8Rows {
 }
 
 impl NotUtf8Rows {
-    /// The chunks' findings as one: rows added up, the first row, and the guess most rows got.
+    /// The chunks' findings as one: rows added up, the first row, and the guess most rows got
+    /// (the first such guess on a tie).
     pub fn merge<'a>(chunks: impl IntoIterator<Item = &'a NotUtf8Rows>) -> Option<NotUtf8Rows> {
-        let mut votes: Vec<(&str, u64)> = Vec::new();
-        let mut merged: Option<NotUtf8Rows> = None;
-        for chunk in chunks {
-            match votes.iter_mut().find(|(name, _)| *name == chunk.decode_as) {
-                Some((_, rows)) => *rows += chunk.rows,
-                None => votes.push((&chunk.decode_as, chunk.rows)),
-            }
-            let m = merged.get_or_insert_with(|| NotUtf8Rows {
-                rows: 0,
-                first_row: chunk.first_row,
-                decode_as: String::new(),
-            });
-            m.rows += chunk.rows;
-            m.first_row = m.first_row.min(chunk.first_row);
-        }
-        let mut merged = merged?;
-        // The first-seen guess wins a tie, so the result does not depend on the sort.
-        let (guess, _) = votes
-            .iter()
-            .fold(votes[0], |best, &v| if v.1 > best.1 { v } else { best });
-        merged.decode_as = guess.to_string();
-        Some(merged)
+        let chunks: Vec<&NotUtf8Rows> = chunks.into_iter().collect();
+        let rows_as = |name: &str| -> u64 {
+            chunks
+                .iter()
+                .filter(|c| c.decode_as == name)
+                .map(|c| c.rows)
+                .sum()
+        };
+        // `max_by_key` keeps the last of equals: reversed, that is the first.
+        let guess = chunks.iter().rev().max_by_key(|c| rows_as(&c.decode_as))?;
+        Some(NotUtf8Rows {
+            rows: chunks.iter().map(|c| c.rows).sum(),
+            first_row: chunks.iter().map(|c| c.first_row).min()?,
+            decode_as: guess.decode_as.clone(),
+        })
     }
 
     /// `412 rows are not UTF-8 (the first is row 7); they decode as windows-1252 — set …`.

@@ -18,7 +18,7 @@ use crate::report::{
     Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
 };
 use crate::schema::join_key;
-use crate::store::{StaleRun, Supplied};
+use crate::store::{StaleRun, Store, Supplied};
 use crate::transform::STAGING_PART_BYTES;
 
 pub async fn handle(
@@ -176,22 +176,9 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
-    // Under `delete` the tagged claims are dropped only once the outcome is recorded, so a retry
-    // before that counts them again, and one after it finishes the drop and repeats the record.
-    let drop_if_deleting = |outcome: &StaleReport| {
-        let drop = policy.stale == Stale::Delete && outcome.refused_reason.is_none();
-        let store = &store;
-        let stale_run = &stale_run;
-        async move {
-            if drop {
-                store.drop_stale_claims(stale_run).await?;
-            }
-            Ok::<_, ChuteError>(())
-        }
-    };
     if !dry_run {
         if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
-            drop_if_deleting(&recorded).await?;
+            drop_if_deleting(store, &stale_run, &recorded).await?;
             return Ok((recorded, Some(key)));
         }
     }
@@ -227,9 +214,22 @@ async fn mark_stale(
     outcome.sample = marked.sample;
     if !dry_run {
         store.record_stale(&run.run_id, &outcome).await?;
-        drop_if_deleting(&outcome).await?;
+        drop_if_deleting(store, &stale_run, &outcome).await?;
     }
     Ok((outcome, Some(key)))
+}
+
+/// Under `delete`, drops the claims the marking tagged, once its outcome is recorded: a retry
+/// before that counts them again, one after it finishes the drop and repeats the record.
+async fn drop_if_deleting(
+    store: &Store,
+    run: &StaleRun<'_>,
+    outcome: &StaleReport,
+) -> Result<(), ChuteError> {
+    if run.policy == Stale::Delete && outcome.refused_reason.is_none() {
+        store.drop_stale_claims(run).await?;
+    }
+    Ok(())
 }
 
 /// What a dry run's file supplies: every chunk's staged documents.
