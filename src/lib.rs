@@ -4,16 +4,20 @@
 //! [`rules`] checks one cell into a [`value`], [`plan`] cuts the file into chunks over [`records`],
 //! [`dedup`] decides which repeated key wins, [`transform`] writes documents with [`bson_writer`],
 //! [`report`] and [`render`] tell the outcome, and [`pipeline`] runs all of it over bytes in memory.
-//! The adapters (`store`, `blob`, `notify`, `lambda`) are thin layers over the MongoDB driver and
-//! the AWS SDK, used by the Lambda binaries in `functions/`.
+//! [`settings`] reads the environment. The adapters (`store`, `blob`, `notify`, `workflow`, `secrets`)
+//! are thin layers over the MongoDB driver and the AWS SDK; `app` holds what the Lambda handlers
+//! (`lambda`, served by the binaries in `functions/`) and the command line share.
 //!
 //! The names most callers need are re-exported here.
 
+#[cfg(feature = "adapters")]
+pub mod app;
 #[cfg(feature = "adapters")]
 pub mod aws;
 #[cfg(feature = "adapters")]
 pub mod blob;
 pub mod bson_writer;
+pub mod clock;
 pub mod dedup;
 pub mod error;
 pub mod feed;
@@ -32,9 +36,14 @@ pub mod routing;
 pub mod rules;
 pub mod schema;
 #[cfg(feature = "adapters")]
+pub mod secrets;
+pub mod settings;
+#[cfg(feature = "adapters")]
 pub mod store;
 pub mod transform;
 pub mod value;
+#[cfg(feature = "adapters")]
+pub mod workflow;
 
 pub use error::{ChuteError, Code, FileCode, FileError, Position, SchemaError};
 pub use pipeline::{process, FileOutcome};

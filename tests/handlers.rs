@@ -5,7 +5,8 @@ mod support;
 
 use std::sync::OnceLock;
 
-use chute::lambda::{self, ChunkInput, Env, ReportInput, RunInput, TransformOutput};
+use chute::app::{Env, RunInput};
+use chute::lambda::{self, ChunkInput, ReportInput, TransformOutput};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use support::{root, unique};
@@ -72,7 +73,7 @@ fn run_input(run_id: &str, key: &str, etag: &str) -> RunInput {
     input.run_id = run_id.to_string();
     input.key = key.to_string();
     input.etag = etag.to_string();
-    input.requested_at = lambda::now_rfc3339();
+    input.requested_at = chute::clock::now_rfc3339();
     input
 }
 
@@ -319,13 +320,13 @@ async fn metadata_naming_an_unknown_mode_ends_in_a_failed_report_naming_the_valu
     upload(&env, &key, "sku,name,price,stock,category\nA,L,1,1,H\n").await;
     let mut info = env.blob.head(stack().bucket(), &key).await.unwrap();
     info.metadata.insert("chute-mode".into(), "dryrun".into());
-    let object = lambda::trigger::ObjectRef {
+    let object = chute::app::ObjectRef {
         bucket: stack().bucket().into(),
         key: key.clone(),
         etag: None,
         version_id: None,
     };
-    let input = lambda::trigger::run_input(&env.config, &object, &info);
+    let input = chute::app::run_input(&env.config, &object, &info);
     assert_eq!(
         (input.source.as_str(), input.mode),
         ("erp", chute::feed::Mode::DryRun)

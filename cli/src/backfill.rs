@@ -1,13 +1,12 @@
 //! `chute backfill`: runs for the objects under the incoming prefix that have none for their exact
 //! version (a lost S3 event, a trigger that failed all its retries, a bucket older than chute). The
-//! run id, the execution input and the start are the `trigger` function's own
-//! (`chute::lambda::trigger`), so an object's run has one name whoever starts it, and Step
-//! Functions refuses a second execution of it: running backfill twice starts nothing twice.
+//! run id, the execution input and the start are the ones the `trigger` function uses
+//! ([`chute::app`]), so an object's run has one name whoever starts it, and Step Functions refuses
+//! a second execution of it: running backfill twice starts nothing twice.
 
 use std::process::ExitCode;
 
-use chute::lambda::trigger::{run_input, start, wanted, ObjectRef};
-use chute::lambda::Env;
+use chute::app::{run_input, wanted, Env, ObjectRef};
 use serde::Serialize;
 
 use crate::history::{runtime, since_rfc3339};
@@ -99,7 +98,7 @@ pub fn run(args: &Args, json: bool) -> Outcome {
             let (action, status) = match existing {
                 Some(run) => ("has-run", run.get_str("status").ok().map(str::to_string)),
                 None if args.dry_run => ("would-start", None),
-                None if start(&env.sfn, &arn, &input).await? => ("started", None),
+                None if env.workflow.start(&arn, &input).await? => ("started", None),
                 None => ("already-started", None),
             };
             done.push(Backfilled {

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use chute::input::{decode_all, Format, FormatSpec};
-use chute::lambda::Config;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
     failure_reason, thousands, Artifacts, Report, ReportBuilder, Source, Status, Timings, Written,
 };
 use chute::schema::Schema;
+use chute::settings::Config;
 
 use crate::{Failure, Outcome};
 
@@ -139,7 +139,7 @@ pub fn check_bytes(
     key: String,
     progress: impl FnMut(Progress),
 ) -> Checked {
-    let started_at = chute::lambda::now_rfc3339();
+    let started_at = chute::clock::now_rfc3339();
     let start = Instant::now();
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
@@ -169,7 +169,7 @@ pub fn check_bytes(
     let duration_ms = start.elapsed().as_millis() as u64;
     let timings = Timings {
         started_at,
-        finished_at: chute::lambda::now_rfc3339(),
+        finished_at: chute::clock::now_rfc3339(),
         duration_ms,
         ..Timings::default()
     };

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use bson::{doc, Bson, Document};
-use chute::lambda::Env;
+use chute::app::Env;
 
 use crate::check::load_schema;
 use crate::history::runtime;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use bson::{doc, Bson, Document};
-use chute::lambda::Env;
+use chute::app::Env;
 use chute::report::thousands;
 use chute::store::RUNS;
 use serde::Serialize;

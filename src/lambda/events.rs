@@ -4,46 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FileError, Refusal};
+pub use crate::app::RunInput;
+use crate::error::Refusal;
 use crate::feed::Mode;
 use crate::records::ChunkPlan;
 use crate::report::Status;
 use crate::store::Difference;
 use crate::transform::RejectedRow;
-
-/// The execution input `trigger` starts a run with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunInput {
-    pub run_id: String,
-    pub bucket: String,
-    pub key: String,
-    pub etag: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version_id: Option<String>,
-    pub schema: String,
-    /// Who sent the file ([`crate::routing::source`]).
-    pub source: String,
-    /// The configured mode of the source, or object metadata `chute-mode`.
-    pub mode: Mode,
-    /// Object metadata `chute-force-stale: true`: a full refresh marks its stale products even
-    /// above `max_stale_percent`.
-    #[serde(default)]
-    pub force_stale: bool,
-    /// Set by the trigger when the object's metadata or folder cannot be used (an unknown
-    /// `chute-mode`, a source name that cannot be a field name): validate refuses the file with
-    /// it, so the run still ends in a report saying why. `mode` is then `dry-run`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<FileError>,
-    /// Overrides the configured chunk size for this file (object metadata `chute-chunk-bytes`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunk_bytes: Option<u64>,
-    /// When the object event was handled (RFC 3339).
-    pub requested_at: String,
-    /// Chunks processed at once (the Map's `MaxConcurrencyPath`).
-    pub map_concurrency: u32,
-    /// Share of chunks that may fail before the Map fails (`ToleratedFailurePercentagePath`).
-    pub tolerated_failure_percent: u32,
-}
 
 /// What `trigger` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +35,7 @@ pub struct PlanOutput {
     pub rows: u64,
     pub file_bytes: u64,
     pub chunk_count: u64,
-    /// The chunk size the plan used, after clamping (see [`super::Config::chunk_bytes`]).
+    /// The chunk size the plan used, after clamping (see [`crate::settings::Config::chunk_bytes`]).
     #[serde(default)]
     pub chunk_bytes: u64,
     /// `staging/<run>/chunks.json`: the Map's items, a JSON array of [`ChunkPlan`]s.

@@ -1,9 +1,8 @@
-//! Lambda glue: [`config`] (the environment), [`context`] (clients built once per container),
-//! [`events`] (what passes between states) and [`metrics`] (EMF lines). One module per function
-//! holds its handler; `functions/<name>/src/main.rs` only calls [`serve`] with it.
+//! Lambda glue: [`serve`] (the runtime loop and the error mapping), [`events`] (what passes
+//! between states) and [`metrics`] (EMF lines). One module per function holds its handler;
+//! `functions/<name>/src/main.rs` only calls [`serve`] with it. The settings and clients the
+//! handlers share with the command line are in [`crate::app`].
 
-pub mod config;
-pub mod context;
 pub mod events;
 pub mod import;
 pub mod metrics;
@@ -18,8 +17,10 @@ use tracing::Instrument;
 
 use crate::error::ChuteError;
 
-pub use config::Config;
-pub use context::Env;
+// What every handler uses, from the rooms the command line shares.
+pub(crate) use crate::app::Env;
+pub(crate) use crate::clock::elapsed_ms;
+
 pub use events::{
     ChunkInput, Failure, ImportOutput, PlanOutput, ReportInput, ReportOutput, RunInput, Started,
     StoredPlan, Traced, TransformOutput, TriggerOutput,
@@ -41,18 +42,6 @@ impl From<ChuteError> for Diagnostic {
             error_message: message,
         }
     }
-}
-
-/// RFC 3339 "now" for reports and ledgers.
-pub fn now_rfc3339() -> String {
-    bson::DateTime::now()
-        .try_to_rfc3339_string()
-        .unwrap_or_default()
-}
-
-/// Milliseconds since `start`.
-pub fn elapsed_ms(start: std::time::Instant) -> u64 {
-    start.elapsed().as_millis() as u64
 }
 
 /// Runs a handler as the Lambda `step`, with the clients built once, and every log line of an

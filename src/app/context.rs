@@ -2,19 +2,21 @@
 
 use tokio::sync::OnceCell;
 
-use super::config::Config;
 use crate::blob::Blob;
 use crate::error::ChuteError;
 use crate::notify::Mailer;
+use crate::secrets::Secrets;
+use crate::settings::Config;
 use crate::store::{Store, StoreConfig};
+use crate::workflow::Workflow;
 
 /// Clients and settings shared by every invocation of a container.
 pub struct Env {
     pub config: Config,
     pub blob: Blob,
-    pub sfn: aws_sdk_sfn::Client,
+    pub workflow: Workflow,
     pub mailer: Mailer,
-    secrets: aws_sdk_secretsmanager::Client,
+    secrets: Secrets,
     store: OnceCell<Store>,
 }
 
@@ -25,9 +27,9 @@ impl Env {
         let sdk = crate::aws::sdk_config().await;
         Ok(Env {
             blob: Blob::new(&sdk, config.s3_path_style),
-            sfn: aws_sdk_sfn::Client::new(&sdk),
+            workflow: Workflow::new(&sdk),
             mailer: Mailer::new(&sdk, config.ses_configuration_set.clone()),
-            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            secrets: Secrets::new(&sdk),
             store: OnceCell::new(),
             config,
         })
@@ -40,7 +42,7 @@ impl Env {
             .get_or_try_init(|| async {
                 let uri = match (&self.config.mongodb_uri, &self.config.mongodb_secret_arn) {
                     (Some(uri), _) => uri.clone(),
-                    (None, Some(arn)) => self.secret_uri(arn).await?,
+                    (None, Some(arn)) => self.secrets.mongodb_uri(arn).await?,
                     (None, None) => {
                         return Err(ChuteError::Config(
                             "set CHUTE_MONGODB_URI or CHUTE_MONGODB_SECRET_ARN".into(),
@@ -58,26 +60,5 @@ impl Env {
     /// handler sends with a store of their own); false when a store is already in use.
     pub fn use_store(&self, store: Store) -> bool {
         self.store.set(store).is_ok()
-    }
-
-    async fn secret_uri(&self, arn: &str) -> Result<String, ChuteError> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| crate::aws::classify("Secrets Manager", e))?;
-        let text = out.secret_string().unwrap_or_default();
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => v
-                .get("uri")
-                .and_then(|u| u.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    ChuteError::Config("the MongoDB secret is JSON without a `uri` field".into())
-                }),
-            Err(_) => Ok(text.to_string()),
-        }
     }
 }
