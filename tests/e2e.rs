@@ -11,7 +11,7 @@ use std::path::Path;
 
 use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
-use run::{documents_in, n, run_local};
+use run::{documents_in, errors, n, run_local};
 use serde_json::Value;
 use support::{stack, unique};
 
@@ -21,17 +21,9 @@ async fn documents(prefix: &str) -> Vec<Document> {
 
 /// The report's errors as (row, column, code).
 fn error_codes(report: &Value) -> Vec<(u64, &str, &str)> {
-    report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["row"].as_u64().unwrap(),
-                e["column"].as_str().unwrap(),
-                e["code"].as_str().unwrap(),
-            )
-        })
+    errors(report)
+        .into_iter()
+        .map(|(row, _, column, code)| (row, column, code))
         .collect()
 }
 

@@ -1,6 +1,9 @@
 //! One file through `scripts/run-local` on the tests' stack, and what the tests read back: the
 //! report, the `--out` directory, the documents. Included next to `support` by the suites that run
 //! files end to end (`#[path = "support/run.rs"] mod run;`); the cli tests include `support` alone.
+//! Each suite uses part of it.
+
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -64,4 +67,26 @@ pub fn n(report: &Value, path: &str) -> u64 {
         .pointer(path)
         .and_then(Value::as_u64)
         .unwrap_or_else(|| panic!("report has {path}: {report}"))
+}
+
+/// The report's quoted errors as (row, line, column, code).
+pub fn errors(report: &Value) -> Vec<(u64, u64, &str, &str)> {
+    report["errors"]
+        .as_array()
+        .expect("the report quotes its errors")
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["line"].as_u64().unwrap(),
+                e["column"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The report's (valid, rejected) row counts.
+pub fn rows(report: &Value) -> (u64, u64) {
+    (n(report, "/rows/valid"), n(report, "/rows/rejected"))
 }
