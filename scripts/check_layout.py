@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Lists import cycles among the library's files (src/): file A depends on file B when A names an
-item of B by path (`use crate::b::…`, `super::b::…`, `crate::b::f(…)`). A `mod.rs` re-exporting its
-children (`pub use child::…`, `mod child;`) is a table of contents, not a dependency. Exits 1 on a cycle."""
+"""Checks the shape of the library (README "Layout"); exits 1 with what breaks it:
+- no import cycle among src/ files: file A depends on file B when A names an item of B by path
+  (`use crate::b::…`, `super::b::…`, `crate::b::f(…)`); a `mod.rs` re-exporting its children
+  (`pub use child::…`, `mod child;`) is a table of contents, not a dependency;
+- no src/ file over MAX_LINES lines;
+- the command line (cli/src) uses nothing of `chute::lambda` (the Lambda glue): what it shares with
+  the handlers lives in `chute::app` and the pure rooms."""
 import re
 import sys
 from pathlib import Path
 
-SRC = Path(sys.argv[1] if len(sys.argv) > 1 else "src")
+ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+SRC = ROOT / "src"
+MAX_LINES = 600
 
 
 def module_of(path: Path) -> tuple:
@@ -108,12 +114,24 @@ def name(m):
     return str(files[m].relative_to(SRC))
 
 
+problems = 0
 cycles = [sorted(c) for c in sccs(graph) if len(c) > 1]
 for c in cycles:
+    problems += 1
     print("import cycle: " + " ↔ ".join(name(m) for m in c))
     members = set(c)
     for m in c:
         inside = sorted(name(d) for d in graph[m] if d in members)
         print(f"  {name(m)} → {', '.join(inside)}")
-print(f"{len(cycles)} import cycle(s) among {len(files)} files")
-sys.exit(1 if cycles else 0)
+for m, path in sorted(files.items()):
+    lines = len(path.read_text().splitlines())
+    if lines > MAX_LINES:
+        problems += 1
+        print(f"{name(m)} has {lines} lines (at most {MAX_LINES}: split it by job)")
+for path in sorted((ROOT / "cli" / "src").rglob("*.rs")):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if re.search(r"\bchute::lambda\b", line):
+            problems += 1
+            print(f"{path.relative_to(ROOT)}:{number} uses chute::lambda: {line.strip()}")
+print(f"layout: {len(cycles)} import cycle(s) among {len(files)} src files, {problems} problem(s)")
+sys.exit(1 if problems else 0)
