@@ -52,6 +52,8 @@ codes! {
         TypeError = "type_error",
         /// The cell parses but breaks a declared constraint (length, charset, range, scale).
         Constraint = "constraint",
+        /// A GTIN whose last digit is not the GS1 check digit of the others (a mistyped digit).
+        CheckDigit = "check_digit",
         /// The record has a different number of fields than the header.
         FieldCount = "field_count",
         /// The record is not valid UTF-8.

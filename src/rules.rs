@@ -11,6 +11,7 @@
 //! | boolean | `true/false/yes/no/1/0`, any case | |
 //! | timestamp | RFC 3339, or `YYYY-MM-DD` (midnight UTC) | |
 //! | list | items split on `separator`, trimmed, empties dropped, duplicates dropped | |
+//! | gtin | GTIN-8, UPC-A (12), EAN-13, GTIN-14 digits, stored as 14 digits (`00036000291452`) | GS1 check digit; scientific notation and stripped leading zeros are spreadsheet damage |
 //!
 //! ```
 //! use chute::{rules, schema::Schema};
@@ -55,6 +56,8 @@ pub enum ColumnType {
     Boolean,
     Timestamp,
     List,
+    /// A GS1 product identifier (GTIN-8, UPC-A, EAN-13, GTIN-14): see [`parse_gtin`].
+    Gtin,
 }
 
 /// Case folding applied to a string after it passed its checks.
@@ -157,9 +160,10 @@ fn spreadsheet_error(text: &str) -> Option<CellError> {
         })
 }
 
-/// Whether a key cell looks like a number a spreadsheet rewrote in scientific notation
-/// (`1.23457E+11`): the digits it dropped are gone, so such a key can never be trusted.
-pub fn scientific_key(text: &str) -> Option<CellError> {
+/// Whether an identifier cell (a key, a barcode, a column the schema marks `identifier`) looks like
+/// a number a spreadsheet rewrote in scientific notation (`1.23457E+11`): the digits it dropped are
+/// gone, so such a value can never be trusted.
+pub fn scientific_notation(text: &str) -> Option<CellError> {
     let (mantissa, exponent) = text.split_once(['E', 'e'])?;
     let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -167,7 +171,7 @@ pub fn scientific_key(text: &str) -> Option<CellError> {
     (digits(int) && digits(frac) && digits(exponent)).then(|| {
         CellError::new(
             Code::SpreadsheetError,
-            "is in scientific notation: a spreadsheet changed this key (it drops digits); format the column as text before exporting",
+            "is in scientific notation: a spreadsheet turned this identifier into a number and dropped digits; format the column as text before exporting",
         )
     })
 }
@@ -305,6 +309,7 @@ fn parse_typed<'a>(
                     "is not a timestamp (RFC 3339 like 2026-11-22T10:00:00Z, or 2026-11-22)",
                 ),
             }),
+        ColumnType::Gtin => parse_gtin(text).map(|gtin| CellValue::String(Cow::Owned(gtin))),
         ColumnType::List => {
             let mut items: Vec<Cow<'a, str>> = Vec::new();
             for item in text
@@ -319,6 +324,59 @@ fn parse_typed<'a>(
             Ok(CellValue::List(items))
         }
     }
+}
+
+/// The lengths a GTIN is written in: GTIN-8, UPC-A (GTIN-12), EAN-13, GTIN-14.
+pub const GTIN_LENGTHS: [usize; 4] = [8, 12, 13, 14];
+
+/// A GTIN in its one normal form: 14 digits, zero-padded on the left, so a UPC-A and the EAN-13
+/// that writes it with a leading zero are the same product. Refused: a wrong GS1 check digit
+/// (`check_digit`), another length (`constraint`), and what a spreadsheet does to a barcode it
+/// took for a number (`spreadsheet_error`): scientific notation (`3.65275E+11`, digits lost) or
+/// leading zeros stripped (a value that becomes a valid GTIN once zero-padded).
+pub fn parse_gtin(text: &str) -> Result<String, CellError> {
+    if let Some(damage) = scientific_notation(text) {
+        return Err(damage);
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CellError::new(
+            Code::TypeError,
+            "is not a GTIN (8, 12, 13 or 14 digits, nothing else)",
+        ));
+    }
+    if GTIN_LENGTHS.contains(&text.len()) {
+        let expected = gs1_check_digit(&text[..text.len() - 1]);
+        let written = text.as_bytes()[text.len() - 1] - b'0';
+        if written != expected {
+            return Err(CellError::new(
+                Code::CheckDigit,
+                format!("ends in check digit {written}, but the GS1 check digit of its first {} digits is {expected}: a digit is mistyped", text.len() - 1),
+            ));
+        }
+        return Ok(format!("{text:0>14}"));
+    }
+    let padded = format!("{text:0>14}");
+    if text.len() < 14 && gs1_check_digit(&padded[..13]) == padded.as_bytes()[13] - b'0' {
+        return Err(CellError::new(
+            Code::SpreadsheetError,
+            format!("has {} digits and is a valid GTIN once zero-padded: a spreadsheet stripped its leading zeros; format the column as text before exporting", text.len()),
+        ));
+    }
+    Err(CellError::new(
+        Code::Constraint,
+        format!("has {} digits; a GTIN has 8, 12, 13 or 14", text.len()),
+    ))
+}
+
+/// The GS1 check digit of `digits` (all but the check digit): weights 3, 1, 3, … from the right.
+fn gs1_check_digit(digits: &str) -> u8 {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    ((10 - sum % 10) % 10) as u8
 }
 
 fn parse_string<'a>(c: &Constraints, text: &'a str) -> Result<Cow<'a, str>, CellError> {
@@ -440,10 +498,10 @@ mod tests {
         let e = parse_cell(ColumnType::Timestamp, &c, "soon").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         for key in ["1.23457E+11", "9E+12", "1,5e-3"] {
-            assert!(scientific_key(key).is_some(), "{key}");
+            assert!(scientific_notation(key).is_some(), "{key}");
         }
         for key in ["E12", "SKU-1E5", "1.2E", "ABC"] {
-            assert!(scientific_key(key).is_none(), "{key}");
+            assert!(scientific_notation(key).is_none(), "{key}");
         }
     }
 
@@ -467,5 +525,47 @@ mod tests {
         let e = parse_cell(ColumnType::Decimal, &c, "1,234.56").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         assert!(e.message.contains("1.234,56"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_upc_and_its_ean_form_are_one_gtin() {
+        let upc = parse_gtin("036000291452").unwrap();
+        assert_eq!(upc, "00036000291452");
+        assert_eq!(parse_gtin("0036000291452").unwrap(), upc);
+        assert_eq!(parse_gtin("00036000291452").unwrap(), upc);
+        assert_eq!(parse_gtin("4006381333931").unwrap(), "04006381333931");
+        assert_eq!(parse_gtin("96385074").unwrap(), "00000096385074");
+        assert_eq!(parse_gtin("10614141000415").unwrap(), "10614141000415");
+    }
+
+    #[test]
+    fn a_gtin_is_refused_with_a_code_that_says_what_is_wrong() {
+        let code = |text: &str| parse_gtin(text).unwrap_err().code;
+        // One digit changed: the check digit no longer matches.
+        assert_eq!(code("036000291453"), Code::CheckDigit);
+        assert_eq!(code("4006381333932"), Code::CheckDigit);
+        let message = parse_gtin("036000291453").unwrap_err().message;
+        assert!(
+            message.contains("GS1 check digit of its first 11 digits is 2"),
+            "{message}"
+        );
+        // What Excel does to a barcode column it took for numbers.
+        assert_eq!(code("3.65275E+11"), Code::SpreadsheetError);
+        assert_eq!(
+            code("36000291452"),
+            Code::SpreadsheetError,
+            "UPC without its leading zero"
+        );
+        // Neither a GTIN length nor a stripped one.
+        assert_eq!(code("1234567"), Code::Constraint);
+        assert_eq!(code("123456789012345"), Code::Constraint);
+        assert_eq!(code("03600029145X"), Code::TypeError);
+        assert_eq!(code("0360-0029-1452"), Code::TypeError);
+    }
+
+    #[test]
+    fn a_gtin_column_stores_the_normal_form() {
+        let value = parse_cell(ColumnType::Gtin, &Constraints::default(), "036000291452").unwrap();
+        assert_eq!(value, CellValue::String(Cow::Borrowed("00036000291452")));
     }
 }

@@ -37,6 +37,8 @@ struct ColumnSpec {
     max: Option<String>,
     scale: Option<u32>,
     separator: Option<String>,
+    #[serde(default)]
+    identifier: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +97,9 @@ pub struct Column {
     /// Dotted document path (`attributes.brand`).
     pub field: String,
     pub constraints: Constraints,
+    /// Holds identifiers (codes, barcodes, part numbers) that a spreadsheet may have turned into
+    /// numbers: keys, `match_also` columns, GTINs and columns declared `identifier = true`.
+    pub identifier: bool,
 }
 
 /// Columns matched by a header prefix (`attr.NAME` → `attributes.NAME`).
@@ -265,6 +270,7 @@ impl Schema {
                 default: None,
                 field,
                 constraints,
+                identifier: c.identifier || c.kind == ColumnType::Gtin,
             };
             if let Some(value) = &c.default {
                 let text = match value {
@@ -350,6 +356,8 @@ impl Schema {
         };
         for column in &mut schema.columns {
             column.constraints.numbers = numbers;
+            column.identifier |=
+                schema.key.contains(&column.name) || schema.feed.match_also.contains(&column.name);
         }
         Ok(schema)
     }

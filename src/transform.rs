@@ -27,7 +27,7 @@ use crate::error::{Code, Position};
 use crate::header::{Header, Target};
 use crate::input::{NotUtf8, NotUtf8Rows};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::{parse_cell, scientific_key};
+use crate::rules::{parse_cell, scientific_notation, ColumnType};
 use crate::schema::{join_key, Column, Schema};
 use crate::value::{trim, CellValue};
 
@@ -114,6 +114,8 @@ pub struct RowRules<'s> {
     /// Which slot a header cell feeds (for quoting values in rejections).
     cell_slots: Vec<Option<usize>>,
     key_slots: Vec<usize>,
+    /// String columns holding identifiers ([`Column::identifier`]): checked for spreadsheet damage.
+    identifier_slots: Vec<usize>,
     layout: Vec<Node>,
     /// BSON of the defaults of columns missing from the header (applied on insert only); the
     /// same for every row, so written once.
@@ -156,6 +158,13 @@ impl<'s> RowRules<'s> {
                     .expect("key columns exist")
             })
             .collect::<Vec<usize>>();
+        let identifier_slots = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.identifier && c.kind == ColumnType::String)
+            .map(|(slot, _)| slot)
+            .collect::<Vec<usize>>();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -181,6 +190,7 @@ impl<'s> RowRules<'s> {
             slots,
             cell_slots,
             key_slots,
+            identifier_slots,
             layout,
             insert_defaults,
         }
@@ -238,15 +248,16 @@ impl<'s> RowRules<'s> {
             };
             values.push(value);
         }
-        // Keys are the one place a spreadsheet's rewrite of a number is silent damage; checked once
-        // a row, and a key starting with a letter (most) is passed by one byte test.
-        for &slot in &self.key_slots {
+        // Identifiers are where a spreadsheet's rewrite of a number is silent damage (any string
+        // passes their type); checked once a row, and a value starting with a letter (most keys)
+        // is passed by one byte test. GTIN columns find it in their own parser.
+        for &slot in &self.identifier_slots {
             let (column, cell) = self.slots[slot];
             let text = cell.and_then(|c| record.get(c)).map_or("", trim);
             if !text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 continue;
             }
-            if let Some(e) = scientific_key(text) {
+            if let Some(e) = scientific_notation(text) {
                 // The spreadsheet's damage explains any other complaint about the cell.
                 issues.retain(|i| i.column != column.name);
                 issues.push(Issue {

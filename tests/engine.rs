@@ -543,3 +543,60 @@ proptest::proptest! {
         proptest::prop_assert_eq!(transformed.staged.is_empty(), transformed.valid() == 0);
     }
 }
+
+#[test]
+fn identifiers_are_checked_for_spreadsheet_damage_and_gtins_for_their_check_digit() {
+    let toml = r#"
+        name = "barcodes"
+        key = ["sku"]
+        [[columns]]
+        name = "sku"
+        type = "string"
+        required = true
+        [[columns]]
+        name = "barcode"
+        type = "gtin"
+        [[columns]]
+        name = "mpn"
+        type = "string"
+        identifier = true
+        [[columns]]
+        name = "color"
+        type = "string"
+    "#;
+    let schema = Schema::from_toml(toml, "barcodes.toml").unwrap();
+    let csv = "sku,barcode,mpn,color\n\
+               A1,036000291452,12345,red\n\
+               A2,0036000291452,1.2345E+5,red\n\
+               A3,036000291453,1,red\n\
+               A4,3.65275E+11,1,red\n\
+               A5,96385074,2,1.5E+3\n";
+    let out = process(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+    let found: Vec<(u64, String, Code)> = issues(&out)
+        .into_iter()
+        .map(|(row, _, column, code, _)| (row, column, code))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (2, "mpn".to_string(), Code::SpreadsheetError),
+            (3, "barcode".to_string(), Code::CheckDigit),
+            (4, "barcode".to_string(), Code::SpreadsheetError),
+        ]
+    );
+    let stored: Vec<(String, String, String)> = documents(&out)
+        .iter()
+        .map(|d| {
+            let text = |f: &str| d.get_str(f).unwrap().to_string();
+            (text("sku"), text("barcode"), text("color"))
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("A1".into(), "00036000291452".into(), "red".into()),
+            ("A5".into(), "00000096385074".into(), "1.5E+3".into()),
+        ],
+        "a GTIN is stored in its 14-digit form; a column that holds no identifiers is left as written"
+    );
+}

@@ -254,7 +254,7 @@ async fn spreadsheet_damage_is_rejected_with_its_own_code() {
         messages[0]
     );
     assert!(
-        messages[1].contains("a spreadsheet changed this key"),
+        messages[1].contains("a spreadsheet turned this identifier into a number"),
         "{}",
         messages[1]
     );

@@ -100,6 +100,10 @@ fn property(column: &Column) -> Document {
         ColumnType::Timestamp => {
             rule.insert("bsonType", "date");
         }
+        ColumnType::Gtin => {
+            rule.insert("bsonType", "string");
+            rule.insert("pattern", "^[0-9]{14}$");
+        }
         ColumnType::List => {
             rule.insert("bsonType", "array");
             rule.insert("items", doc! {"bsonType": "string"});
