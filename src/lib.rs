@@ -17,6 +17,7 @@ pub mod bson_writer;
 pub mod dedup;
 pub mod error;
 pub mod feed;
+pub mod format;
 pub mod header;
 pub mod input;
 #[cfg(feature = "adapters")]

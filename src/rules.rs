@@ -16,8 +16,9 @@
 //! use chute::{rules, schema::Schema};
 //! let schema = Schema::products();
 //! let price = schema.column("price").unwrap();
-//! assert!(rules::parse_cell(price.kind, &price.constraints, "19.99").is_ok());
-//! let err = rules::parse_cell(price.kind, &price.constraints, "19.999").unwrap_err();
+//! let plain = chute::value::NumberFormat::default();
+//! assert!(rules::parse_cell(price.kind, &price.constraints, &plain, "19.99").is_ok());
+//! let err = rules::parse_cell(price.kind, &price.constraints, &plain, "19.999").unwrap_err();
 //! assert_eq!(err.code, chute::Code::Constraint);
 //! ```
 
@@ -81,8 +82,6 @@ pub struct Constraints {
     pub scale: Option<u32>,
     /// List separator.
     pub separator: String,
-    /// How decimal and integer cells write numbers (the file's format; plain `1234.56` by default).
-    pub numbers: NumberFormat,
 }
 
 /// A set of allowed characters written like a regex class body: `A-Za-z0-9._-`.
@@ -197,42 +196,45 @@ fn excel_serial(text: &str) -> Option<String> {
 /// format, else without the declared format's separators. The default path pays one comparison.
 #[inline]
 fn parse_number<T>(
-    c: &Constraints,
+    numbers: &NumberFormat,
     text: &str,
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, CellError> {
-    if c.numbers.is_plain() {
+    if numbers.is_plain() {
         return Ok(parse(text));
     }
-    Ok(parse(&declared_number(c, text)?))
+    Ok(parse(&declared_number(numbers, text)?))
 }
 
 /// The cell as plain digits under a declared number format (out of line, off the default path).
 #[inline(never)]
-fn declared_number(c: &Constraints, text: &str) -> Result<String, CellError> {
-    c.numbers
+fn declared_number(numbers: &NumberFormat, text: &str) -> Result<String, CellError> {
+    numbers
         .normalise(text)
         .map(Cow::into_owned)
         .map_err(|m| CellError::new(Code::TypeError, m))
 }
 
 #[cold]
-fn not_a_decimal(c: &Constraints) -> CellError {
-    let message = if c.numbers.is_plain() {
+fn not_a_decimal(numbers: &NumberFormat) -> CellError {
+    let message = if numbers.is_plain() {
         "is not a decimal number (plain digits with an optional `.`, like 19.99)".to_string()
     } else {
         format!(
             "is not a decimal number in the declared format {}",
-            c.numbers.example()
+            numbers.example()
         )
     };
     CellError::new(Code::TypeError, message)
 }
 
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
+/// `numbers` is how the file writes numbers (its [`crate::format::ResolvedFormat`]'s): a file's
+/// setting, not the column's.
 pub fn parse_cell<'a>(
     kind: ColumnType,
     c: &Constraints,
+    numbers: &NumberFormat,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
     // Any text is a string or a list, so a formula error is looked for first there (one byte
@@ -242,7 +244,7 @@ pub fn parse_cell<'a>(
             return Err(e);
         }
     }
-    parse_typed(kind, c, text).map_err(|e| match e.code {
+    parse_typed(kind, c, numbers, text).map_err(|e| match e.code {
         Code::TypeError => spreadsheet_error(text).unwrap_or(e),
         _ => e,
     })
@@ -252,12 +254,14 @@ pub fn parse_cell<'a>(
 fn parse_typed<'a>(
     kind: ColumnType,
     c: &Constraints,
+    numbers: &NumberFormat,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let d = parse_number(c, text, Decimal::parse)?.ok_or_else(|| not_a_decimal(c))?;
+            let d = parse_number(numbers, text, Decimal::parse)?
+                .ok_or_else(|| not_a_decimal(numbers))?;
             if let Some(scale) = c.scale {
                 if d.scale > scale {
                     return Err(CellError::new(
@@ -270,7 +274,7 @@ fn parse_typed<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let n = parse_number(c, text, parse_integer)?
+            let n = parse_number(numbers, text, parse_integer)?
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,
@@ -400,6 +404,7 @@ mod tests {
     #[test]
     fn spreadsheet_damage_is_named_as_such() {
         let c = Constraints::default();
+        let plain = NumberFormat::default();
         let kinds = [
             ColumnType::String,
             ColumnType::List,
@@ -410,34 +415,31 @@ mod tests {
         ];
         for text in SPREADSHEET_ERRORS.iter().chain(&["#n/a"]) {
             for kind in kinds {
-                let e = parse_cell(kind, &c, text).unwrap_err();
+                let e = parse_cell(kind, &c, &plain, text).unwrap_err();
                 assert_eq!(e.code, Code::SpreadsheetError, "{text} as {kind:?}");
             }
         }
-        let declared = Constraints {
-            numbers: NumberFormat {
-                decimal: ',',
-                thousands: Some('.'),
-            },
-            ..Constraints::default()
+        let declared = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
         };
-        let e = parse_cell(ColumnType::Decimal, &declared, "#REF!").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &c, &declared, "#REF!").unwrap_err();
         assert_eq!(e.code, Code::SpreadsheetError);
         let two_places = Constraints {
             scale: Some(2),
             ..Constraints::default()
         };
-        let e = parse_cell(ColumnType::Decimal, &two_places, "12.345").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &two_places, &plain, "12.345").unwrap_err();
         assert_ne!(
             e.code,
             Code::SpreadsheetError,
             "a constraint is not spreadsheet damage"
         );
-        assert!(parse_cell(ColumnType::String, &c, "#1 seller").is_ok());
-        let e = parse_cell(ColumnType::Timestamp, &c, "45992").unwrap_err();
+        assert!(parse_cell(ColumnType::String, &c, &plain, "#1 seller").is_ok());
+        let e = parse_cell(ColumnType::Timestamp, &c, &plain, "45992").unwrap_err();
         assert_eq!(e.code, Code::SpreadsheetError);
         assert!(e.message.contains("2025-12-01"), "{}", e.message);
-        let e = parse_cell(ColumnType::Timestamp, &c, "soon").unwrap_err();
+        let e = parse_cell(ColumnType::Timestamp, &c, &plain, "soon").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         for key in ["1.23457E+11", "9E+12", "1,5e-3"] {
             assert!(scientific_key(key).is_some(), "{key}");
@@ -449,22 +451,20 @@ mod tests {
 
     #[test]
     fn declared_number_formats_reach_decimal_and_integer_columns() {
-        let c = Constraints {
-            numbers: NumberFormat {
-                decimal: ',',
-                thousands: Some('.'),
-            },
-            ..Constraints::default()
+        let c = Constraints::default();
+        let numbers = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
         };
         assert_eq!(
-            parse_cell(ColumnType::Decimal, &c, "1.234,56").unwrap(),
+            parse_cell(ColumnType::Decimal, &c, &numbers, "1.234,56").unwrap(),
             CellValue::Decimal(Decimal::parse("1234.56").unwrap())
         );
         assert_eq!(
-            parse_cell(ColumnType::Integer, &c, "12.000").unwrap(),
+            parse_cell(ColumnType::Integer, &c, &numbers, "12.000").unwrap(),
             CellValue::Integer(12_000)
         );
-        let e = parse_cell(ColumnType::Decimal, &c, "1,234.56").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &c, &numbers, "1,234.56").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         assert!(e.message.contains("1.234,56"), "{}", e.message);
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chute::input::{decode_all, Format, FormatSpec};
+use chute::format::{Format, FormatSpec};
+use chute::input::decode_all;
 use chute::lambda::Config;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
@@ -143,7 +144,7 @@ pub fn check_bytes(
     let start = Instant::now();
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
-    let decoded = decode_all(bytes, schema, &reading.format, reading.sheet);
+    let decoded = decode_all(bytes, Some(schema), &reading.format, reading.sheet);
     let source = Source {
         key,
         read_as: decoded.as_ref().ok().map(|d| d.read_as.clone()),
@@ -152,7 +153,14 @@ pub fn check_bytes(
     let mut builder = ReportBuilder::new("check", source, &schema.name);
     let outcome = decoded.and_then(|decoded| {
         builder.warnings(&decoded.warnings);
-        process_with_progress(&decoded.csv, &decoded.schema, &options, false, progress)
+        process_with_progress(
+            &decoded.csv,
+            schema,
+            decoded.format,
+            &options,
+            false,
+            progress,
+        )
     });
     let mut header = Vec::new();
     match &outcome {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chute::rules::{parse_cell, ColumnType, Constraints};
 use chute::schema::{fold_header, is_name_char, Schema};
-use chute::value::trim;
+use chute::value::{trim, NumberFormat};
 use serde::Serialize;
 
 use crate::{Failure, Outcome};
@@ -166,10 +166,11 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
                 separator: "|".into(),
                 ..Constraints::default()
             };
+            let plain = NumberFormat::default();
             for (candidate, label) in CANDIDATES {
                 let failing = vals
                     .iter()
-                    .filter(|v| parse_cell(candidate, &constraints, v).is_err())
+                    .filter(|v| parse_cell(candidate, &constraints, &plain, v).is_err())
                     .count();
                 // `1`/`0` columns are numbers, not booleans.
                 if candidate == ColumnType::Boolean
@@ -192,7 +193,7 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
                 if failing * 2 < vals.len() {
                     let example = vals
                         .iter()
-                        .find(|v| parse_cell(candidate, &constraints, v).is_err())
+                        .find(|v| parse_cell(candidate, &constraints, &plain, v).is_err())
                         .expect("a failing value");
                     notes.push(format!(
                         "stays a string: mixed, {} of {} values are {label} but `{example}` is not",
