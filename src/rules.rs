@@ -6,7 +6,7 @@
 //! | type | accepts | checks |
 //! |---|---|---|
 //! | string | any text (trimmed) | `min_length`/`max_length` in characters, `charset`, then `case` |
-//! | decimal | `123`, `123.45`, `-1` (plain digits, optional `.`, no exponent or grouping) | `min`, `max`, `scale` (digits after `.`) |
+//! | decimal | `123`, `123.45`, `-1`, `.5`, `5.` (plain digits, optional `.`, no exponent or grouping; at most 34 significant digits) | `min`, `max`, `scale` (digits after `.`) |
 //! | integer | `42`, `-7` | `min`, `max` |
 //! | boolean | `true/false/yes/no/1/0`, any case | |
 //! | timestamp | RFC 3339, or `YYYY-MM-DD` (midnight UTC) | |
@@ -28,7 +28,10 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 
 use crate::error::Code;
-use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal, NumberFormat};
+use crate::value::{
+    excess_decimal_digits, parse_integer, parse_timestamp, trim, CellValue, Decimal, NumberFormat,
+    MAX_DECIMAL_DIGITS,
+};
 
 /// Why one cell was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +219,18 @@ fn declared_number(numbers: &NumberFormat, text: &str) -> Result<String, CellErr
 }
 
 #[cold]
-fn not_a_decimal(numbers: &NumberFormat) -> CellError {
+fn not_a_decimal(numbers: &NumberFormat, text: &str) -> CellError {
+    let plain = if numbers.is_plain() {
+        Some(text.to_string())
+    } else {
+        declared_number(numbers, text).ok()
+    };
+    if let Some(digits) = plain.as_deref().and_then(excess_decimal_digits) {
+        return CellError::new(
+            Code::TypeError,
+            format!("has {digits} significant digits; a decimal holds at most {MAX_DECIMAL_DIGITS} (MongoDB's Decimal128): round it or store it as a string column"),
+        );
+    }
     let message = if numbers.is_plain() {
         "is not a decimal number (plain digits with an optional `.`, like 19.99)".to_string()
     } else {
@@ -261,7 +275,7 @@ fn parse_typed<'a>(
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
             let d = parse_number(numbers, text, Decimal::parse)?
-                .ok_or_else(|| not_a_decimal(numbers))?;
+                .ok_or_else(|| not_a_decimal(numbers, text))?;
             if let Some(scale) = c.scale {
                 if d.scale > scale {
                     return Err(CellError::new(
@@ -447,6 +461,36 @@ mod tests {
         for key in ["E12", "SKU-1E5", "1.2E", "ABC"] {
             assert!(scientific_key(key).is_none(), "{key}");
         }
+    }
+
+    #[test]
+    fn a_decimal_too_long_for_decimal128_is_named_as_such() {
+        let c = Constraints::default();
+        let plain = NumberFormat::default();
+        let price = "1234567890123456789012345678901234567.5";
+        let e = parse_cell(ColumnType::Decimal, &c, &plain, price).unwrap_err();
+        assert_eq!(e.code, Code::TypeError);
+        assert!(
+            e.message.contains("38 significant digits") && e.message.contains("Decimal128"),
+            "{}",
+            e.message
+        );
+        let comma = NumberFormat {
+            decimal: ',',
+            thousands: None,
+        };
+        let e = parse_cell(ColumnType::Decimal, &c, &comma, &price.replace('.', ",")).unwrap_err();
+        assert!(e.message.contains("38 significant digits"), "{}", e.message);
+        let e = parse_cell(ColumnType::Decimal, &c, &plain, "12x").unwrap_err();
+        assert!(e.message.contains("not a decimal number"), "{}", e.message);
+        assert_eq!(
+            parse_cell(ColumnType::Decimal, &c, &plain, ".5").unwrap(),
+            CellValue::Decimal(Decimal::parse("0.5").unwrap())
+        );
+        assert_eq!(
+            parse_cell(ColumnType::Decimal, &c, &comma, ",5").unwrap(),
+            CellValue::Decimal(Decimal::parse("0.5").unwrap())
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use chute::input::{decode_all, Decoded, ReadAs};
 use chute::records::csv_reader;
 use chute::rules::{parse_cell, ColumnType, Constraints};
 use chute::schema::{fold_header, is_name_char, Schema};
-use chute::value::trim;
+use chute::value::{trim, CellValue};
 use serde::Serialize;
 
 use crate::reading::ReadFlags;
@@ -61,6 +61,9 @@ pub struct Drafted {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub required: bool,
+    /// A decimal column's most decimal places in the sample, drafted as its `scale`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u32>,
     /// Why a column that looked numeric (or anything else) stays a string, or other notes.
     pub notes: Vec<String>,
     /// Non-empty values seen, and distinct ones among them.
@@ -175,6 +178,7 @@ pub fn draft(
         let vals = &values[i];
         let distinct = vals.iter().collect::<std::collections::HashSet<_>>().len();
         let mut kind = "string";
+        let mut scale = None;
         let mut notes = Vec::new();
         if !vals.is_empty() {
             let constraints = Constraints {
@@ -186,6 +190,16 @@ pub fn draft(
                     .iter()
                     .filter(|v| parse_cell(candidate, &constraints, &numbers, v).is_err())
                     .count();
+                // Integers with decimals among them (prices `25`, `17.99`) are decimals: the next
+                // candidate takes them all.
+                if candidate == ColumnType::Integer
+                    && failing > 0
+                    && vals
+                        .iter()
+                        .all(|v| parse_cell(ColumnType::Decimal, &constraints, &numbers, v).is_ok())
+                {
+                    continue;
+                }
                 // `1`/`0` columns are numbers, not booleans.
                 if candidate == ColumnType::Boolean
                     && vals.iter().all(|v| v.bytes().all(|b| b.is_ascii_digit()))
@@ -217,6 +231,23 @@ pub fn draft(
                     break;
                 }
             }
+            if kind == "decimal" {
+                let places =
+                    |v: &String| match parse_cell(ColumnType::Decimal, &constraints, &numbers, v) {
+                        Ok(CellValue::Decimal(d)) => d.scale,
+                        _ => 0,
+                    };
+                scale = vals.iter().map(places).max();
+                let whole = vals
+                    .iter()
+                    .find(|v| parse_cell(ColumnType::Integer, &constraints, &numbers, v).is_ok());
+                let fraction = vals.iter().find(|v| places(v) > 0);
+                if let (Some(whole), Some(fraction)) = (whole, fraction) {
+                    notes.push(format!(
+                        "whole numbers and decimals together (`{whole}`, `{fraction}`): decimal"
+                    ));
+                }
+            }
             if kind == "string" && vals.iter().any(|v| v.contains('|')) {
                 notes.push(
                     "values contain `|`: type = \"list\" would store them as an array".into(),
@@ -227,6 +258,7 @@ pub fn draft(
             name: column.clone(),
             kind,
             required: empty[i] == 0 && !vals.is_empty(),
+            scale,
             notes,
             present: vals.len(),
             distinct,
@@ -305,6 +337,7 @@ pub fn draft(
                     c.kind
                 ));
                 c.kind = "string";
+                c.scale = None;
             }
         }
     }
@@ -377,6 +410,9 @@ fn to_toml(d: &Draft, format: &str, skipped: usize) -> String {
             t += &format!("# {note}\n");
         }
         t += &format!("type = {}\n", quote(c.kind));
+        if let Some(scale) = c.scale {
+            t += &format!("scale = {scale}  # the most decimal places in the sample\n");
+        }
         if c.required {
             t += "required = true\n";
         }

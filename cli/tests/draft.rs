@@ -200,3 +200,40 @@ fn latin1(text: &str) -> Vec<u8> {
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect()
 }
+
+#[test]
+fn whole_numbers_with_decimals_and_bare_points_are_drafted_as_decimals_with_their_scale() {
+    let file = temp("prices").join("prices.csv");
+    std::fs::write(
+        &file,
+        "sku,price,weight,grams\nA,25,.5,100\nB,95,5.,250\nC,17.99,.25,80\n",
+    )
+    .unwrap();
+    let draft = json(&chute(&[
+        "--json",
+        "schema",
+        "draft",
+        file.to_str().unwrap(),
+    ]));
+    let column = |name: &str| {
+        let c = draft["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {draft}"));
+        (c["type"].clone(), c["scale"].clone())
+    };
+    assert_eq!(column("price"), ("decimal".into(), 2.into()), "{draft}");
+    assert_eq!(column("weight"), ("decimal".into(), 2.into()), "{draft}");
+    assert_eq!(column("grams"), ("integer".into(), serde_json::Value::Null));
+    let toml = draft["toml"].as_str().unwrap();
+    assert!(
+        toml.contains("# whole numbers and decimals together (`25`, `17.99`): decimal"),
+        "{toml}"
+    );
+    // `chute check` with the draft takes `.5` and `5.` as the run does.
+    let (toml, report) = draft_then_check(&file, "prices-check");
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    assert_eq!(report["rows"]["valid"], 3, "{report}");
+}
