@@ -50,14 +50,21 @@ fn probe(kind: &str, path: &str, chunk_bytes: u64) {
         chunk_bytes,
         ..PlanOptions::default()
     };
-    let planned = plan(std::fs::File::open(path).unwrap(), &schema, &options).unwrap();
+    let format = schema.format.as_declared();
+    let planned = plan(
+        std::fs::File::open(path).unwrap(),
+        &schema,
+        format,
+        &options,
+    )
+    .unwrap();
     if kind == "transform" {
         let chunk = planned.chunks[0];
         let mut file = std::fs::File::open(path).unwrap();
         file.seek(SeekFrom::Start(chunk.start)).unwrap();
         let mut bytes = vec![0; (chunk.end - chunk.start) as usize];
         file.read_exact(&mut bytes).unwrap();
-        let rules = RowRules::new(&schema, &planned.header);
+        let rules = RowRules::new(&schema, &planned.header, format);
         let (parts, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let mut staged = std::fs::File::create(format!("{path}.staged")).unwrap();
         let uploader = std::thread::spawn(move || {
@@ -183,9 +190,10 @@ fn main() {
     // the phases alternate so a slow spell cannot hit only one of them.
     const ROUNDS: usize = 5;
     let options = PlanOptions::default();
-    let planned = plan(data.as_slice(), &schema, &options).unwrap();
+    let format = schema.format.as_declared();
+    let planned = plan(data.as_slice(), &schema, format, &options).unwrap();
     results.insert("chunks".into(), json!(planned.chunks.len()));
-    let rules = RowRules::new(&schema, &planned.header);
+    let rules = RowRules::new(&schema, &planned.header, format);
     let mut staged = Vec::new();
     let (mut valid, mut rejected) = (0u64, 0u64);
     let (mut raw, mut planner, mut transform, mut transform_cpu) = (0f64, 0f64, 0f64, 0f64);
@@ -197,7 +205,7 @@ fn main() {
         // 2. Planner: chunk boundaries, line numbers and key fingerprints in one pass.
         if runs("planner") {
             let t = Instant::now();
-            plan(data.as_slice(), &schema, &options).unwrap();
+            plan(data.as_slice(), &schema, format, &options).unwrap();
             planner = planner.max(rate(planned.rows, t));
         }
         // 3. Transform: parse + validate + BSON, chunk by chunk as the Lambdas do.
@@ -292,7 +300,8 @@ fn main() {
 /// as a ratio to the same rows in plain UTF-8. The rows carry accents (`Produit numéro`) so the
 /// windows-1252 file is not plain ASCII.
 fn format_rates(data: &[u8], schema: &Schema, rounds: usize) -> Map<String, Value> {
-    use chute::input::{decode_all, Format};
+    use chute::format::Format;
+    use chute::input::decode_all;
     let plain = std::str::from_utf8(data)
         .unwrap()
         .replace("Product number", "Produit numéro");
@@ -313,11 +322,12 @@ fn format_rates(data: &[u8], schema: &Schema, rounds: usize) -> Map<String, Valu
     for _ in 0..rounds {
         for (i, (_, bytes, format)) in inputs.iter().enumerate() {
             let t = Instant::now();
-            let decoded = decode_all(bytes, schema, format, None).unwrap();
+            let decoded = decode_all(bytes, Some(schema), format, None).unwrap();
             let options = PlanOptions::default();
             let outcome = chute::pipeline::process_with_progress(
                 &decoded.csv,
-                &decoded.schema,
+                schema,
+                decoded.format,
                 &options,
                 false,
                 |_| {},

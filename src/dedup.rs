@@ -33,7 +33,7 @@ impl Occurrences {
     ) {
         let schema: &Schema = rules.schema;
         let key_cells = header.key_cells(schema);
-        let mut records = ChunkRecords::new(schema, chunk, bytes);
+        let mut records = ChunkRecords::new(rules.format.delimiter, chunk, bytes);
         let mut record = csv::StringRecord::new();
         let (mut spare_values, mut issues) = (Vec::new(), Vec::new());
         while let Some(located) = records.next(&mut record) {

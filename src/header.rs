@@ -107,7 +107,6 @@ impl Header {
                             field,
                             constraints: Constraints {
                                 separator: "|".into(),
-                                numbers: schema.format.numbers,
                                 ..Constraints::default()
                             },
                             identifier: p.kind == ColumnType::Gtin,

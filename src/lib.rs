@@ -21,6 +21,7 @@ pub mod clock;
 pub mod dedup;
 pub mod error;
 pub mod feed;
+pub mod format;
 pub mod header;
 pub mod input;
 #[cfg(feature = "adapters")]

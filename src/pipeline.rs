@@ -3,6 +3,7 @@
 
 use crate::dedup::{rows_in_chunk, Occurrences};
 use crate::error::FileError;
+use crate::format::ResolvedFormat;
 use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
 use crate::records::ChunkPlan;
 use crate::report::{ChunkTally, ReportBuilder, TransformTally, WriteTally};
@@ -56,13 +57,15 @@ impl FileOutcome {
     }
 }
 
-/// Runs the engine over `bytes` exactly as the pipeline does chunk by chunk.
+/// Runs the engine over `bytes` (UTF-8 CSV in the schema's declared format) exactly as the
+/// pipeline does chunk by chunk.
 pub fn process(
     bytes: &[u8],
     schema: &Schema,
     options: &PlanOptions,
 ) -> Result<FileOutcome, FileError> {
-    process_with_progress(bytes, schema, options, true, |_| {})
+    let format = schema.format.as_declared();
+    process_with_progress(bytes, schema, format, options, true, |_| {})
 }
 
 /// Where [`process_with_progress`] is: the plan is made, then each chunk is transformed.
@@ -74,19 +77,21 @@ pub enum Progress {
     Chunk { rows: u64 },
 }
 
-/// [`process`], telling `progress` as it goes (a progress bar for a large file). Without
-/// `keep_staged` no document is written ([`check_chunk`]: `staged` comes back empty): a check that
-/// only wants the outcome needs neither the memory nor the BSON.
+/// [`process`] over `bytes` read with `format` (a decoded file's), telling `progress` as it goes
+/// (a progress bar for a large file). Without `keep_staged` no document is written
+/// ([`check_chunk`]: `staged` comes back empty): a check that only wants the outcome needs neither
+/// the memory nor the BSON.
 pub fn process_with_progress(
     bytes: &[u8],
     schema: &Schema,
+    format: ResolvedFormat,
     options: &PlanOptions,
     keep_staged: bool,
     mut progress: impl FnMut(Progress),
 ) -> Result<FileOutcome, FileError> {
-    let plan = plan(bytes, schema, options)?;
+    let plan = plan(bytes, schema, format, options)?;
     progress(Progress::Planned { rows: plan.rows });
-    let rules = RowRules::new(schema, &plan.header);
+    let rules = RowRules::new(schema, &plan.header, format);
     let slice = |c: &ChunkPlan| &bytes[c.start as usize..c.end as usize];
     let superseded = if plan.duplicate_fingerprints.is_empty() {
         Vec::new()

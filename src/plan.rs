@@ -9,7 +9,8 @@
 //! use chute::{plan::{plan, PlanOptions}, schema::Schema};
 //! let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,Desk,99.5,2,home\nA,Lamp,11,1,home\n";
 //! let options = PlanOptions { chunk_bytes: 20, ..PlanOptions::default() };
-//! let plan = plan(csv.as_bytes(), &Schema::products(), &options).unwrap();
+//! let schema = Schema::products();
+//! let plan = plan(csv.as_bytes(), &schema, schema.format.as_declared(), &options).unwrap();
 //! assert_eq!(plan.rows, 3);
 //! assert_eq!(plan.chunks.len(), 2);
 //! assert_eq!(plan.duplicate_fingerprints.len(), 1); // `A` twice
@@ -22,6 +23,7 @@ use std::io::{BufRead, BufReader, Read};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FileCode, FileError};
+use crate::format::ResolvedFormat;
 use crate::header::Header;
 use crate::records::{csv_reader, ChunkPlan};
 use crate::schema::{Schema, KEY_SEPARATOR};
@@ -138,8 +140,14 @@ impl Hasher for FingerprintHasher {
 
 pub type FingerprintSet = HashSet<u64, BuildHasherDefault<FingerprintHasher>>;
 
-/// Reads a whole file once: resolves the header, cuts chunks, finds duplicate keys.
-pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result<Plan, FileError> {
+/// Reads a whole file once, split as `format` says: resolves the header, cuts chunks, finds
+/// duplicate keys.
+pub fn plan<R: Read>(
+    input: R,
+    schema: &Schema,
+    format: ResolvedFormat,
+    options: &PlanOptions,
+) -> Result<Plan, FileError> {
     let mut input = BufReader::with_capacity(256 * 1024, input);
     let bom = {
         let head = input.fill_buf().map_err(io_error)?;
@@ -152,7 +160,7 @@ pub fn plan<R: Read>(input: R, schema: &Schema, options: &PlanOptions) -> Result
     input.consume(bom);
     let bom = bom as u64;
 
-    let mut reader = csv_reader(schema, input);
+    let mut reader = csv_reader(format.delimiter, input);
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record).map_err(csv_error)? {
         return Err(FileError::new(

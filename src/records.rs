@@ -7,7 +7,6 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Position;
-use crate::schema::Schema;
 
 /// One chunk: a byte range of the file holding whole records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,9 +24,10 @@ pub struct ChunkPlan {
     pub rows: u64,
 }
 
-/// Builds a CSV reader with the settings every pass uses (so all passes agree on records).
-pub fn csv_reader<R: Read>(schema: &Schema, input: R) -> csv::Reader<R> {
-    reader_settings(schema.delimiter).from_reader(input)
+/// Builds a CSV reader with the settings every pass uses (so all passes agree on records), split
+/// on the file's `delimiter` (its [`crate::format::ResolvedFormat`]'s).
+pub fn csv_reader<R: Read>(delimiter: u8, input: R) -> csv::Reader<R> {
+    reader_settings(delimiter).from_reader(input)
 }
 
 fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
@@ -78,11 +78,12 @@ impl Fields<'_> {
 }
 
 impl<'a> ChunkRecords<'a> {
-    pub fn new(schema: &Schema, chunk: &ChunkPlan, bytes: &'a [u8]) -> Self {
+    /// Records of `bytes` (the chunk's range of the file) split on `delimiter`.
+    pub fn new(delimiter: u8, chunk: &ChunkPlan, bytes: &'a [u8]) -> Self {
         ChunkRecords {
             bytes,
-            reader: csv_reader(schema, bytes),
-            delimiter: schema.delimiter,
+            reader: csv_reader(delimiter, bytes),
+            delimiter,
             next_row: chunk.first_row,
             line: chunk.first_line,
             offset: 0,

@@ -6,7 +6,7 @@
 //! | type | accepts | checks |
 //! |---|---|---|
 //! | string | any text (trimmed) | `min_length`/`max_length` in characters, `charset`, then `case` |
-//! | decimal | `123`, `123.45`, `-1` (plain digits, optional `.`, no exponent or grouping) | `min`, `max`, `scale` (digits after `.`) |
+//! | decimal | `123`, `123.45`, `-1`, `.5`, `5.` (plain digits, optional `.`, no exponent or grouping; at most 34 significant digits) | `min`, `max`, `scale` (digits after `.`) |
 //! | integer | `42`, `-7` | `min`, `max` |
 //! | boolean | `true/false/yes/no/1/0`, any case | |
 //! | timestamp | RFC 3339, or `YYYY-MM-DD` (midnight UTC) | |
@@ -17,8 +17,9 @@
 //! use chute::{rules, schema::Schema};
 //! let schema = Schema::products();
 //! let price = schema.column("price").unwrap();
-//! assert!(rules::parse_cell(price.kind, &price.constraints, "19.99").is_ok());
-//! let err = rules::parse_cell(price.kind, &price.constraints, "19.999").unwrap_err();
+//! let plain = chute::value::NumberFormat::default();
+//! assert!(rules::parse_cell(price.kind, &price.constraints, &plain, "19.99").is_ok());
+//! let err = rules::parse_cell(price.kind, &price.constraints, &plain, "19.999").unwrap_err();
 //! assert_eq!(err.code, chute::Code::Constraint);
 //! ```
 
@@ -28,7 +29,10 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 
 use crate::error::Code;
-use crate::value::{parse_integer, parse_timestamp, trim, CellValue, Decimal, NumberFormat};
+use crate::value::{
+    excess_decimal_digits, parse_integer, parse_timestamp, trim, CellValue, Decimal, NumberFormat,
+    MAX_DECIMAL_DIGITS,
+};
 
 /// Why one cell was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,8 +88,6 @@ pub struct Constraints {
     pub scale: Option<u32>,
     /// List separator.
     pub separator: String,
-    /// How decimal and integer cells write numbers (the file's format; plain `1234.56` by default).
-    pub numbers: NumberFormat,
 }
 
 /// A set of allowed characters written like a regex class body: `A-Za-z0-9._-`.
@@ -201,42 +203,56 @@ fn excel_serial(text: &str) -> Option<String> {
 /// format, else without the declared format's separators. The default path pays one comparison.
 #[inline]
 fn parse_number<T>(
-    c: &Constraints,
+    numbers: &NumberFormat,
     text: &str,
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, CellError> {
-    if c.numbers.is_plain() {
+    if numbers.is_plain() {
         return Ok(parse(text));
     }
-    Ok(parse(&declared_number(c, text)?))
+    Ok(parse(&declared_number(numbers, text)?))
 }
 
 /// The cell as plain digits under a declared number format (out of line, off the default path).
 #[inline(never)]
-fn declared_number(c: &Constraints, text: &str) -> Result<String, CellError> {
-    c.numbers
+fn declared_number(numbers: &NumberFormat, text: &str) -> Result<String, CellError> {
+    numbers
         .normalise(text)
         .map(Cow::into_owned)
         .map_err(|m| CellError::new(Code::TypeError, m))
 }
 
 #[cold]
-fn not_a_decimal(c: &Constraints) -> CellError {
-    let message = if c.numbers.is_plain() {
+fn not_a_decimal(numbers: &NumberFormat, text: &str) -> CellError {
+    let plain = if numbers.is_plain() {
+        Some(text.to_string())
+    } else {
+        declared_number(numbers, text).ok()
+    };
+    if let Some(digits) = plain.as_deref().and_then(excess_decimal_digits) {
+        return CellError::new(
+            Code::TypeError,
+            format!("has {digits} significant digits; a decimal holds at most {MAX_DECIMAL_DIGITS} (MongoDB's Decimal128): round it or store it as a string column"),
+        );
+    }
+    let message = if numbers.is_plain() {
         "is not a decimal number (plain digits with an optional `.`, like 19.99)".to_string()
     } else {
         format!(
             "is not a decimal number in the declared format {}",
-            c.numbers.example()
+            numbers.example()
         )
     };
     CellError::new(Code::TypeError, message)
 }
 
 /// Parses and checks one cell that is non-empty after trimming (`text` is already trimmed).
+/// `numbers` is how the file writes numbers (its [`crate::format::ResolvedFormat`]'s): a file's
+/// setting, not the column's.
 pub fn parse_cell<'a>(
     kind: ColumnType,
     c: &Constraints,
+    numbers: &NumberFormat,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
     // Any text is a string or a list, so a formula error is looked for first there (one byte
@@ -246,7 +262,7 @@ pub fn parse_cell<'a>(
             return Err(e);
         }
     }
-    parse_typed(kind, c, text).map_err(|e| match e.code {
+    parse_typed(kind, c, numbers, text).map_err(|e| match e.code {
         Code::TypeError => spreadsheet_error(text).unwrap_or(e),
         _ => e,
     })
@@ -256,12 +272,14 @@ pub fn parse_cell<'a>(
 fn parse_typed<'a>(
     kind: ColumnType,
     c: &Constraints,
+    numbers: &NumberFormat,
     text: &'a str,
 ) -> Result<CellValue<'a>, CellError> {
     match kind {
         ColumnType::String => parse_string(c, text).map(CellValue::String),
         ColumnType::Decimal => {
-            let d = parse_number(c, text, Decimal::parse)?.ok_or_else(|| not_a_decimal(c))?;
+            let d = parse_number(numbers, text, Decimal::parse)?
+                .ok_or_else(|| not_a_decimal(numbers, text))?;
             if let Some(scale) = c.scale {
                 if d.scale > scale {
                     return Err(CellError::new(
@@ -274,7 +292,7 @@ fn parse_typed<'a>(
             Ok(CellValue::Decimal(d))
         }
         ColumnType::Integer => {
-            let n = parse_number(c, text, parse_integer)?
+            let n = parse_number(numbers, text, parse_integer)?
                 .ok_or_else(|| CellError::new(Code::TypeError, "is not a whole number"))?;
             let as_decimal = Decimal {
                 negative: n < 0,
@@ -458,6 +476,7 @@ mod tests {
     #[test]
     fn spreadsheet_damage_is_named_as_such() {
         let c = Constraints::default();
+        let plain = NumberFormat::default();
         let kinds = [
             ColumnType::String,
             ColumnType::List,
@@ -468,34 +487,31 @@ mod tests {
         ];
         for text in SPREADSHEET_ERRORS.iter().chain(&["#n/a"]) {
             for kind in kinds {
-                let e = parse_cell(kind, &c, text).unwrap_err();
+                let e = parse_cell(kind, &c, &plain, text).unwrap_err();
                 assert_eq!(e.code, Code::SpreadsheetError, "{text} as {kind:?}");
             }
         }
-        let declared = Constraints {
-            numbers: NumberFormat {
-                decimal: ',',
-                thousands: Some('.'),
-            },
-            ..Constraints::default()
+        let declared = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
         };
-        let e = parse_cell(ColumnType::Decimal, &declared, "#REF!").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &c, &declared, "#REF!").unwrap_err();
         assert_eq!(e.code, Code::SpreadsheetError);
         let two_places = Constraints {
             scale: Some(2),
             ..Constraints::default()
         };
-        let e = parse_cell(ColumnType::Decimal, &two_places, "12.345").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &two_places, &plain, "12.345").unwrap_err();
         assert_ne!(
             e.code,
             Code::SpreadsheetError,
             "a constraint is not spreadsheet damage"
         );
-        assert!(parse_cell(ColumnType::String, &c, "#1 seller").is_ok());
-        let e = parse_cell(ColumnType::Timestamp, &c, "45992").unwrap_err();
+        assert!(parse_cell(ColumnType::String, &c, &plain, "#1 seller").is_ok());
+        let e = parse_cell(ColumnType::Timestamp, &c, &plain, "45992").unwrap_err();
         assert_eq!(e.code, Code::SpreadsheetError);
         assert!(e.message.contains("2025-12-01"), "{}", e.message);
-        let e = parse_cell(ColumnType::Timestamp, &c, "soon").unwrap_err();
+        let e = parse_cell(ColumnType::Timestamp, &c, &plain, "soon").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         for key in ["1.23457E+11", "9E+12", "1,5e-3"] {
             assert!(scientific_notation(key).is_some(), "{key}");
@@ -506,23 +522,51 @@ mod tests {
     }
 
     #[test]
+    fn a_decimal_too_long_for_decimal128_is_named_as_such() {
+        let c = Constraints::default();
+        let plain = NumberFormat::default();
+        let price = "1234567890123456789012345678901234567.5";
+        let e = parse_cell(ColumnType::Decimal, &c, &plain, price).unwrap_err();
+        assert_eq!(e.code, Code::TypeError);
+        assert!(
+            e.message.contains("38 significant digits") && e.message.contains("Decimal128"),
+            "{}",
+            e.message
+        );
+        let comma = NumberFormat {
+            decimal: ',',
+            thousands: None,
+        };
+        let e = parse_cell(ColumnType::Decimal, &c, &comma, &price.replace('.', ",")).unwrap_err();
+        assert!(e.message.contains("38 significant digits"), "{}", e.message);
+        let e = parse_cell(ColumnType::Decimal, &c, &plain, "12x").unwrap_err();
+        assert!(e.message.contains("not a decimal number"), "{}", e.message);
+        assert_eq!(
+            parse_cell(ColumnType::Decimal, &c, &plain, ".5").unwrap(),
+            CellValue::Decimal(Decimal::parse("0.5").unwrap())
+        );
+        assert_eq!(
+            parse_cell(ColumnType::Decimal, &c, &comma, ",5").unwrap(),
+            CellValue::Decimal(Decimal::parse("0.5").unwrap())
+        );
+    }
+
+    #[test]
     fn declared_number_formats_reach_decimal_and_integer_columns() {
-        let c = Constraints {
-            numbers: NumberFormat {
-                decimal: ',',
-                thousands: Some('.'),
-            },
-            ..Constraints::default()
+        let c = Constraints::default();
+        let numbers = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
         };
         assert_eq!(
-            parse_cell(ColumnType::Decimal, &c, "1.234,56").unwrap(),
+            parse_cell(ColumnType::Decimal, &c, &numbers, "1.234,56").unwrap(),
             CellValue::Decimal(Decimal::parse("1234.56").unwrap())
         );
         assert_eq!(
-            parse_cell(ColumnType::Integer, &c, "12.000").unwrap(),
+            parse_cell(ColumnType::Integer, &c, &numbers, "12.000").unwrap(),
             CellValue::Integer(12_000)
         );
-        let e = parse_cell(ColumnType::Decimal, &c, "1,234.56").unwrap_err();
+        let e = parse_cell(ColumnType::Decimal, &c, &numbers, "1,234.56").unwrap_err();
         assert_eq!(e.code, Code::TypeError);
         assert!(e.message.contains("1.234,56"), "{}", e.message);
     }
@@ -565,7 +609,13 @@ mod tests {
 
     #[test]
     fn a_gtin_column_stores_the_normal_form() {
-        let value = parse_cell(ColumnType::Gtin, &Constraints::default(), "036000291452").unwrap();
+        let value = parse_cell(
+            ColumnType::Gtin,
+            &Constraints::default(),
+            &NumberFormat::default(),
+            "036000291452",
+        )
+        .unwrap();
         assert_eq!(value, CellValue::String(Cow::Borrowed("00036000291452")));
     }
 }

@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use crate::error::SchemaError;
 use crate::feed::{Feed, FeedSpec, SourceSpec};
-use crate::input::{Delimiter, Format, FormatSpec};
+use crate::format::{Format, FormatSpec};
 use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
-use crate::value::{CellValue, Decimal};
+use crate::value::{CellValue, Decimal, NumberFormat};
 
 /// One column as written in the TOML file.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,10 +118,8 @@ pub struct Schema {
     pub collection: String,
     /// Canonical names of the natural key's columns, in order.
     pub key: Vec<String>,
-    /// The delimiter records are split on: the format's, or `,` until an `auto` one is chosen
-    /// for a file ([`crate::input::open`] sets it).
-    pub delimiter: u8,
-    /// How files of this schema are read (`[format]`): encoding, delimiter, number format.
+    /// How files of this schema are read (`[format]`): encoding, delimiter, number format. What
+    /// one file is read with is a [`crate::format::ResolvedFormat`] beside the schema.
     pub format: Format,
     /// Sources whose files are read differently (`[sources.<name>.format]`): see
     /// [`Schema::format_for`].
@@ -220,10 +218,6 @@ impl Schema {
         let format = Format::default()
             .with(&format_spec, &format!("schema {}", spec.name))
             .map_err(SchemaError::Invalid)?;
-        let delimiter = match format.delimiter {
-            Delimiter::Byte(b) => b,
-            Delimiter::Auto => b',',
-        };
         let mut columns = Vec::with_capacity(spec.columns.len());
         let mut seen_names: HashMap<String, String> = HashMap::new();
         let mut seen_fields: HashMap<String, String> = HashMap::new();
@@ -259,8 +253,6 @@ impl Schema {
                 max: parse_bound(&c.name, "max", c.max.as_deref())?,
                 scale: c.scale,
                 separator: c.separator.clone().unwrap_or_else(|| "|".to_string()),
-                // Defaults are written plainly in the TOML; the file's format is set below.
-                numbers: Default::default(),
             };
             let mut column = Column {
                 name: c.name.clone(),
@@ -285,12 +277,15 @@ impl Schema {
                         )))
                     }
                 };
-                let default = parse_cell(column.kind, &column.constraints, &text).map_err(|e| {
-                    SchemaError::Invalid(format!(
-                        "default `{text}` of column `{}` fails its own rules: {}",
-                        c.name, e.message
-                    ))
-                })?;
+                // Defaults are written plainly in the TOML, whatever the files' number format.
+                let plain = NumberFormat::default();
+                let default =
+                    parse_cell(column.kind, &column.constraints, &plain, &text).map_err(|e| {
+                        SchemaError::Invalid(format!(
+                            "default `{text}` of column `{}` fails its own rules: {}",
+                            c.name, e.message
+                        ))
+                    })?;
                 column.default = Some(default.into_owned());
             }
             columns.push(column);
@@ -341,35 +336,21 @@ impl Schema {
         }
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let feed = Feed::from_spec(spec.feed, spec.sources, &names)?;
-        let numbers = format.numbers;
-        let mut schema = Schema {
+        for column in &mut columns {
+            column.identifier |=
+                spec.key.contains(&column.name) || feed.match_also.contains(&column.name);
+        }
+        Ok(Schema {
             feed,
             indexes: spec.indexes,
             collection: spec.collection.unwrap_or_else(|| spec.name.clone()),
             name: spec.name,
             key: spec.key,
-            delimiter,
             format,
             source_formats: BTreeMap::new(),
             columns,
             patterns,
-        };
-        for column in &mut schema.columns {
-            column.constraints.numbers = numbers;
-            column.identifier |=
-                schema.key.contains(&column.name) || schema.feed.match_also.contains(&column.name);
-        }
-        Ok(schema)
-    }
-
-    /// Reads files split on `delimiter` with numbers written as `numbers` (a file's resolved format).
-    pub fn set_format(&mut self, delimiter: u8, numbers: crate::value::NumberFormat) {
-        self.delimiter = delimiter;
-        self.format.delimiter = Delimiter::Byte(delimiter);
-        self.format.numbers = numbers;
-        for column in &mut self.columns {
-            column.constraints.numbers = numbers;
-        }
+        })
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {

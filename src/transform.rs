@@ -10,8 +10,9 @@
 //! use chute::{plan::{plan, PlanOptions}, schema::Schema, transform::{RowRules, transform_chunk}};
 //! let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,,x,1,home\n";
 //! let schema = Schema::products();
-//! let plan = plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
-//! let rules = RowRules::new(&schema, &plan.header);
+//! let format = schema.format.as_declared();
+//! let plan = plan(csv.as_bytes(), &schema, format, &PlanOptions::default()).unwrap();
+//! let rules = RowRules::new(&schema, &plan.header, format);
 //! let chunk = &plan.chunks[0];
 //! let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
 //! let mut staged = Vec::new();
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bson_writer::DocWriter;
 use crate::error::{Code, Position};
+use crate::format::ResolvedFormat;
 use crate::header::{Header, Target};
 use crate::input::{NotUtf8, NotUtf8Rows};
 use crate::records::{ChunkPlan, ChunkRecords, Fields};
@@ -104,10 +106,13 @@ fn insert_path(nodes: &mut Vec<Node>, path: &str, slot: usize) {
     }
 }
 
-/// The schema applied to one file's header: which cell feeds which column, and the document shape.
+/// The schema applied to one file's header and format: which cell feeds which column, how its
+/// numbers are written, and the document shape.
 pub struct RowRules<'s> {
     pub schema: &'s Schema,
     header: &'s Header,
+    /// What the file is read with (its records are split on its delimiter).
+    pub format: ResolvedFormat,
     /// Every column that can produce a value (schema columns, then pattern columns), with the
     /// header cell that feeds it.
     slots: Vec<(&'s Column, Option<usize>)>,
@@ -123,7 +128,7 @@ pub struct RowRules<'s> {
 }
 
 impl<'s> RowRules<'s> {
-    pub fn new(schema: &'s Schema, header: &'s Header) -> Self {
+    pub fn new(schema: &'s Schema, header: &'s Header, format: ResolvedFormat) -> Self {
         let mut slots: Vec<(&Column, Option<usize>)> = schema
             .columns
             .iter()
@@ -187,6 +192,7 @@ impl<'s> RowRules<'s> {
         RowRules {
             schema,
             header,
+            format,
             slots,
             cell_slots,
             key_slots,
@@ -216,7 +222,7 @@ impl<'s> RowRules<'s> {
                 None
             } else {
                 // Keys are the one place a spreadsheet's rewrite of a number is silent damage.
-                match parse_cell(column.kind, &column.constraints, text) {
+                match parse_cell(column.kind, &column.constraints, &self.format.numbers, text) {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
                     Err(e) => {
@@ -284,7 +290,7 @@ impl<'s> RowRules<'s> {
             value: quote(
                 &self
                     .fields(record)
-                    .join(&char::from(self.schema.delimiter).to_string()),
+                    .join(&char::from(self.format.delimiter).to_string()),
             ),
         }
     }
@@ -438,8 +444,9 @@ pub fn transform_chunk(
 /// use chute::{plan::{plan, PlanOptions}, schema::Schema, transform::{RowRules, check_chunk, transform_chunk}};
 /// let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,,x,1,home\n";
 /// let schema = Schema::products();
-/// let plan = plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
-/// let rules = RowRules::new(&schema, &plan.header);
+/// let format = schema.format.as_declared();
+/// let plan = plan(csv.as_bytes(), &schema, format, &PlanOptions::default()).unwrap();
+/// let rules = RowRules::new(&schema, &plan.header, format);
 /// let chunk = &plan.chunks[0];
 /// let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
 /// let checked = check_chunk(&rules, chunk, bytes, &[]);
@@ -464,8 +471,9 @@ pub fn check_chunk(
 /// use chute::{plan::{plan, PlanOptions}, schema::Schema, transform::{RowRules, transform_chunk_parts}};
 /// let csv = "sku,name,price,stock,category\nA,Lamp,10,1,home\nB,Desk,90,2,office\n";
 /// let schema = Schema::products();
-/// let plan = plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
-/// let rules = RowRules::new(&schema, &plan.header);
+/// let format = schema.format.as_declared();
+/// let plan = plan(csv.as_bytes(), &schema, format, &PlanOptions::default()).unwrap();
+/// let rules = RowRules::new(&schema, &plan.header, format);
 /// let chunk = &plan.chunks[0];
 /// let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
 /// let mut parts = Vec::new();
@@ -509,7 +517,7 @@ fn transform_into(
     part_size: usize,
     mut full: impl FnMut(&mut Vec<u8>),
 ) -> ChunkOutcome {
-    let mut records = ChunkRecords::new(rules.schema, chunk, bytes);
+    let mut records = ChunkRecords::new(rules.format.delimiter, chunk, bytes);
     let mut record = csv::StringRecord::new();
     let mut spare_values = Vec::new();
     let mut issues = Vec::new();

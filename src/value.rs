@@ -53,7 +53,35 @@ impl CellValue<'_> {
 }
 
 /// Most significant digits a BSON Decimal128 holds.
-const MAX_DECIMAL_DIGITS: usize = 34;
+pub const MAX_DECIMAL_DIGITS: usize = 34;
+
+/// Plain decimal text split into its sign, integer digits and fraction digits (`-12.50`, `.5` and
+/// `5.` as spreadsheets and databases read them), with its significant digit count; `None` when
+/// the text is not one.
+#[inline]
+fn decimal_parts(text: &str) -> Option<(bool, &str, &str, usize)> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = int.trim_start_matches('0').len() + frac.len();
+    Some((negative, int, frac, digits))
+}
+
+/// The significant digits of plain decimal text that has more than Decimal128 holds (a
+/// 37-digit number is a number, only not one MongoDB can store exactly); `None` otherwise.
+pub fn excess_decimal_digits(text: &str) -> Option<usize> {
+    decimal_parts(text)
+        .map(|(_, _, _, digits)| digits)
+        .filter(|&digits| digits > MAX_DECIMAL_DIGITS)
+}
 
 /// An exact decimal: `coefficient × 10^-scale`, negative when `negative`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,24 +92,11 @@ pub struct Decimal {
 }
 
 impl Decimal {
-    /// Parses plain decimal text: optional `-`, digits, optional `.` and digits. No exponent, no `+`,
-    /// no grouping, at most 34 significant digits (what Decimal128 holds exactly).
+    /// Parses plain decimal text: optional `-`, digits, optional `.` and digits, with digits on at
+    /// least one side of the `.` (`.5`, `5.`). No exponent, no `+`, no grouping, at most 34
+    /// significant digits (what Decimal128 holds exactly).
     pub fn parse(text: &str) -> Option<Decimal> {
-        let (negative, body) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (int, frac) = match body.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (body, ""),
-        };
-        if int.is_empty() || (body.contains('.') && frac.is_empty()) {
-            return None;
-        }
-        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let digits = int.trim_start_matches('0').len() + frac.len();
+        let (negative, int, frac, digits) = decimal_parts(text)?;
         if digits > MAX_DECIMAL_DIGITS {
             return None;
         }
@@ -336,6 +351,22 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 301 * 365 + 73); // 73 leap days: 1904..=2196 but not 2100
+    }
+
+    #[test]
+    fn a_decimal_may_leave_out_the_digits_on_one_side_of_its_point() {
+        let parsed = |text| Decimal::parse(text).map(|d| d.to_string());
+        assert_eq!(parsed(".5").as_deref(), Some("0.5"));
+        assert_eq!(parsed("-.25").as_deref(), Some("-0.25"));
+        assert_eq!(parsed("5.").as_deref(), Some("5"));
+        for text in [".", "-.", "-", "", "5.5.", "..5", "+.5", "1e5"] {
+            assert_eq!(Decimal::parse(text), None, "{text:?}");
+        }
+        let long = "1234567890123456789012345678901234567";
+        assert_eq!(Decimal::parse(long), None);
+        assert_eq!(excess_decimal_digits(long), Some(37));
+        assert_eq!(excess_decimal_digits(&format!("0.{}", &long[..34])), None);
+        assert_eq!(excess_decimal_digits("12x"), None);
     }
 
     #[test]

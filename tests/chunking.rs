@@ -80,7 +80,8 @@ proptest! {
     fn chunked_reading_equals_the_file(file in file(), chunk_bytes in prop_oneof![Just(1u64), 2u64..64, Just(1u64 << 30)]) {
         let schema = Schema::products();
         let bytes = file.text.as_bytes();
-        let plan = plan(bytes, &schema, &PlanOptions { chunk_bytes, ..PlanOptions::default() }).unwrap();
+        let delimiter = schema.format.as_declared().delimiter;
+        let plan = plan(bytes, &schema, schema.format.as_declared(), &PlanOptions { chunk_bytes, ..PlanOptions::default() }).unwrap();
         prop_assert_eq!(plan.rows, file.expected.len() as u64);
         prop_assert_eq!(plan.file_bytes, bytes.len() as u64);
         let mut next_start = plan.data_start;
@@ -90,7 +91,7 @@ proptest! {
             prop_assert_eq!(chunk.start, next_start, "chunks tile the data");
             prop_assert_eq!(chunk.first_row, got.len() as u64 + 1);
             next_start = chunk.end;
-            let mut records = ChunkRecords::new(&schema, chunk, &bytes[chunk.start as usize..chunk.end as usize]);
+            let mut records = ChunkRecords::new(delimiter, chunk, &bytes[chunk.start as usize..chunk.end as usize]);
             let mut in_chunk = 0;
             while let Some(located) = records.next(&mut record) {
                 prop_assert_eq!(located.position.row, got.len() as u64 + 1);

@@ -460,8 +460,9 @@ fn staged_parts_are_cut_between_documents_and_add_up_to_the_whole() {
         ));
     }
     let schema = Schema::products();
-    let plan = chute::plan::plan(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
-    let rules = RowRules::new(&schema, &plan.header);
+    let format = schema.format.as_declared();
+    let plan = chute::plan::plan(csv.as_bytes(), &schema, format, &PlanOptions::default()).unwrap();
+    let rules = RowRules::new(&schema, &plan.header, format);
     let chunk = &plan.chunks[0];
     let bytes = &csv.as_bytes()[chunk.start as usize..chunk.end as usize];
     let mut whole = Vec::new();
@@ -501,12 +502,12 @@ fn a_file_past_the_key_ceiling_is_refused_while_planning() {
         ..PlanOptions::default()
     };
     assert_eq!(
-        chute::plan::plan(csv.as_bytes(), &schema, &at(5))
+        chute::plan::plan(csv.as_bytes(), &schema, schema.format.as_declared(), &at(5))
             .unwrap()
             .rows,
         5
     );
-    let err = chute::plan::plan(csv.as_bytes(), &schema, &at(3))
+    let err = chute::plan::plan(csv.as_bytes(), &schema, schema.format.as_declared(), &at(3))
         .err()
         .unwrap();
     assert_eq!(err.code, "too_many_keys");
@@ -536,7 +537,7 @@ proptest::proptest! {
         let options = PlanOptions { chunk_bytes, ..PlanOptions::default() };
         let schema = Schema::products();
         let transformed = process(csv.as_bytes(), &schema, &options).unwrap();
-        let checked = process_with_progress(csv.as_bytes(), &schema, &options, false, |_| {}).unwrap();
+        let checked = process_with_progress(csv.as_bytes(), &schema, schema.format.as_declared(), &options, false, |_| {}).unwrap();
         proptest::prop_assert_eq!(&checked.chunks, &transformed.chunks);
         proptest::prop_assert_eq!(&checked.superseded, &transformed.superseded);
         proptest::prop_assert!(checked.staged.is_empty());

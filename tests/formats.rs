@@ -173,9 +173,11 @@ async fn a_large_gzip_is_decoded_once_staged_and_cut_into_chunks() {
     let rows = 100_000;
     let text = large_csv(&p, rows);
     let chunk_bytes: u64 = 2 << 20;
+    let products = chute::Schema::products();
     let expected_chunks = chute::plan(
         text.as_bytes(),
-        &chute::Schema::products(),
+        &products,
+        products.format.as_declared(),
         &chute::PlanOptions {
             chunk_bytes,
             ..chute::PlanOptions::default()

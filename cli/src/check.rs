@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chute::input::{decode_all, Format, FormatSpec};
+use chute::format::Format;
+use chute::input::decode_all;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
     failure_reason, thousands, Artifacts, Report, ReportBuilder, Source, Status, Timings, Written,
@@ -13,6 +14,7 @@ use chute::report::{
 use chute::schema::Schema;
 use chute::settings::Config;
 
+use crate::reading::ReadFlags;
 use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
@@ -65,21 +67,8 @@ pub struct Args {
     /// Read the file as this feed source's does (its `[sources.NAME.format]`, if the schema has one).
     #[arg(long, value_name = "NAME")]
     pub source: Option<String>,
-    /// The file's encoding, as object metadata `chute-encoding` declares it (windows-1252, shift_jis…).
-    #[arg(long, value_name = "LABEL")]
-    pub encoding: Option<String>,
-    /// The field delimiter (`chute-delimiter`): one character, `tab` or `auto`.
-    #[arg(long, value_name = "CHAR")]
-    pub delimiter: Option<String>,
-    /// The decimal mark of numbers (`chute-decimal`): `.` or `,`.
-    #[arg(long, value_name = "CHAR")]
-    pub decimal: Option<String>,
-    /// The thousands separator of numbers (`chute-thousands`): `.`, `,`, `space` or `none`.
-    #[arg(long, value_name = "CHAR")]
-    pub thousands: Option<String>,
-    /// The sheet of an .xlsx to read (`chute-sheet`; default: the first).
-    #[arg(long, value_name = "NAME")]
-    pub sheet: Option<String>,
+    #[command(flatten)]
+    pub read: ReadFlags,
 }
 
 impl Args {
@@ -90,13 +79,7 @@ impl Args {
             Some(source) => schema.format_for(source),
             None => &schema.format,
         };
-        let flags = FormatSpec {
-            encoding: self.encoding.clone(),
-            delimiter: self.delimiter.clone(),
-            decimal: self.decimal.clone(),
-            thousands: self.thousands.clone(),
-        };
-        base.with(&flags, "the command line").map_err(Failure)
+        self.read.over(base)
     }
 }
 
@@ -143,7 +126,7 @@ pub fn check_bytes(
     let start = Instant::now();
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
-    let decoded = decode_all(bytes, schema, &reading.format, reading.sheet);
+    let decoded = decode_all(bytes, Some(schema), &reading.format, reading.sheet);
     let source = Source {
         key,
         read_as: decoded.as_ref().ok().map(|d| d.read_as.clone()),
@@ -152,7 +135,14 @@ pub fn check_bytes(
     let mut builder = ReportBuilder::new("check", source, &schema.name);
     let outcome = decoded.and_then(|decoded| {
         builder.warnings(&decoded.warnings);
-        process_with_progress(&decoded.csv, &decoded.schema, &options, false, progress)
+        process_with_progress(
+            &decoded.csv,
+            schema,
+            decoded.format,
+            &options,
+            false,
+            progress,
+        )
     });
     let mut header = Vec::new();
     match &outcome {
@@ -215,7 +205,7 @@ pub fn run(args: &Args, json: bool) -> Outcome {
     };
     let reading = Reading {
         format: args.format(&schema)?,
-        sheet: args.sheet.as_deref(),
+        sheet: args.read.sheet.as_deref(),
     };
     let key = args.file.display().to_string();
     let checked = check_bytes(bytes, &schema, &reading, &config, key, |p| match p {

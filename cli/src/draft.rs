@@ -1,20 +1,32 @@
-//! `chute schema draft FILE`: an editable schema TOML inferred from a sample. A type is chosen only
-//! when every value of the sample passes the library's own parser for it (`rules::parse_cell`), so
-//! `chute check` with the draft accepts the file it was drafted from.
+//! `chute schema draft FILE`: an editable schema TOML inferred from a sample. The sample is read
+//! exactly as `chute check` and a run read it ([`chute::input::decode_all`]: compression, UTF-16,
+//! declared encodings, .xlsx, the `auto` delimiter), and a type is chosen only when every value of
+//! the sample passes the library's own parser for it (`rules::parse_cell`, with the file's number
+//! format), so `chute check` with the draft accepts the file it was drafted from.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chute::format::{delimiter_name, Delimiter, Format};
+use chute::input::{decode_all, Decoded, ReadAs};
+use chute::records::csv_reader;
 use chute::rules::{parse_cell, ColumnType, Constraints};
 use chute::schema::{fold_header, is_name_char, Schema};
-use chute::value::trim;
+use chute::value::{trim, CellValue};
 use serde::Serialize;
 
+use crate::reading::ReadFlags;
 use crate::{Failure, Outcome};
 
 pub const LONG_ABOUT: &str = "\
 Read a sample of a CSV (the first --rows rows, 100,000 by default) and print a schema TOML for it \
 that a person can edit and then drop into CHUTE_SCHEMA_DIR.
+
+The sample is read as `chute check` and a run read it: gzip, zstd and zip by their magic bytes, \
+UTF-16 by its BOM, an .xlsx from its first sheet (or --sheet); the delimiter is the one of `,` `;` \
+tab `|` that splits the header into the most columns unless --delimiter says. --encoding, \
+--decimal and --thousands declare what the object metadata would, and the draft's [format] \
+records them.
 
 Types are inferred conservatively, with the library's own cell parsers: a column becomes integer, \
 decimal, boolean or timestamp only when every non-empty value in the sample parses as one. A \
@@ -38,6 +50,8 @@ pub struct Args {
     /// Rows read from the sample.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub rows: usize,
+    #[command(flatten)]
+    pub read: ReadFlags,
 }
 
 /// What was inferred for one column.
@@ -47,6 +61,9 @@ pub struct Drafted {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub required: bool,
+    /// A decimal column's most decimal places in the sample, drafted as its `scale`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u32>,
     /// Why a column that looked numeric (or anything else) stays a string, or other notes.
     pub notes: Vec<String>,
     /// Non-empty values seen, and distinct ones among them.
@@ -57,6 +74,8 @@ pub struct Drafted {
 #[derive(Debug, Serialize)]
 pub struct Draft {
     pub name: String,
+    /// How the sample was read, as a run's report says it.
+    pub read_as: ReadAs,
     pub delimiter: char,
     pub key: String,
     pub key_guessed: bool,
@@ -72,15 +91,6 @@ const CANDIDATES: [(ColumnType, &str); 4] = [
     (ColumnType::Boolean, "boolean"),
     (ColumnType::Timestamp, "timestamp"),
 ];
-
-/// The delimiter the header line uses most, of `,` `;` tab and `|`.
-fn delimiter(bytes: &[u8]) -> u8 {
-    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    [b',', b';', b'\t', b'|']
-        .into_iter()
-        .max_by_key(|d| (line.iter().filter(|b| *b == d).count(), *d == b','))
-        .unwrap_or(b',')
-}
 
 fn is_zero_padded(value: &str) -> bool {
     let digits = value.strip_prefix(['-', '+']).unwrap_or(value).as_bytes();
@@ -109,20 +119,28 @@ fn quote(text: &str) -> String {
     serde_json::to_string(text).expect("serialisable")
 }
 
-/// Infers a draft from the first `rows` rows of `bytes`.
-pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result<Draft, Failure> {
+/// Infers a draft from the first `rows` rows of a decoded sample; `declared` is the format it was
+/// read with (what the draft's `[format]` records).
+pub fn draft(
+    decoded: &Decoded,
+    declared: &Format,
+    name: &str,
+    key: Option<&str>,
+    rows: usize,
+) -> Result<Draft, Failure> {
+    let bytes = decoded.csv.as_ref();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let delimiter = delimiter(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_reader(bytes);
-    let header: Vec<String> = reader
-        .headers()
+    let delimiter = decoded.format.delimiter;
+    let numbers = decoded.format.numbers;
+    let mut reader = csv_reader(delimiter, bytes);
+    let mut first = csv::StringRecord::new();
+    if !reader
+        .read_record(&mut first)
         .map_err(|e| Failure(format!("cannot read the header: {e}")))?
-        .iter()
-        .map(|h| trim(h).to_string())
-        .collect();
+    {
+        return Err(Failure("the file has no header row".into()));
+    }
+    let header: Vec<String> = first.iter().map(|h| trim(h).to_string()).collect();
     if header.is_empty() || header.iter().all(String::is_empty) {
         return Err(Failure("the file has no header row".into()));
     }
@@ -160,6 +178,7 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
         let vals = &values[i];
         let distinct = vals.iter().collect::<std::collections::HashSet<_>>().len();
         let mut kind = "string";
+        let mut scale = None;
         let mut notes = Vec::new();
         if !vals.is_empty() {
             let constraints = Constraints {
@@ -169,8 +188,18 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
             for (candidate, label) in CANDIDATES {
                 let failing = vals
                     .iter()
-                    .filter(|v| parse_cell(candidate, &constraints, v).is_err())
+                    .filter(|v| parse_cell(candidate, &constraints, &numbers, v).is_err())
                     .count();
+                // Integers with decimals among them (prices `25`, `17.99`) are decimals: the next
+                // candidate takes them all.
+                if candidate == ColumnType::Integer
+                    && failing > 0
+                    && vals
+                        .iter()
+                        .all(|v| parse_cell(ColumnType::Decimal, &constraints, &numbers, v).is_ok())
+                {
+                    continue;
+                }
                 // `1`/`0` columns are numbers, not booleans.
                 if candidate == ColumnType::Boolean
                     && vals.iter().all(|v| v.bytes().all(|b| b.is_ascii_digit()))
@@ -192,7 +221,7 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
                 if failing * 2 < vals.len() {
                     let example = vals
                         .iter()
-                        .find(|v| parse_cell(candidate, &constraints, v).is_err())
+                        .find(|v| parse_cell(candidate, &constraints, &numbers, v).is_err())
                         .expect("a failing value");
                     notes.push(format!(
                         "stays a string: mixed, {} of {} values are {label} but `{example}` is not",
@@ -200,6 +229,23 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
                         vals.len()
                     ));
                     break;
+                }
+            }
+            if kind == "decimal" {
+                let places =
+                    |v: &String| match parse_cell(ColumnType::Decimal, &constraints, &numbers, v) {
+                        Ok(CellValue::Decimal(d)) => d.scale,
+                        _ => 0,
+                    };
+                scale = vals.iter().map(places).max();
+                let whole = vals
+                    .iter()
+                    .find(|v| parse_cell(ColumnType::Integer, &constraints, &numbers, v).is_ok());
+                let fraction = vals.iter().find(|v| places(v) > 0);
+                if let (Some(whole), Some(fraction)) = (whole, fraction) {
+                    notes.push(format!(
+                        "whole numbers and decimals together (`{whole}`, `{fraction}`): decimal"
+                    ));
                 }
             }
             if kind == "string" && vals.iter().any(|v| v.contains('|')) {
@@ -212,6 +258,7 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
             name: column.clone(),
             kind,
             required: empty[i] == 0 && !vals.is_empty(),
+            scale,
             notes,
             present: vals.len(),
             distinct,
@@ -290,11 +337,13 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
                     c.kind
                 ));
                 c.kind = "string";
+                c.scale = None;
             }
         }
     }
     let mut draft = Draft {
         name: name.to_string(),
+        read_as: decoded.read_as.clone(),
         delimiter: delimiter as char,
         key,
         key_guessed,
@@ -303,14 +352,38 @@ pub fn draft(bytes: &[u8], name: &str, key: Option<&str>, rows: usize) -> Result
         columns,
         toml: String::new(),
     };
-    draft.toml = to_toml(&draft, skipped);
+    draft.toml = to_toml(&draft, &format_table(declared, delimiter), skipped);
     // The draft must load as a schema; a failure here is a bug in this function.
     Schema::from_toml(&draft.toml, "the draft")
         .map_err(|e| Failure(format!("the drafted schema does not load: {e}")))?;
     Ok(draft)
 }
 
-fn to_toml(d: &Draft, skipped: usize) -> String {
+/// The draft's `[format]`: the delimiter it was read with, and what the flags declared beyond the
+/// defaults, so `chute check` and a run read the file as the draft did.
+fn format_table(declared: &Format, delimiter: u8) -> String {
+    let mut t = format!(
+        "[format]\ndelimiter = {}\n",
+        quote(&delimiter_name(delimiter))
+    );
+    if declared.encoding != Format::default().encoding {
+        t += &format!("encoding = {}\n", quote(declared.encoding.name()));
+    }
+    if declared.numbers.decimal != '.' {
+        t += &format!(
+            "decimal = {}\n",
+            quote(&declared.numbers.decimal.to_string())
+        );
+    }
+    match declared.numbers.thousands {
+        Some(' ') => t += "thousands = \"space\"\n",
+        Some(c) => t += &format!("thousands = {}\n", quote(&c.to_string())),
+        None => {}
+    }
+    t
+}
+
+fn to_toml(d: &Draft, format: &str, skipped: usize) -> String {
     let mut t = String::new();
     t += &format!(
         "# Drafted by `chute schema draft` from {} sample rows{}. Edit before use:\n",
@@ -321,12 +394,14 @@ fn to_toml(d: &Draft, skipped: usize) -> String {
             String::new()
         }
     );
-    t += "# types were inferred conservatively, `required` means no sampled value was empty.\n\n";
+    t += "# types were inferred conservatively, `required` means no sampled value was empty.\n";
+    t += &format!("# Read as {}.\n\n", d.read_as.line());
     t += &format!("name = {}\n", quote(&d.name));
     t += &format!("collection = {}\n", quote(&d.name));
     t += &format!("# {}\n", d.key_note);
     t += &format!("key = [{}]\n", quote(&d.key));
-    t += &format!("delimiter = {}\n", quote(&d.delimiter.to_string()));
+    t += "\n";
+    t += format;
     for c in &d.columns {
         t += "\n[[columns]]\n";
         t += &format!("name = {}\n", quote(&c.name));
@@ -335,6 +410,9 @@ fn to_toml(d: &Draft, skipped: usize) -> String {
             t += &format!("# {note}\n");
         }
         t += &format!("type = {}\n", quote(c.kind));
+        if let Some(scale) = c.scale {
+            t += &format!("scale = {scale}  # the most decimal places in the sample\n");
+        }
         if c.required {
             t += "required = true\n";
         }
@@ -366,8 +444,16 @@ fn to_toml(d: &Draft, skipped: usize) -> String {
 pub fn run(args: &Args, json: bool) -> Outcome {
     let bytes = std::fs::read(&args.file)
         .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
+    // No schema yet: the delimiter is found from the header alone, unless --delimiter says.
+    let declared = args.read.over(&Format {
+        delimiter: Delimiter::Auto,
+        ..Format::default()
+    })?;
+    let decoded = decode_all(&bytes, None, &declared, args.read.sheet.as_deref())
+        .map_err(|e| Failure(format!("cannot read {}: {e}", args.file.display())))?;
     let draft = draft(
-        &bytes,
+        &decoded,
+        &declared,
         &schema_name(&args.file),
         args.key.as_deref(),
         args.rows,

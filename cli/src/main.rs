@@ -7,6 +7,7 @@ mod draft;
 mod explain;
 mod history;
 mod output;
+mod reading;
 
 use std::process::ExitCode;
 

@@ -85,3 +85,155 @@ fn zero_padded_and_mixed_columns_stay_strings_with_the_reason() {
     let out = chute(&["schema", "draft", file.to_str().unwrap(), "--key", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `chute --json schema draft FILE`, with its columns (name, type, required, notes, counts) and key.
+fn drafted(file: &Path) -> serde_json::Value {
+    let out = chute(&["--json", "schema", "draft", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    json(&out)
+}
+
+/// The sample as an .xlsx: numbers a spreadsheet would hold as numbers (`12`, `9.5`) are number
+/// cells, everything else text.
+fn as_xlsx(csv_text: &[u8]) -> Vec<u8> {
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv_text);
+    for (row, record) in reader.records().enumerate() {
+        for (col, cell) in record.unwrap().iter().enumerate() {
+            let (row, col) = (row as u32, col as u16);
+            match cell.parse::<f64>() {
+                Ok(number) if number.to_string() == cell => sheet.write_number(row, col, number),
+                _ => sheet.write_string(row, col, cell),
+            }
+            .unwrap();
+        }
+    }
+    workbook.save_to_buffer().unwrap()
+}
+
+#[test]
+fn a_gzip_utf16_or_xlsx_sample_is_drafted_as_its_plain_csv() {
+    use std::io::Write;
+    let dir = temp("formats");
+    let text = generate(400);
+    let plain = dir.join("catalogue.csv");
+    std::fs::write(&plain, &text).unwrap();
+    let gzip = dir.join("catalogue.csv.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&text).unwrap();
+    std::fs::write(&gzip, encoder.finish().unwrap()).unwrap();
+    let utf16 = dir.join("catalogue-utf16.csv");
+    let mut bytes = vec![0xFF, 0xFE];
+    let utf8 = std::str::from_utf8(&text).unwrap();
+    bytes.extend(utf8.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&utf16, bytes).unwrap();
+    let xlsx = dir.join("catalogue.xlsx");
+    std::fs::write(&xlsx, as_xlsx(&text)).unwrap();
+
+    let expected = drafted(&plain);
+    assert_eq!(expected["read_as"]["encoding"], "UTF-8", "{expected}");
+    for (file, what, (field, value)) in [
+        (&gzip, "gzip", ("compression", "gzip")),
+        (&utf16, "UTF-16", ("encoding", "UTF-16LE")),
+        (&xlsx, "xlsx", ("format", "xlsx")),
+    ] {
+        let draft = drafted(file);
+        assert_eq!(draft["read_as"][field], value, "{what}: {draft}");
+        assert_eq!(draft["columns"], expected["columns"], "{what}");
+        assert_eq!(
+            (&draft["key"], &draft["rows_sampled"]),
+            (&expected["key"], &expected["rows_sampled"]),
+            "{what}"
+        );
+    }
+    // And `chute check` with the gzip's draft reads the gzip as the draft did.
+    let (toml, report) = draft_then_check(&gzip, "formats-check");
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    assert!(toml.contains("# Read as CSV (gzip), UTF-8"), "{toml}");
+}
+
+#[test]
+fn a_declared_encoding_and_number_format_are_drafted_into_the_format_table() {
+    let dir = temp("declared");
+    let file = dir.join("prix.csv");
+    let text = "réf;prix;stock\nA-1;1.234,50;3\nB-2;9,95;12\nC-3;12,00;0\n";
+    std::fs::write(&file, latin1(text)).unwrap();
+    let args = [
+        "schema",
+        "draft",
+        file.to_str().unwrap(),
+        "--encoding",
+        "windows-1252",
+        "--decimal",
+        ",",
+        "--thousands",
+        ".",
+    ];
+    let out = chute(&args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let toml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        toml.contains(
+            "[format]\ndelimiter = \";\"\nencoding = \"windows-1252\"\ndecimal = \",\"\nthousands = \".\"\n"
+        ),
+        "{toml}"
+    );
+    assert!(toml.contains("name = \"réf\""), "{toml}");
+    assert!(
+        toml.contains("name = \"prix\"\n# aliases = []  (other header names of this column, if feeds differ)\ntype = \"decimal\""),
+        "{toml}"
+    );
+    let schema = dir.join("prix.toml");
+    std::fs::write(&schema, &toml).unwrap();
+    let out = chute(&check_args(&file, "--schema-file", &schema));
+    let report = json(&out);
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    assert_eq!(report["rows"]["valid"], 3, "{report}");
+}
+
+/// `text` in ISO-8859-1 (every character here is below U+0100, so one byte each).
+fn latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect()
+}
+
+#[test]
+fn whole_numbers_with_decimals_and_bare_points_are_drafted_as_decimals_with_their_scale() {
+    let file = temp("prices").join("prices.csv");
+    std::fs::write(
+        &file,
+        "sku,price,weight,grams\nA,25,.5,100\nB,95,5.,250\nC,17.99,.25,80\n",
+    )
+    .unwrap();
+    let draft = json(&chute(&[
+        "--json",
+        "schema",
+        "draft",
+        file.to_str().unwrap(),
+    ]));
+    let column = |name: &str| {
+        let c = draft["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {draft}"));
+        (c["type"].clone(), c["scale"].clone())
+    };
+    assert_eq!(column("price"), ("decimal".into(), 2.into()), "{draft}");
+    assert_eq!(column("weight"), ("decimal".into(), 2.into()), "{draft}");
+    assert_eq!(column("grams"), ("integer".into(), serde_json::Value::Null));
+    let toml = draft["toml"].as_str().unwrap();
+    assert!(
+        toml.contains("# whole numbers and decimals together (`25`, `17.99`): decimal"),
+        "{toml}"
+    );
+    // `chute check` with the draft takes `.5` and `5.` as the run does.
+    let (toml, report) = draft_then_check(&file, "prices-check");
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    assert_eq!(report["rows"]["valid"], 3, "{report}");
+}

@@ -31,144 +31,21 @@ mod decode;
 mod detect;
 mod sheet;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 
 use encoding_rs::Encoding;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FileCode, FileError};
+use crate::format::{delimiter_name, Delimiter, Format, ResolvedFormat};
 use crate::header::{Header, Target};
 use crate::schema::Schema;
-use crate::value::NumberFormat;
 
 pub use decode::{Compression, Staging};
 pub use detect::{NotUtf8, NotUtf8Rows};
 
 /// The delimiters `delimiter = "auto"` tries, in order of preference on a tie.
 pub const AUTO_CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
-
-/// A `[format]` table (schema or `[sources.NAME.format]`), or the object metadata overrides.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FormatSpec {
-    pub encoding: Option<String>,
-    pub delimiter: Option<String>,
-    pub decimal: Option<String>,
-    pub thousands: Option<String>,
-}
-
-impl FormatSpec {
-    /// The overrides in an object's user metadata: `chute-encoding`, `chute-delimiter`,
-    /// `chute-decimal`, `chute-thousands`.
-    pub fn from_metadata(metadata: &HashMap<String, String>) -> FormatSpec {
-        let get = |key: &str| metadata.get(key).cloned();
-        FormatSpec {
-            encoding: get("chute-encoding"),
-            delimiter: get("chute-delimiter"),
-            decimal: get("chute-decimal"),
-            thousands: get("chute-thousands"),
-        }
-    }
-}
-
-/// A field delimiter: one byte, or chosen per file from the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delimiter {
-    Byte(u8),
-    Auto,
-}
-
-/// How to read a file: resolved from the schema's `[format]`, then the source's, then metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Format {
-    /// The declared encoding (a UTF-16 BOM overrides it, as browsers do).
-    pub encoding: &'static Encoding,
-    pub delimiter: Delimiter,
-    pub numbers: NumberFormat,
-}
-
-impl Default for Format {
-    fn default() -> Self {
-        Format {
-            encoding: encoding_rs::UTF_8,
-            delimiter: Delimiter::Byte(b','),
-            numbers: NumberFormat::default(),
-        }
-    }
-}
-
-impl Format {
-    /// This format with the keys `spec` sets replaced; `what` names where they come from in errors
-    /// (`object metadata`, `schema products`).
-    pub fn with(&self, spec: &FormatSpec, what: &str) -> Result<Format, String> {
-        let mut format = self.clone();
-        if let Some(label) = &spec.encoding {
-            format.encoding = Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
-                format!("{what}: encoding `{label}` is not an encoding label (WHATWG names like utf-8, windows-1252, iso-8859-15, shift_jis, utf-16le)")
-            })?;
-        }
-        if let Some(text) = &spec.delimiter {
-            format.delimiter = parse_delimiter(text).map_err(|e| format!("{what}: {e}"))?;
-        }
-        if let Some(text) = &spec.decimal {
-            format.numbers.decimal = match text.as_str() {
-                "." => '.',
-                "," => ',',
-                _ => return Err(format!("{what}: decimal `{text}` must be `.` or `,`")),
-            };
-        }
-        if let Some(text) = &spec.thousands {
-            format.numbers.thousands = match text.as_str() {
-                "" | "none" => None,
-                "." => Some('.'),
-                "," => Some(','),
-                // Spelled out too: S3 trims a metadata value that is a lone space to nothing.
-                " " | "space" => Some(' '),
-                _ => {
-                    return Err(format!(
-                        "{what}: thousands `{text}` must be `.`, `,`, `space` or `none`"
-                    ))
-                }
-            };
-        }
-        if format.numbers.thousands == Some(format.numbers.decimal) {
-            return Err(format!(
-                "{what}: the thousands separator and the decimal mark are both `{}`",
-                format.numbers.decimal
-            ));
-        }
-        Ok(format)
-    }
-
-    /// This format with an object's metadata overrides applied; a bad value refuses the file.
-    pub fn with_metadata(&self, metadata: &HashMap<String, String>) -> Result<Format, FileError> {
-        self.with(&FormatSpec::from_metadata(metadata), "object metadata")
-            .map_err(|m| FileError::new(FileCode::Unreadable, m))
-    }
-}
-
-/// `,` `;` `|`, `tab` or `\t`, any other single ASCII character but a quote or line break, or `auto`.
-pub fn parse_delimiter(text: &str) -> Result<Delimiter, String> {
-    match text {
-        "auto" => Ok(Delimiter::Auto),
-        "tab" | "\\t" | "\t" => Ok(Delimiter::Byte(b'\t')),
-        _ => match text.as_bytes() {
-            [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => Ok(Delimiter::Byte(*b)),
-            _ => Err(format!(
-                "delimiter `{text}` must be one ASCII character, `tab` or `auto`"
-            )),
-        },
-    }
-}
-
-/// A delimiter as people read it (`tab` for the invisible one).
-pub fn delimiter_name(byte: u8) -> String {
-    match byte {
-        b'\t' => "tab".to_string(),
-        b => char::from(b).to_string(),
-    }
-}
 
 /// How a file was read: in the stored plan for the transforms, in the report's `source` for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,8 +95,9 @@ impl ReadAs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanInput {
     pub read_as: ReadAs,
-    pub delimiter: u8,
-    pub numbers: NumberFormat,
+    /// Stored as `delimiter` and `numbers` beside `read_as`.
+    #[serde(flatten)]
+    pub format: ResolvedFormat,
     /// The decoded copy (`staging/<run>/input.csv`) chunks are byte ranges of; `None` for a plain
     /// UTF-8 CSV, whose chunks are ranges of the object itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,11 +111,11 @@ pub struct StagedCopy {
     pub etag: String,
 }
 
-/// A file opened for planning: the plain UTF-8 CSV to read, the schema with the delimiter and
-/// number format it is read with, and what was done to get there.
+/// A file opened for planning: the plain UTF-8 CSV to read, the delimiter and number format it
+/// is read with, and what was done to get there.
 pub struct Opened<'a> {
     pub reader: Box<dyn BufRead + Send + 'a>,
-    pub schema: Schema,
+    pub format: ResolvedFormat,
     pub read_as: ReadAs,
     /// False for a plain UTF-8 CSV: its bytes are read as they are, no staged copy needed.
     pub decoded: bool,
@@ -248,12 +126,13 @@ pub struct Opened<'a> {
 /// Reads at most this much of an `.xlsx` (it is read into memory: the format needs seeking).
 pub const MAX_XLSX_BYTES: u64 = 512 << 20;
 
-/// Opens `input` (the object's bytes as stored) for planning under `schema` read with `format`:
-/// recognises compression and spreadsheets by their magic bytes, transcodes, and resolves an
-/// `auto` delimiter. `sheet` names the sheet of a spreadsheet (`chute-sheet`), else the first.
+/// Opens `input` (the object's bytes as stored) read with `format`: recognises compression and
+/// spreadsheets by their magic bytes, transcodes, and resolves an `auto` delimiter, by the
+/// `schema`'s known columns or, without a schema (a sample being drafted), by the most header
+/// cells. `sheet` names the sheet of a spreadsheet (`chute-sheet`), else the first.
 pub fn open<'a, R: BufRead + Send + 'a>(
     input: &'a mut R,
-    schema: &Schema,
+    schema: Option<&Schema>,
     format: &Format,
     sheet: Option<&str>,
 ) -> Result<Opened<'a>, FileError> {
@@ -297,22 +176,26 @@ pub fn open<'a, R: BufRead + Send + 'a>(
             )
         }
     };
-    let mut schema = schema.clone();
     let mut warnings = Vec::new();
     let delimiter = match (sheet_read.is_some(), format.delimiter) {
         (true, _) => b',',
         (false, Delimiter::Byte(b)) => b,
         (false, Delimiter::Auto) => {
-            let (byte, warning) = choose_delimiter(&mut reader, &schema)?;
+            let (byte, warning) = match schema {
+                Some(schema) => choose_delimiter(&mut reader, schema)?,
+                None => widest_delimiter(&mut reader)?,
+            };
             warnings.push(warning);
             byte
         }
     };
-    schema.set_format(delimiter, format.numbers);
     let decoded = compression.is_some() || encoding != encoding_rs::UTF_8;
     Ok(Opened {
         reader,
-        schema,
+        format: ResolvedFormat {
+            delimiter,
+            numbers: format.numbers,
+        },
         read_as: ReadAs {
             format: if sheet_read.is_some() { "xlsx" } else { "csv" }.to_string(),
             compression: compression
@@ -335,24 +218,13 @@ pub fn choose_delimiter(
     reader: &mut dyn BufRead,
     schema: &Schema,
 ) -> Result<(u8, String), FileError> {
-    let head = reader.fill_buf().map_err(unreadable)?;
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    let line = match memchr::memchr(b'\n', head) {
-        Some(end) => &head[..end],
-        None => head,
-    };
+    let line = header_line(reader)?;
     let mut best: Option<(u8, usize)> = None;
     let mut first_error = None;
     for candidate in AUTO_CANDIDATES {
-        let mut record = csv::ByteRecord::new();
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(candidate)
-            .from_reader(line);
-        if csv.read_byte_record(&mut record).is_err() {
+        let Some(record) = split_header(line, candidate) else {
             continue;
-        }
+        };
         let cells: Vec<&[u8]> = record.iter().collect();
         match Header::resolve(schema, &cells) {
             Ok(header) => {
@@ -393,6 +265,57 @@ pub fn choose_delimiter(
     }
 }
 
+/// `delimiter = "auto"` without a schema to match (`chute schema draft`): the candidate that
+/// splits the header into the most non-empty cells; a tie goes to the earlier candidate.
+pub fn widest_delimiter(reader: &mut dyn BufRead) -> Result<(u8, String), FileError> {
+    let line = header_line(reader)?;
+    let mut best = (AUTO_CANDIDATES[0], 0);
+    for candidate in AUTO_CANDIDATES {
+        let cells = split_header(line, candidate).map_or(0, |record| {
+            record.iter().filter(|cell| !cell.is_empty()).count()
+        });
+        if cells > best.1 {
+            best = (candidate, cells);
+        }
+    }
+    let (byte, cells) = best;
+    Ok((
+        byte,
+        format!(
+            "delimiter auto: `{}` splits the header into {cells} columns, the most of {}",
+            delimiter_name(byte),
+            AUTO_CANDIDATES
+                .iter()
+                .map(|&b| format!("`{}`", delimiter_name(b)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ))
+}
+
+/// The first line of the decoded file (BOM removed), as far as the reader's buffer holds it.
+fn header_line(reader: &mut dyn BufRead) -> Result<&[u8], FileError> {
+    let head = reader.fill_buf().map_err(unreadable)?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    Ok(match memchr::memchr(b'\n', head) {
+        Some(end) => &head[..end],
+        None => head,
+    })
+}
+
+/// The header line split on `candidate`, or `None` when it does not read as a record.
+fn split_header(line: &[u8], candidate: u8) -> Option<csv::ByteRecord> {
+    let mut record = csv::ByteRecord::new();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(candidate)
+        .from_reader(line)
+        .read_byte_record(&mut record)
+        .ok()?;
+    Some(record)
+}
+
 fn unreadable(e: std::io::Error) -> FileError {
     FileError::new(
         FileCode::Unreadable,
@@ -411,25 +334,25 @@ pub fn finish_reading<R: BufRead>(input: &mut R, read_as: &ReadAs) -> Result<(),
 }
 
 /// A whole file (as stored: compressed, UTF-16, a spreadsheet…) as plain UTF-8 CSV in memory,
-/// for `chute check` and tests: the same [`open`] the validate step streams through. A plain
-/// UTF-8 CSV comes back borrowed, uncopied.
+/// for `chute check`, `chute schema draft` and tests: the same [`open`] the validate step streams
+/// through, so all of them read a file alike. A plain UTF-8 CSV comes back borrowed, uncopied.
 pub struct Decoded<'b> {
     pub csv: std::borrow::Cow<'b, [u8]>,
-    pub schema: Schema,
+    pub format: ResolvedFormat,
     pub read_as: ReadAs,
     pub warnings: Vec<String>,
 }
 
 pub fn decode_all<'b>(
     bytes: &'b [u8],
-    schema: &Schema,
+    schema: Option<&Schema>,
     format: &Format,
     sheet: Option<&str>,
 ) -> Result<Decoded<'b>, FileError> {
     let mut input = bytes;
     let Opened {
         mut reader,
-        schema,
+        format,
         read_as,
         decoded,
         warnings,
@@ -445,7 +368,7 @@ pub fn decode_all<'b>(
     };
     Ok(Decoded {
         csv,
-        schema,
+        format,
         read_as,
         warnings,
     })

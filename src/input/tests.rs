@@ -1,14 +1,16 @@
+use std::collections::HashMap;
 use std::io::Write;
 
 use super::*;
-use crate::pipeline::process;
+use crate::format::{Delimiter, Format, FormatSpec};
+use crate::pipeline::{process, process_with_progress};
 use crate::plan::PlanOptions;
 use crate::report::ReportBuilder;
 
 const HEADER: &str = "sku,name,price,stock,category\n";
 
 fn decode<'b>(bytes: &'b [u8], format: &Format) -> Decoded<'b> {
-    decode_all(bytes, &Schema::products(), format, None).unwrap()
+    decode_all(bytes, Some(&Schema::products()), format, None).unwrap()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -65,7 +67,15 @@ fn bytes_malformed_in_the_declared_encoding_are_rejected_not_replaced() {
         ..Format::default()
     };
     let decoded = decode(&bytes, &format);
-    let outcome = process(&decoded.csv, &decoded.schema, &PlanOptions::default()).unwrap();
+    let outcome = process_with_progress(
+        &decoded.csv,
+        &Schema::products(),
+        decoded.format,
+        &PlanOptions::default(),
+        true,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((outcome.valid(), outcome.rejected()), (2, 1));
     let rejected = &outcome.chunks[0].rejected[0];
     assert_eq!(
@@ -125,7 +135,7 @@ fn a_zip_with_a_second_file_is_refused_naming_it_not_half_read() {
 "
     );
     let two = zip_of(&[("products.csv", &text), ("more/stock.csv", &text)]);
-    let err = match decode_all(&two, &Schema::products(), &Format::default(), None) {
+    let err = match decode_all(&two, Some(&Schema::products()), &Format::default(), None) {
         Ok(_) => panic!("a zip of two files was read"),
         Err(e) => e,
     };
@@ -145,7 +155,7 @@ fn a_zip_with_a_second_file_is_refused_naming_it_not_half_read() {
 fn a_broken_gzip_is_an_unreadable_file() {
     let mut bytes = gzip(HEADER.repeat(100).as_bytes());
     bytes.truncate(bytes.len() / 2);
-    let err = match decode_all(&bytes, &Schema::products(), &Format::default(), None) {
+    let err = match decode_all(&bytes, Some(&Schema::products()), &Format::default(), None) {
         Ok(_) => panic!("a cut gzip stream decodes"),
         Err(e) => e,
     };
@@ -160,12 +170,12 @@ fn the_auto_delimiter_is_the_one_that_resolves_the_header() {
     };
     let text = "sku;name;price;stock;category\nA;Lamp, large;10;1;home\n";
     let decoded = decode(text.as_bytes(), &auto);
-    assert_eq!(decoded.schema.delimiter, b';');
+    assert_eq!(decoded.format.delimiter, b';');
     assert_eq!(decoded.read_as.delimiter, ";");
     assert!(decoded.warnings[0].contains("`;` splits the header into 5 known columns"));
     let tabs = decode(b"sku\tname\tprice\tstock\tcategory\n", &auto);
     assert_eq!(tabs.read_as.delimiter, "tab");
-    let err = match decode_all(b"sku:name:price\n", &Schema::products(), &auto, None) {
+    let err = match decode_all(b"sku:name:price\n", Some(&Schema::products()), &auto, None) {
         Ok(_) => panic!("no candidate resolves this header"),
         Err(e) => e,
     };
@@ -203,20 +213,25 @@ fn a_schema_declares_its_format_and_the_old_delimiter_key_still_works() {
         Schema::from_toml(&text, "t.toml")
     };
     let old = schema("delimiter = \";\"").unwrap();
-    assert_eq!(old.delimiter, b';');
+    assert_eq!(old.format.as_declared().delimiter, b';');
     let new = schema(
         "[format]\ndelimiter = \"auto\"\ndecimal = \",\"\nthousands = \" \"\nencoding = \"latin1\"",
     )
     .unwrap();
     assert_eq!(new.format.delimiter, Delimiter::Auto);
     assert_eq!(new.format.encoding, encoding_rs::WINDOWS_1252);
-    assert_eq!(
-        new.column("price").unwrap().constraints.numbers.example(),
-        "1 234,56"
-    );
+    assert_eq!(new.format.numbers.example(), "1 234,56");
     let text = "sku;price\nA;1 234,5\nB;\n";
-    let decoded = decode_all(text.as_bytes(), &new, &new.format, None).unwrap();
-    let outcome = process(&decoded.csv, &decoded.schema, &PlanOptions::default()).unwrap();
+    let decoded = decode_all(text.as_bytes(), Some(&new), &new.format, None).unwrap();
+    let outcome = process_with_progress(
+        &decoded.csv,
+        &new,
+        decoded.format,
+        &PlanOptions::default(),
+        true,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((outcome.valid(), outcome.rejected()), (2, 0));
     assert!(schema("delimiter = \";\"\n[format]\ndelimiter = \",\"").is_err());
 }
@@ -323,4 +338,32 @@ fn a_source_table_can_read_its_files_differently() {
         err.contains("[sources.erp.format]") && err.contains("klingon"),
         "{err}"
     );
+}
+
+#[test]
+fn the_stored_plan_input_keeps_its_shape_with_the_format_flattened() {
+    let input = PlanInput {
+        read_as: ReadAs {
+            format: "csv".into(),
+            compression: None,
+            encoding: "UTF-8".into(),
+            delimiter: ";".into(),
+            numbers: "1.234,56".into(),
+            sheet: None,
+        },
+        format: ResolvedFormat {
+            delimiter: b';',
+            numbers: crate::value::NumberFormat {
+                decimal: ',',
+                thousands: Some('.'),
+            },
+        },
+        staged: None,
+    };
+    let json = serde_json::to_string(&input).unwrap();
+    assert_eq!(
+        json,
+        r#"{"read_as":{"format":"csv","encoding":"UTF-8","delimiter":";","numbers":"1.234,56"},"delimiter":59,"numbers":{"decimal":",","thousands":"."}}"#
+    );
+    assert_eq!(serde_json::from_str::<PlanInput>(&json).unwrap(), input);
 }

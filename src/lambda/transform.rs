@@ -18,18 +18,15 @@ pub async fn handle(
 ) -> Result<TransformOutput, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
-    let mut schema = env.config.schema(&input.schema)?;
+    let schema = env.config.schema(&input.schema)?;
     let stored: StoredPlan = env.blob.get_json(&input.bucket, &input.plan_key).await?;
     // Read as validate read it: its delimiter and number format, from its decoded copy if any.
-    let (key, etag) = match &stored.input {
-        Some(read) => {
-            schema.set_format(read.delimiter, read.numbers);
-            match &read.staged {
-                Some(copy) => (&copy.key, &copy.etag),
-                None => (&input.key, &input.etag),
-            }
-        }
-        None => (&input.key, &input.etag),
+    let (format, key, etag) = match &stored.input {
+        Some(read) => match &read.staged {
+            Some(copy) => (read.format, &copy.key, &copy.etag),
+            None => (read.format, &input.key, &input.etag),
+        },
+        None => (schema.format.as_declared(), &input.key, &input.etag),
     };
     let cells: Vec<&[u8]> = stored.header.iter().map(|h| h.as_bytes()).collect();
     let header = Header::resolve(&schema, &cells).map_err(ChuteError::from)?;
@@ -41,7 +38,7 @@ pub async fn handle(
     // parts as they fill: one part in the channel, one uploading, one filling.
     let (parts, received) = tokio::sync::mpsc::channel(1);
     let transformed = tokio::task::spawn_blocking(move || {
-        let rules = RowRules::new(&schema, &header);
+        let rules = RowRules::new(&schema, &header, format);
         transform_chunk_parts(
             &rules,
             &chunk,

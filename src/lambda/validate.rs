@@ -73,24 +73,24 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             let mut raw = BufReader::with_capacity(256 * 1024, reader);
             let input::Opened {
                 reader,
-                schema,
+                format,
                 read_as,
                 decoded,
                 warnings,
-            } = input::open(&mut raw, &schema, &format, sheet.as_deref())?;
+            } = input::open(&mut raw, Some(&schema), &format, sheet.as_deref())?;
             // Spelled out: a bare `.send(` reads, to scripts/check_iam.py, like the mailer's.
             let _ = tokio::sync::oneshot::Sender::send(decided, decoded);
             let planned = if decoded {
                 let staging = Staging::new(reader, STAGING_PART_BYTES, |part| {
                     parts.blocking_send(part).is_ok()
                 });
-                plan(staging, &schema, &options)?
+                plan(staging, &schema, format, &options)?
             } else {
                 drop(parts);
-                plan(reader, &schema, &options)?
+                plan(reader, &schema, format, &options)?
             };
             input::finish_reading(&mut raw, &read_as)?;
-            Ok::<_, FileError>((planned, schema, read_as, warnings))
+            Ok::<_, FileError>((planned, format, read_as, warnings))
         })
     };
     let staged_key = env.config.staging_key(&input.run_id, "input.csv");
@@ -112,7 +112,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         }
         _ => None,
     };
-    let (planned, schema, read_as, mut warnings) = planning
+    let (planned, format, read_as, mut warnings) = planning
         .await
         .map_err(|e| ChuteError::Stopped {
             what: "planner".into(),
@@ -135,7 +135,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
     let mut occurrences = Occurrences::default();
     if !planned.duplicate_fingerprints.is_empty() {
         let duplicated: FingerprintSet = planned.duplicate_fingerprints.iter().copied().collect();
-        let rules = RowRules::new(&schema, &planned.header);
+        let rules = RowRules::new(&schema, &planned.header, format);
         for chunk in &planned.chunks {
             let bytes = env
                 .blob
@@ -152,8 +152,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         warnings: warnings.clone(),
         input: Some(PlanInput {
             read_as,
-            delimiter: schema.delimiter,
-            numbers: schema.format.numbers,
+            format,
             staged,
         }),
     };
