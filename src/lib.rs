@@ -3,7 +3,7 @@
 //! The engine is pure, bytes in, documents and rejections out: [`schema`] describes a file,
 //! [`rules`] checks one cell into a [`value`], [`plan`] cuts the file into chunks over [`records`],
 //! [`dedup`] decides which repeated key wins, [`transform`] writes documents with [`bson_writer`],
-//! [`report`] and [`render`] tell the outcome, and [`pipeline`] runs all of it over bytes in memory.
+//! [`run`] declares what the steps record, [`report`] and [`render`] tell the outcome, and [`pipeline`] runs all of it over bytes in memory.
 //! The adapters (`store`, `blob`, `notify`, `lambda`) are thin layers over the MongoDB driver and
 //! the AWS SDK, used by the Lambda binaries in `functions/`.
 //!
@@ -30,6 +30,7 @@ pub mod render;
 pub mod report;
 pub mod routing;
 pub mod rules;
+pub mod run;
 pub mod schema;
 #[cfg(feature = "adapters")]
 pub mod store;

@@ -108,7 +108,8 @@ pub fn inline_css(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Difference, Feed, ReportBuilder, Source, StaleReport, Timings};
+    use crate::feed::{Mode, RunFeed};
+    use crate::report::{Difference, ReportBuilder, Source, StaleReport, Timings};
 
     fn rendered(rows_per_second: Option<u64>) -> (String, String) {
         let (report, _) = ReportBuilder::new("run-1", Source::default(), "products").finish(
@@ -134,9 +135,9 @@ mod tests {
             "products",
         );
         builder.feed(
-            Feed {
+            RunFeed {
                 source: "erp".into(),
-                mode: "dry-run".into(),
+                mode: Mode::DryRun,
             },
             true,
         );

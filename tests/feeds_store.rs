@@ -9,6 +9,7 @@ use chute::error::{Code, Refusal};
 use chute::feed::Mode;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
+use chute::run::WriteCounts;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
 use support::{products_by_sku, MongoServer};
@@ -36,8 +37,8 @@ fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
 fn ctx(run: &str, source: &str, mode: Mode) -> WriteContext {
     WriteContext {
         run_id: run.to_string(),
-        source: format!("s3://bucket/incoming/{source}/{run}.csv"),
-        source_name: source.to_string(),
+        object: format!("s3://bucket/incoming/{source}/{run}.csv"),
+        feed_source: source.to_string(),
         mode,
         at: DateTime::now(),
     }
@@ -63,24 +64,6 @@ async fn product(store: &Store, sku: &str) -> Document {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no product {sku}"))
-}
-
-/// A write's counts by name (the merge, reactivation and difference details are asserted apart).
-#[derive(Debug, Default, PartialEq)]
-struct Counts {
-    inserted: u64,
-    updated: u64,
-    unchanged: u64,
-    refused: usize,
-}
-
-fn counts(o: &WriteOutcome) -> Counts {
-    Counts {
-        inserted: o.inserted,
-        updated: o.updated,
-        unchanged: o.unchanged,
-        refused: o.refused.len(),
-    }
 }
 
 fn text<'d>(doc: &'d Document, path: &str) -> &'d str {
@@ -128,10 +111,10 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
     )
     .await;
     assert_eq!(
-        counts(&erp),
-        Counts {
+        erp.counts,
+        WriteCounts {
             inserted: 2,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
     let supplier = write(
@@ -142,10 +125,10 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
     )
     .await;
     assert_eq!(
-        counts(&supplier),
-        Counts {
+        supplier.counts,
+        WriteCounts {
             updated: 1,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
     let p1 = product(&store, "P001").await;
@@ -196,18 +179,18 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
     )
     .await;
     assert_eq!(
-        counts(&first),
-        Counts {
+        first.counts,
+        WriteCounts {
             inserted: 5,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
     let full = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
     assert_eq!(
-        full,
-        WriteOutcome {
+        full.counts,
+        WriteCounts {
             unchanged: 5,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     for doc in products_by_sku(&store).await {
@@ -231,10 +214,10 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
     )
     .await;
     assert_eq!(
-        counts(&incremental),
-        Counts {
+        incremental.counts,
+        WriteCounts {
             unchanged: 5,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
     for doc in products_by_sku(&store).await {
@@ -261,12 +244,12 @@ async fn a_stale_product_supplied_again_is_active_again() {
         .unwrap();
     let back = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
     assert_eq!(
-        back,
-        WriteOutcome {
+        back.counts,
+        WriteCounts {
             updated: 1,
             unchanged: 2,
             reactivated: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     let p1 = product(&store, "P001").await;
@@ -275,10 +258,10 @@ async fn a_stale_product_supplied_again_is_active_again() {
     assert_eq!(text(&p1, "_sources.erp.run_id"), "run-2");
     let again = write(&store, &schema, &file, &ctx("run-3", "erp", Mode::Full)).await;
     assert_eq!(
-        again,
-        WriteOutcome {
+        again.counts,
+        WriteCounts {
             unchanged: 3,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
 }
@@ -300,10 +283,10 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
             write(&store, &schema, erp_file, &erp).await;
             let late = write(&store, &schema, supplier_file, &supplier).await;
             assert_eq!(
-                counts(&late),
-                Counts {
+                late.counts,
+                WriteCounts {
                     updated: 1,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 },
                 "it fills brand"
             );
@@ -311,10 +294,10 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
             write(&store, &schema, supplier_file, &supplier).await;
             let late = write(&store, &schema, erp_file, &erp).await;
             assert_eq!(
-                counts(&late),
-                Counts {
+                late.counts,
+                WriteCounts {
                     updated: 1,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         }
@@ -393,10 +376,10 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        counts(&first),
-        Counts {
+        first.counts,
+        WriteCounts {
             inserted: 2,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
     let supplier = ctx("run-2", "supplier", Mode::Incremental);
@@ -408,11 +391,11 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        merged,
-        WriteOutcome {
+        merged.counts,
+        WriteCounts {
             updated: 1,
             merged: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     let docs = products_by_sku(&store).await;
@@ -433,11 +416,11 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        again,
-        WriteOutcome {
+        again.counts,
+        WriteCounts {
             unchanged: 1,
             merged: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     assert_eq!(
@@ -458,13 +441,13 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        counts(&conflict),
-        Counts {
+        conflict.counts,
+        WriteCounts {
             refused: 1,
-            ..Counts::default()
+            ..WriteCounts::default()
         }
     );
-    let refusal = &conflict.refused[0];
+    let refusal = &conflict.refusals[0];
     assert_eq!((refusal.position.row, refusal.position.line), (1, 2));
     assert_eq!(refusal.code, Refusal::CONFLICT);
     assert_eq!(refusal.row_code(), Code::Conflict);
@@ -534,10 +517,10 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
             )
             .await;
             assert_eq!(
-                counts(&first),
-                Counts {
+                first.counts,
+                WriteCounts {
                     inserted: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         }
@@ -583,26 +566,26 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
         }
         if prefix == "P" {
             assert_eq!(
-                counts(&erp),
-                Counts {
+                erp.counts,
+                WriteCounts {
                     inserted: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         } else {
             assert_eq!(
-                counts(&erp),
-                Counts {
+                erp.counts,
+                WriteCounts {
                     updated: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         }
         assert_eq!(
-            counts(&supplier),
-            Counts {
+            supplier.counts,
+            WriteCounts {
                 updated: n as u64,
-                ..Counts::default()
+                ..WriteCounts::default()
             },
             "{prefix}: it fills brand"
         );
@@ -638,16 +621,17 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         "a dry run changes no document"
     );
     assert_eq!(
-        counts(&dry),
-        Counts {
+        dry.counts,
+        WriteCounts {
             inserted: 1,
             updated: 2,
             unchanged: 1,
-            refused: 1
+            refused: 1,
+            merged: 1,
+            reactivated: 0,
         }
     );
-    assert_eq!(dry.merged, 1);
-    assert_eq!(dry.refused[0].row_code(), Code::Conflict);
+    assert_eq!(dry.refusals[0].row_code(), Code::Conflict);
     let mut differences: Vec<(String, String, Option<String>, Option<String>)> = dry
         .differences
         .iter()

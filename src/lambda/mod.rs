@@ -1,6 +1,7 @@
 //! Lambda glue: [`config`] (the environment), [`context`] (clients built once per container),
 //! [`events`] (what passes between states) and [`metrics`] (EMF lines). One module per function
-//! holds its handler; `functions/<name>/src/main.rs` only calls [`serve`] with it.
+//! holds its handler ([`stale`] holds the report step's stale marking);
+//! `functions/<name>/src/main.rs` only calls [`serve`] with it.
 
 pub mod config;
 pub mod context;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod import;
 pub mod metrics;
 pub mod report;
+pub mod stale;
 pub mod transform;
 pub mod trigger;
 pub mod validate;
@@ -21,8 +23,8 @@ use crate::error::ChuteError;
 pub use config::Config;
 pub use context::Env;
 pub use events::{
-    ChunkInput, Failure, ImportOutput, PlanOutput, ReportInput, ReportOutput, RunInput, Started,
-    StoredPlan, Traced, TransformOutput, TriggerOutput,
+    ChunkInput, Failure, ReportInput, ReportOutput, RunInput, Started, Traced, TriggerOutput,
+    ValidateOutput,
 };
 
 /// The diagnostic Step Functions sees: `errorType` is what Retry and Catch match on.
