@@ -12,7 +12,7 @@ use chute::plan::PlanOptions;
 use chute::run::WriteCounts;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
-use support::{products_by_sku, MongoServer};
+use support::{product_indexes, products_by_sku, written, MongoServer};
 
 /// The products schema with two more identifying columns, `gtin` and `mpn`, and `feed` appended.
 fn schema(feed: &str) -> Schema {
@@ -110,13 +110,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-e", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        erp.counts,
-        WriteCounts {
-            inserted: 2,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(erp.counts, written(2, 0, 0, 0));
     let supplier = write(
         &store,
         &schema,
@@ -124,13 +118,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-s", "supplier", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        supplier.counts,
-        WriteCounts {
-            updated: 1,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(supplier.counts, written(0, 1, 0, 0));
     let p1 = product(&store, "P001").await;
     let sources = p1.get_document("_sources").unwrap();
     let keys: Vec<&str> = sources.keys().map(String::as_str).collect();
@@ -178,21 +166,9 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        first.counts,
-        WriteCounts {
-            inserted: 5,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(first.counts, written(5, 0, 0, 0));
     let full = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
-    assert_eq!(
-        full.counts,
-        WriteCounts {
-            unchanged: 5,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(full.counts, written(0, 0, 5, 0));
     for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2", "{doc}");
         assert_eq!(text(&doc, "_sources.erp.outcome"), "unchanged");
@@ -213,13 +189,7 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-3", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        incremental.counts,
-        WriteCounts {
-            unchanged: 5,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(incremental.counts, written(0, 0, 5, 0));
     for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2");
     }
@@ -257,13 +227,7 @@ async fn a_stale_product_supplied_again_is_active_again() {
     assert!(!p1.contains_key("stale_since"), "{p1}");
     assert_eq!(text(&p1, "_sources.erp.run_id"), "run-2");
     let again = write(&store, &schema, &file, &ctx("run-3", "erp", Mode::Full)).await;
-    assert_eq!(
-        again.counts,
-        WriteCounts {
-            unchanged: 3,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(again.counts, written(0, 0, 3, 0));
 }
 
 const PRECEDENCE: &str = "[feed]\nprecedence = [\"erp\", \"supplier\"]\n";
@@ -282,24 +246,11 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
         if erp_first {
             write(&store, &schema, erp_file, &erp).await;
             let late = write(&store, &schema, supplier_file, &supplier).await;
-            assert_eq!(
-                late.counts,
-                WriteCounts {
-                    updated: 1,
-                    ..WriteCounts::default()
-                },
-                "it fills brand"
-            );
+            assert_eq!(late.counts, written(0, 1, 0, 0), "it fills brand");
         } else {
             write(&store, &schema, supplier_file, &supplier).await;
             let late = write(&store, &schema, erp_file, &erp).await;
-            assert_eq!(
-                late.counts,
-                WriteCounts {
-                    updated: 1,
-                    ..WriteCounts::default()
-                }
-            );
+            assert_eq!(late.counts, written(0, 1, 0, 0));
         }
         // A source not in the list ranks below both: it only fills what nobody supplied.
         write(
@@ -356,12 +307,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     let server = MongoServer::start().await;
     let schema = schema("[feed]\nmatch_also = [\"gtin\", \"mpn\"]\n");
     let store = setup(&server, &schema).await;
-    let names: Vec<String> = store
-        .database()
-        .collection::<Document>("products")
-        .list_index_names()
-        .await
-        .unwrap();
+    let names = product_indexes(&store).await;
     for index in ["gtin_1", "mpn_1", "_aliases_1"] {
         assert!(names.iter().any(|n| n == index), "{index}: {names:?}");
     }
@@ -375,13 +321,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        first.counts,
-        WriteCounts {
-            inserted: 2,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(first.counts, written(2, 0, 0, 0));
     let supplier = ctx("run-2", "supplier", Mode::Incremental);
     let merged = write(
         &store,
@@ -440,13 +380,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &supplier,
     )
     .await;
-    assert_eq!(
-        conflict.counts,
-        WriteCounts {
-            refused: 1,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(conflict.counts, written(0, 0, 0, 1));
     let refusal = &conflict.refusals[0];
     assert_eq!((refusal.position.row, refusal.position.line), (1, 2));
     assert_eq!(refusal.code, Refusal::CONFLICT);

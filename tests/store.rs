@@ -11,7 +11,7 @@ use chute::run::{ImportProgress, WriteCounts};
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
 use chute::Position;
-use support::{products_by_sku, MongoServer};
+use support::{product_indexes, products_by_sku, written, MongoServer};
 
 const HEADER: &str = "sku,name,price,stock,category,brand,active";
 
@@ -92,21 +92,9 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
     let schema = Schema::products();
     let original = staged(&rows(50, |i| format!("{i}.50")), 1 << 20).concat();
     let first = write(&store, &schema, &original, "run-1").await;
-    assert_eq!(
-        first.counts,
-        WriteCounts {
-            inserted: 50,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(first.counts, written(50, 0, 0, 0));
     let again = write(&store, &schema, &original, "run-2").await;
-    assert_eq!(
-        again.counts,
-        WriteCounts {
-            unchanged: 50,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(again.counts, written(0, 0, 50, 0));
     // Two prices change and one row is new.
     let corrected = staged(
         &rows(51, |i| {
@@ -120,15 +108,7 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
     )
     .concat();
     let fixed = write(&store, &schema, &corrected, "run-3").await;
-    assert_eq!(
-        fixed.counts,
-        WriteCounts {
-            inserted: 1,
-            updated: 2,
-            unchanged: 48,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(fixed.counts, written(1, 2, 48, 0));
 
     let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 51);
@@ -165,13 +145,7 @@ async fn a_retried_batch_counts_as_the_write_it_was() {
     let data = staged(&rows(20, |i| format!("{i}")), 1 << 20).concat();
     let first = write(&store, &schema, &data, "run-1").await;
     let retried = write(&store, &schema, &data, "run-1").await;
-    assert_eq!(
-        first.counts,
-        WriteCounts {
-            inserted: 20,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(first.counts, written(20, 0, 0, 0));
     assert_eq!(
         retried, first,
         "same run, same chunk: same counts, nothing written twice"
@@ -197,14 +171,7 @@ async fn rows_merge_into_stored_documents() {
     )
     .concat();
     let outcome = write(&store, &schema, &partial, "run-2").await;
-    assert_eq!(
-        outcome.counts,
-        WriteCounts {
-            inserted: 1,
-            updated: 1,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(1, 1, 0, 0));
     let docs = products_by_sku(&store).await;
     let a = &docs[0];
     assert_eq!(a.get_str("name").unwrap(), "Lamp XL");
@@ -235,14 +202,7 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
     let first = staged(&format!("{HEADER}\nA,Lamp,5,1,Home,Acme,yes\n"), 1 << 20).concat();
     let second = staged(&format!("{HEADER}\nA,Lamp v2,6,1,Home,Acme,yes\n"), 1 << 20).concat();
     let outcome = write(&store, &schema, &[first, second].concat(), "run-1").await;
-    assert_eq!(
-        outcome.counts,
-        WriteCounts {
-            inserted: 1,
-            updated: 1,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(1, 1, 0, 0));
     let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].get_str("name").unwrap(), "Lamp v2");
@@ -308,10 +268,7 @@ async fn last_occurrence_wins_whatever_order_chunks_are_written() {
         }
         assert_eq!(
             total.counts,
-            WriteCounts {
-                inserted: 7,
-                ..WriteCounts::default()
-            },
+            written(7, 0, 0, 0),
             "{database}: only winners are written"
         );
         let docs = products_by_sku(&store).await;
@@ -421,10 +378,7 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
     let retried = write(&store, &schema, &data, "run-1").await;
     assert_eq!(
         retried.counts,
-        WriteCounts {
-            inserted: 600,
-            ..WriteCounts::default()
-        },
+        written(600, 0, 0, 0),
         "the retry counts every row once, the 100 already written included"
     );
     let docs = products_by_sku(&store).await;
@@ -472,12 +426,7 @@ async fn collection_setup_is_idempotent_and_builds_indexes() {
     let server = MongoServer::start().await;
     let store = store(&server).await;
     store.ensure_collection(&Schema::products()).await.unwrap();
-    let names: Vec<String> = store
-        .database()
-        .collection::<Document>("products")
-        .list_index_names()
-        .await
-        .unwrap();
+    let names = product_indexes(&store).await;
     assert!(names.contains(&"products_key".to_string()), "{names:?}");
     assert!(
         names.iter().any(|n| n.starts_with("category_1_price_1")),
@@ -624,13 +573,7 @@ async fn a_staged_stream_is_written_batch_by_batch_and_a_truncated_one_is_refuse
         .upsert_stream(&schema, stream(bytes.clone()), &ctx("run-1"))
         .await
         .unwrap();
-    assert_eq!(
-        outcome.counts,
-        WriteCounts {
-            inserted: 5,
-            ..WriteCounts::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(5, 0, 0, 0));
 
     store.database().drop().await.unwrap();
     store.ensure_collection(&schema).await.unwrap();
