@@ -3,13 +3,13 @@
 
 use chute::error::Refusal;
 use chute::render::{render, Link};
-use chute::report::{Artifacts, ChunkTally, ReportBuilder, Source, Status, Timings};
+use chute::report::{Artifacts, ChunkTally, FileObject, ReportBuilder, Status, Timings};
 use chute::run::{TransformCounts, WriteCounts};
 use chute::transform::{Issue, RejectedRow};
 use chute::{Code, Position};
 
-fn source() -> Source {
-    Source {
+fn source() -> FileObject {
+    FileObject {
         bucket: "b".into(),
         key: "incoming/shoes/products-2026-11-22.csv".into(),
         etag: "e".into(),

@@ -14,8 +14,8 @@ use crate::input::ReadAs;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Planned, Report,
-    RunRecord, Source,
+    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, FileObject,
+    Planned, Report, RunRecord,
 };
 use crate::run::{ImportRecord, PlanRecord, TransformRecord};
 
@@ -41,7 +41,7 @@ pub async fn handle(
     };
     let mut record = RunRecord {
         run_id: run.run_id.clone(),
-        source: Source {
+        source: FileObject {
             bucket: run.bucket.clone(),
             key: run.key.clone(),
             etag: run.etag.clone(),

@@ -1,7 +1,7 @@
 //! The report of a run from what each of its steps recorded.
 
 use super::{
-    Artifacts, ChunkTally, Report, ReportBuilder, Source, StaleReport, StepTimings, Timings,
+    Artifacts, ChunkTally, FileObject, Report, ReportBuilder, StaleReport, StepTimings, Timings,
 };
 use crate::error::FileError;
 use crate::feed::RunFeed;
@@ -13,7 +13,7 @@ use crate::schema::Schema;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunRecord {
     pub run_id: String,
-    pub source: Source,
+    pub source: FileObject,
     pub schema: String,
     /// When the run was requested (RFC 3339).
     pub started_at: String,
@@ -229,7 +229,7 @@ mod tests {
     fn run(chunks: Vec<ChunkRecord>) -> RunRecord {
         RunRecord {
             run_id: "run-1".into(),
-            source: Source {
+            source: FileObject {
                 bucket: "b".into(),
                 key: "incoming/products.csv".into(),
                 etag: "e".into(),

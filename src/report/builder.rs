@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Report, Rows, Source, StaleReport,
+    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, FileObject, Report, Rows, StaleReport,
     Status, Timings, Written, ERROR_SAMPLE,
 };
 use crate::error::Refusal;
@@ -32,7 +32,7 @@ struct RejectLine {
 }
 
 impl ReportBuilder {
-    pub fn new(run_id: &str, source: Source, schema: &str) -> Self {
+    pub fn new(run_id: &str, source: FileObject, schema: &str) -> Self {
         ReportBuilder {
             report: Report {
                 run_id: run_id.to_string(),

@@ -43,8 +43,9 @@ impl Status {
     }
 }
 
+/// The S3 object the run read (the report's `source`; the feed source is in its `feed`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
+pub struct FileObject {
     pub bucket: String,
     pub key: String,
     pub etag: String,
@@ -187,7 +188,7 @@ pub struct EmailStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub run_id: String,
-    pub source: Source,
+    pub source: FileObject,
     pub schema: String,
     /// Who sent the file and how it applies: `incremental` (rows merged in), `full` (the file is
     /// the source's whole catalogue; what it no longer lists is stale) or `dry-run`.
