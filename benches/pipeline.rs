@@ -134,13 +134,13 @@ fn import_probe(path: &str, uri: &str, docs: u64) {
             .take(prefix_bytes);
         let ctx = WriteContext {
             run_id: "bench-rss".into(),
-            source: "s3://bench/bench.csv".into(),
-            source_name: "default".into(),
+            object: "s3://bench/bench.csv".into(),
+            feed_source: "default".into(),
             mode: Mode::Incremental,
             at: bson::DateTime::now(),
         };
         let outcome = store.upsert_stream(&schema, reader, &ctx).await.unwrap();
-        assert_eq!(outcome.inserted, count);
+        assert_eq!(outcome.counts.inserted, count);
         store.database().drop().await.unwrap();
     });
     println!("{}", json!({"rss_mb": peak_rss_mb(), "docs": count}));
@@ -386,8 +386,8 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
         .unwrap();
     let ctx = WriteContext {
         run_id: "bench".into(),
-        source: "s3://bench/bench.csv".into(),
-        source_name: "default".into(),
+        object: "s3://bench/bench.csv".into(),
+        feed_source: "default".into(),
         mode: Mode::Incremental,
         at: bson::DateTime::now(),
     };
@@ -400,8 +400,8 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
         store.ensure_collection(schema).await.unwrap();
         let t = Instant::now();
         let outcome = store.upsert_staged(schema, &staged, &ctx).await.unwrap();
-        ours = ours.max(rate(outcome.inserted, t));
-        assert_eq!(outcome.inserted as usize, staged_docs.len());
+        ours = ours.max(rate(outcome.counts.inserted, t));
+        assert_eq!(outcome.counts.inserted as usize, staged_docs.len());
 
         // The baseline: the same documents through insert_many into a collection set up as ours
         // is (validator, unique key and secondary indexes), and into a bare one.

@@ -66,6 +66,14 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// The feed a run's file came in on: who sent it and how it applies (the report's `feed`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFeed {
+    /// The feed source ([`crate::routing::source`]).
+    pub source: String,
+    pub mode: Mode,
+}
+
 /// What a full refresh does with the products its source no longer lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,10 +3,11 @@
 //! The engine is pure, bytes in, documents and rejections out: [`schema`] describes a file,
 //! [`rules`] checks one cell into a [`value`], [`plan`] cuts the file into chunks over [`records`],
 //! [`dedup`] decides which repeated key wins, [`transform`] writes documents with [`bson_writer`],
-//! [`report`] and [`render`] tell the outcome, and [`pipeline`] runs all of it over bytes in memory.
-//! [`settings`] reads the environment. The adapters (`store`, `blob`, `notify`, `workflow`, `secrets`)
-//! are thin layers over the MongoDB driver and the AWS SDK; `app` holds what the Lambda handlers
-//! (`lambda`, served by the binaries in `functions/`) and the command line share.
+//! [`run`] declares what the steps record, [`report`] and [`render`] tell the outcome, and
+//! [`pipeline`] runs all of it over bytes in memory. [`settings`] reads the environment. The
+//! adapters (`store`, `blob`, `notify`, `workflow`, `secrets`) are thin layers over the MongoDB
+//! driver and the AWS SDK; `app` holds what the Lambda handlers (`lambda`, served by the binaries
+//! in `functions/`) and the command line share.
 //!
 //! The names most callers need are re-exported here.
 
@@ -35,6 +36,7 @@ pub mod render;
 pub mod report;
 pub mod routing;
 pub mod rules;
+pub mod run;
 pub mod schema;
 #[cfg(feature = "adapters")]
 pub mod secrets;

@@ -6,7 +6,8 @@ use crate::error::FileError;
 use crate::format::ResolvedFormat;
 use crate::plan::{plan, FingerprintSet, Plan, PlanOptions};
 use crate::records::ChunkPlan;
-use crate::report::{ChunkTally, ReportBuilder, TransformTally, WriteTally};
+use crate::report::{ChunkTally, ReportBuilder};
+use crate::run::WriteCounts;
 use crate::schema::Schema;
 use crate::transform::{check_chunk, transform_chunk, ChunkOutcome, RowRules};
 
@@ -39,15 +40,11 @@ impl FileOutcome {
             builder.chunk(&ChunkTally {
                 index: index as u32,
                 rows: chunk.rows,
-                transformed: Some(TransformTally {
-                    valid: chunk.valid,
-                    duplicate: chunk.duplicate,
-                    rejected: chunk.rejected.len() as u64,
-                    not_utf8: chunk.not_utf8.clone(),
-                }),
-                written: Some(WriteTally {
+                transformed: Some(chunk.into()),
+                not_utf8: chunk.not_utf8.clone(),
+                written: Some(WriteCounts {
                     inserted: chunk.valid,
-                    ..WriteTally::default()
+                    ..WriteCounts::default()
                 }),
             });
             for row in &chunk.rejected {

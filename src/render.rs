@@ -108,10 +108,11 @@ pub fn inline_css(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Difference, Feed, ReportBuilder, Source, StaleReport, Timings};
+    use crate::feed::{Mode, RunFeed};
+    use crate::report::{Difference, FileObject, ReportBuilder, StaleReport, Timings};
 
     fn rendered(rows_per_second: Option<u64>) -> (String, String) {
-        let (report, _) = ReportBuilder::new("run-1", Source::default(), "products").finish(
+        let (report, _) = ReportBuilder::new("run-1", FileObject::default(), "products").finish(
             Timings {
                 duration_ms: 300,
                 rows_per_second,
@@ -127,16 +128,16 @@ mod tests {
     fn a_dry_run_says_so_and_counts_what_it_would_do() {
         let mut builder = ReportBuilder::new(
             "run-1",
-            Source {
+            FileObject {
                 key: "incoming/erp/p.csv".into(),
-                ..Source::default()
+                ..FileObject::default()
             },
             "products",
         );
         builder.feed(
-            Feed {
+            RunFeed {
                 source: "erp".into(),
-                mode: "dry-run".into(),
+                mode: Mode::DryRun,
             },
             true,
         );

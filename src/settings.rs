@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::{redact, ChuteError};
 use crate::plan::{max_keys_for_memory, PlanOptions};
 use crate::routing::Routing;
+use crate::run::RunKeys;
 use crate::schema::Schema;
 
 /// Settings, all from environment variables.
@@ -193,19 +194,9 @@ impl Config {
         })
     }
 
-    /// `staging/<run>/<name>`: the plan and every chunk's staged documents and outcomes.
-    pub fn staging_key(&self, run_id: &str, name: &str) -> String {
-        format!("{}{run_id}/{name}", self.staging_prefix)
-    }
-
-    /// A chunk's staged object: `staging/<run>/chunk-00007.bson`, `….transform.json`, `….import.json`.
-    pub fn chunk_key(&self, run_id: &str, chunk: u32, suffix: &str) -> String {
-        self.staging_key(run_id, &format!("chunk-{chunk:05}.{suffix}"))
-    }
-
-    /// `reports/<run>/<name>`.
-    pub fn report_key(&self, run_id: &str, name: &str) -> String {
-        format!("{}{run_id}/{name}", self.reports_prefix)
+    /// The S3 keys of run `run_id`'s objects, under the configured prefixes.
+    pub fn keys<'a>(&'a self, run_id: &'a str) -> RunKeys<'a> {
+        RunKeys::new(&self.staging_prefix, &self.reports_prefix, run_id)
     }
 }
 
@@ -266,14 +257,5 @@ mod tests {
             ..config
         };
         assert_eq!(silly.chunk_bytes(Some(64)), MAX_CHUNK_BYTES);
-    }
-
-    #[test]
-    fn chunk_keys_sort_in_chunk_order() {
-        let config = Config::from_env().unwrap();
-        assert_eq!(
-            config.chunk_key("run", 7, "bson"),
-            format!("{}run/chunk-00007.bson", config.staging_prefix)
-        );
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::render::{render, Link};
-use chute::report::{ReportBuilder, Source, Timings};
+use chute::report::{FileObject, ReportBuilder, Timings};
 use chute::schema::Schema;
 
 fn root() -> PathBuf {
@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 fn dirty_report() -> chute::Report {
     let bytes = std::fs::read(root().join("samples/dirty.csv")).unwrap();
     let outcome = process(&bytes, &Schema::products(), &PlanOptions::default()).unwrap();
-    let source = Source {
+    let source = FileObject {
         bucket: "chute-local".into(),
         key: "incoming/shoes/dirty.csv".into(),
         etag: "720bb8a52ce20fb5afd58a464b841f6e".into(),

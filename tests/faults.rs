@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use bson::{doc, Document};
+use bson::{doc, Bson, Document};
 use serde_json::Value;
 use support::{accounting_holds, stack, unique, Stack};
 
@@ -95,7 +95,8 @@ async fn finish(run: std::process::Child) -> std::process::Output {
         .unwrap()
 }
 
-/// How many chunks the ledger records as imported for the run whose file name starts with `prefix`.
+/// How many chunks the ledger records as imported (`progress.<chunk>.finished`) for the run whose
+/// file name starts with `prefix`.
 async fn finished_chunks(prefix: &str) -> usize {
     let run = stack()
         .database()
@@ -104,8 +105,14 @@ async fn finished_chunks(prefix: &str) -> usize {
         .find_one(doc! {"_id": {"$regex": format!("^{prefix}-")}})
         .await
         .unwrap();
-    run.and_then(|r| r.get_document("chunks").ok().map(Document::len))
-        .unwrap_or(0)
+    let Some(progress) = run.and_then(|r| r.get_document("progress").ok().cloned()) else {
+        return 0;
+    };
+    progress
+        .values()
+        .filter_map(Bson::as_document)
+        .filter(|chunk| chunk.get_bool("finished") == Ok(true))
+        .count()
 }
 
 /// Waits until `ready` holds, then freezes the import function's process (SIGSTOP) while it holds

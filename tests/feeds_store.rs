@@ -9,9 +9,10 @@ use chute::error::{Code, Refusal};
 use chute::feed::Mode;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
+use chute::run::WriteCounts;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
-use support::{products_by_sku, MongoServer};
+use support::{product_indexes, products_by_sku, written, MongoServer};
 
 /// The products schema with two more identifying columns, `gtin` and `mpn`, and `feed` appended.
 fn schema(feed: &str) -> Schema {
@@ -36,8 +37,8 @@ fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
 fn ctx(run: &str, source: &str, mode: Mode) -> WriteContext {
     WriteContext {
         run_id: run.to_string(),
-        source: format!("s3://bucket/incoming/{source}/{run}.csv"),
-        source_name: source.to_string(),
+        object: format!("s3://bucket/incoming/{source}/{run}.csv"),
+        feed_source: source.to_string(),
         mode,
         at: DateTime::now(),
     }
@@ -63,24 +64,6 @@ async fn product(store: &Store, sku: &str) -> Document {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no product {sku}"))
-}
-
-/// A write's counts by name (the merge, reactivation and difference details are asserted apart).
-#[derive(Debug, Default, PartialEq)]
-struct Counts {
-    inserted: u64,
-    updated: u64,
-    unchanged: u64,
-    refused: usize,
-}
-
-fn counts(o: &WriteOutcome) -> Counts {
-    Counts {
-        inserted: o.inserted,
-        updated: o.updated,
-        unchanged: o.unchanged,
-        refused: o.refused.len(),
-    }
 }
 
 fn text<'d>(doc: &'d Document, path: &str) -> &'d str {
@@ -127,13 +110,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-e", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        counts(&erp),
-        Counts {
-            inserted: 2,
-            ..Counts::default()
-        }
-    );
+    assert_eq!(erp.counts, written(2, 0, 0, 0));
     let supplier = write(
         &store,
         &schema,
@@ -141,13 +118,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &ctx("run-s", "supplier", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        counts(&supplier),
-        Counts {
-            updated: 1,
-            ..Counts::default()
-        }
-    );
+    assert_eq!(supplier.counts, written(0, 1, 0, 0));
     let p1 = product(&store, "P001").await;
     let sources = p1.get_document("_sources").unwrap();
     let keys: Vec<&str> = sources.keys().map(String::as_str).collect();
@@ -195,21 +166,9 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        counts(&first),
-        Counts {
-            inserted: 5,
-            ..Counts::default()
-        }
-    );
+    assert_eq!(first.counts, written(5, 0, 0, 0));
     let full = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
-    assert_eq!(
-        full,
-        WriteOutcome {
-            unchanged: 5,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(full.counts, written(0, 0, 5, 0));
     for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2", "{doc}");
         assert_eq!(text(&doc, "_sources.erp.outcome"), "unchanged");
@@ -230,13 +189,7 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &ctx("run-3", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        counts(&incremental),
-        Counts {
-            unchanged: 5,
-            ..Counts::default()
-        }
-    );
+    assert_eq!(incremental.counts, written(0, 0, 5, 0));
     for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2");
     }
@@ -261,12 +214,12 @@ async fn a_stale_product_supplied_again_is_active_again() {
         .unwrap();
     let back = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
     assert_eq!(
-        back,
-        WriteOutcome {
+        back.counts,
+        WriteCounts {
             updated: 1,
             unchanged: 2,
             reactivated: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     let p1 = product(&store, "P001").await;
@@ -274,13 +227,7 @@ async fn a_stale_product_supplied_again_is_active_again() {
     assert!(!p1.contains_key("stale_since"), "{p1}");
     assert_eq!(text(&p1, "_sources.erp.run_id"), "run-2");
     let again = write(&store, &schema, &file, &ctx("run-3", "erp", Mode::Full)).await;
-    assert_eq!(
-        again,
-        WriteOutcome {
-            unchanged: 3,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(again.counts, written(0, 0, 3, 0));
 }
 
 const PRECEDENCE: &str = "[feed]\nprecedence = [\"erp\", \"supplier\"]\n";
@@ -299,24 +246,11 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
         if erp_first {
             write(&store, &schema, erp_file, &erp).await;
             let late = write(&store, &schema, supplier_file, &supplier).await;
-            assert_eq!(
-                counts(&late),
-                Counts {
-                    updated: 1,
-                    ..Counts::default()
-                },
-                "it fills brand"
-            );
+            assert_eq!(late.counts, written(0, 1, 0, 0), "it fills brand");
         } else {
             write(&store, &schema, supplier_file, &supplier).await;
             let late = write(&store, &schema, erp_file, &erp).await;
-            assert_eq!(
-                counts(&late),
-                Counts {
-                    updated: 1,
-                    ..Counts::default()
-                }
-            );
+            assert_eq!(late.counts, written(0, 1, 0, 0));
         }
         // A source not in the list ranks below both: it only fills what nobody supplied.
         write(
@@ -373,12 +307,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     let server = MongoServer::start().await;
     let schema = schema("[feed]\nmatch_also = [\"gtin\", \"mpn\"]\n");
     let store = setup(&server, &schema).await;
-    let names: Vec<String> = store
-        .database()
-        .collection::<Document>("products")
-        .list_index_names()
-        .await
-        .unwrap();
+    let names = product_indexes(&store).await;
     for index in ["gtin_1", "mpn_1", "_aliases_1"] {
         assert!(names.iter().any(|n| n == index), "{index}: {names:?}");
     }
@@ -392,13 +321,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &ctx("run-1", "erp", Mode::Incremental),
     )
     .await;
-    assert_eq!(
-        counts(&first),
-        Counts {
-            inserted: 2,
-            ..Counts::default()
-        }
-    );
+    assert_eq!(first.counts, written(2, 0, 0, 0));
     let supplier = ctx("run-2", "supplier", Mode::Incremental);
     let merged = write(
         &store,
@@ -408,11 +331,11 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        merged,
-        WriteOutcome {
+        merged.counts,
+        WriteCounts {
             updated: 1,
             merged: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     let docs = products_by_sku(&store).await;
@@ -433,11 +356,11 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
     )
     .await;
     assert_eq!(
-        again,
-        WriteOutcome {
+        again.counts,
+        WriteCounts {
             unchanged: 1,
             merged: 1,
-            ..WriteOutcome::default()
+            ..WriteCounts::default()
         }
     );
     assert_eq!(
@@ -457,14 +380,8 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &supplier,
     )
     .await;
-    assert_eq!(
-        counts(&conflict),
-        Counts {
-            refused: 1,
-            ..Counts::default()
-        }
-    );
-    let refusal = &conflict.refused[0];
+    assert_eq!(conflict.counts, written(0, 0, 0, 1));
+    let refusal = &conflict.refusals[0];
     assert_eq!((refusal.position.row, refusal.position.line), (1, 2));
     assert_eq!(refusal.code, Refusal::CONFLICT);
     assert_eq!(refusal.row_code(), Code::Conflict);
@@ -534,10 +451,10 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
             )
             .await;
             assert_eq!(
-                counts(&first),
-                Counts {
+                first.counts,
+                WriteCounts {
                     inserted: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         }
@@ -583,26 +500,26 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
         }
         if prefix == "P" {
             assert_eq!(
-                counts(&erp),
-                Counts {
+                erp.counts,
+                WriteCounts {
                     inserted: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         } else {
             assert_eq!(
-                counts(&erp),
-                Counts {
+                erp.counts,
+                WriteCounts {
                     updated: n as u64,
-                    ..Counts::default()
+                    ..WriteCounts::default()
                 }
             );
         }
         assert_eq!(
-            counts(&supplier),
-            Counts {
+            supplier.counts,
+            WriteCounts {
                 updated: n as u64,
-                ..Counts::default()
+                ..WriteCounts::default()
             },
             "{prefix}: it fills brand"
         );
@@ -638,16 +555,17 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         "a dry run changes no document"
     );
     assert_eq!(
-        counts(&dry),
-        Counts {
+        dry.counts,
+        WriteCounts {
             inserted: 1,
             updated: 2,
             unchanged: 1,
-            refused: 1
+            refused: 1,
+            merged: 1,
+            reactivated: 0,
         }
     );
-    assert_eq!(dry.merged, 1);
-    assert_eq!(dry.refused[0].row_code(), Code::Conflict);
+    assert_eq!(dry.refusals[0].row_code(), Code::Conflict);
     let mut differences: Vec<(String, String, Option<String>, Option<String>)> = dry
         .differences
         .iter()

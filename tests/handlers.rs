@@ -6,7 +6,8 @@ mod support;
 use std::sync::OnceLock;
 
 use chute::app::{Env, RunInput};
-use chute::lambda::{self, ChunkInput, ReportInput, TransformOutput};
+use chute::lambda::{self, ChunkInput, ReportInput};
+use chute::run::{ImportProgress, ImportRecord, TransformRecord};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use support::{root, unique};
@@ -54,7 +55,7 @@ fn failure(error_type: &str, message: &str) -> lambda::Failure {
 }
 
 /// The Map's items as Validate stored them for the ItemReader.
-async fn chunks(env: &Env, plan: &lambda::PlanOutput) -> Vec<chute::records::ChunkPlan> {
+async fn chunks(env: &Env, plan: &lambda::ValidateOutput) -> Vec<chute::records::ChunkPlan> {
     let items: Vec<chute::records::ChunkPlan> = env
         .blob
         .get_json(stack().bucket(), &plan.chunks_key)
@@ -103,14 +104,14 @@ async fn refused_and_reported(env: &Env, input: RunInput) -> (lambda_runtime::Di
 }
 
 /// The first chunk of `plan`, as the Map hands it to transform.
-async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::PlanOutput) -> ChunkInput {
+async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::ValidateOutput) -> ChunkInput {
     ChunkInput {
         run_id: input.run_id.clone(),
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         etag: input.etag.clone(),
         schema: input.schema.clone(),
-        source: input.source.clone(),
+        feed_source: input.feed_source.clone(),
         mode: input.mode,
         plan_key: plan.plan_key.clone(),
         chunk: chunks(env, plan).await[0],
@@ -119,7 +120,7 @@ async fn first_chunk(env: &Env, input: &RunInput, plan: &lambda::PlanOutput) -> 
 }
 
 /// `rows` valid products keyed `RUN_ID-NNN`, uploaded, validated as one chunk and transformed.
-async fn one_transformed_chunk(env: &Env, run_id: &str, rows: u64) -> TransformOutput {
+async fn one_transformed_chunk(env: &Env, run_id: &str, rows: u64) -> TransformRecord {
     let key = format!("incoming/{run_id}.csv");
     let mut csv = String::from("sku,name,price,stock,category\n");
     for i in 0..rows {
@@ -133,7 +134,7 @@ async fn one_transformed_chunk(env: &Env, run_id: &str, rows: u64) -> TransformO
     assert_eq!(plan.chunk_count, 1);
     let chunk = first_chunk(env, &input, &plan).await;
     let transformed = lambda::transform::handle(env, event(chunk)).await.unwrap();
-    assert_eq!(transformed.valid, rows);
+    assert_eq!(transformed.counts.valid, rows);
     transformed
 }
 
@@ -208,12 +209,12 @@ async fn validate_transform_import_report_chain() {
     );
 
     let chunk = first_chunk(&env, &input, &plan).await;
-    let transformed: TransformOutput = lambda::transform::handle(&env, event(chunk)).await.unwrap();
+    let transformed: TransformRecord = lambda::transform::handle(&env, event(chunk)).await.unwrap();
     assert_eq!(
         (
-            transformed.valid,
-            transformed.rejected,
-            transformed.duplicate
+            transformed.counts.valid,
+            transformed.counts.rejected,
+            transformed.counts.duplicate
         ),
         (1, 1, 1)
     );
@@ -227,9 +228,9 @@ async fn validate_transform_import_report_chain() {
         .unwrap();
     assert_eq!(
         (
-            imported.inserted,
-            imported.updated,
-            imported.unchanged,
+            imported.counts.inserted,
+            imported.counts.updated,
+            imported.counts.unchanged,
             imported.replayed
         ),
         (1, 0, 0, false)
@@ -242,7 +243,11 @@ async fn validate_transform_import_report_chain() {
         "a re-invoked finished chunk changes nothing"
     );
     assert_eq!(
-        (replay.inserted, replay.updated, replay.unchanged),
+        (
+            replay.counts.inserted,
+            replay.counts.updated,
+            replay.counts.unchanged
+        ),
         (1, 0, 0)
     );
 
@@ -328,7 +333,7 @@ async fn metadata_naming_an_unknown_mode_ends_in_a_failed_report_naming_the_valu
     };
     let input = chute::app::run_input(&env.config, &object, &info);
     assert_eq!(
-        (input.source.as_str(), input.mode),
+        (input.feed_source.as_str(), input.mode),
         ("erp", chute::feed::Mode::DryRun)
     );
     let (err, reason) = refused_and_reported(&env, input).await;
@@ -512,10 +517,10 @@ async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_docum
                 .unwrap()
                 .unwrap();
             assert_eq!((second.documents, second.invocations), (14, 2));
-            let first_progress = chute::store::ImportProgress {
+            let first_progress = ImportProgress {
                 documents: first.position,
                 bytes: bytes_of_first(&env, &transformed, 7).await,
-                inserted: first.inserted,
+                counts: first.counts,
                 invocations: 1,
                 ..second
             };
@@ -537,7 +542,12 @@ async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_docum
     assert!(outputs[..6].iter().all(|o| !o.finished));
     let last = outputs.last().unwrap();
     assert_eq!(
-        (last.inserted, last.updated, last.unchanged, last.refused),
+        (
+            last.counts.inserted,
+            last.counts.updated,
+            last.counts.unchanged,
+            last.counts.refused
+        ),
         (rows, 0, 0, 0),
         "exact counts over the invocations"
     );
@@ -562,16 +572,15 @@ async fn a_chunk_imports_over_several_invocations_with_exact_counts_and_no_docum
         .await
         .unwrap();
     assert_eq!(stored, rows);
-    let record: lambda::ImportOutput = env
+    let record: ImportRecord = env
         .blob
         .get_json(
             stack().bucket(),
-            &env.config
-                .chunk_key(&run_id, transformed.chunk, "import.json"),
+            &env.config.keys(&run_id).import_record(transformed.chunk),
         )
         .await
         .unwrap();
-    assert_eq!((record.inserted, record.finished), (rows, true));
+    assert_eq!((record.counts.inserted, record.finished), (rows, true));
 
     let replay = lambda::import::handle(&env, near_deadline(transformed))
         .await
@@ -639,7 +648,7 @@ async fn observed_env(
 }
 
 /// The staged bytes of the chunk's first `documents` documents.
-async fn bytes_of_first(env: &Env, transformed: &TransformOutput, documents: usize) -> u64 {
+async fn bytes_of_first(env: &Env, transformed: &TransformRecord, documents: usize) -> u64 {
     let staged = env
         .blob
         .get(stack().bucket(), &transformed.staged_key)
@@ -698,9 +707,9 @@ async fn a_staged_file_changed_between_invocations_restarts_the_chunk_with_exact
     assert_eq!(positions, [5, 5, 10, 15, 20]);
     assert_eq!(
         (
-            last.inserted,
-            last.updated,
-            last.unchanged,
+            last.counts.inserted,
+            last.counts.updated,
+            last.counts.unchanged,
             last.invocations
         ),
         (rows, 0, 0, 5)

@@ -3,14 +3,13 @@
 
 use chute::error::Refusal;
 use chute::render::{render, Link};
-use chute::report::{
-    Artifacts, ChunkTally, ReportBuilder, Source, Status, Timings, TransformTally, WriteTally,
-};
+use chute::report::{Artifacts, ChunkTally, FileObject, ReportBuilder, Status, Timings};
+use chute::run::{TransformCounts, WriteCounts};
 use chute::transform::{Issue, RejectedRow};
 use chute::{Code, Position};
 
-fn source() -> Source {
-    Source {
+fn source() -> FileObject {
+    FileObject {
         bucket: "b".into(),
         key: "incoming/shoes/products-2026-11-22.csv".into(),
         etag: "e".into(),
@@ -23,15 +22,16 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
     ChunkTally {
         index,
         rows,
-        transformed: Some(TransformTally {
+        transformed: Some(TransformCounts {
+            rows,
             valid,
             duplicate,
             rejected,
-            not_utf8: None,
         }),
-        written: Some(WriteTally {
+        not_utf8: None,
+        written: Some(WriteCounts {
             inserted: valid,
-            ..WriteTally::default()
+            ..WriteCounts::default()
         }),
     }
 }
@@ -130,6 +130,7 @@ fn a_failed_chunk_is_partial_and_its_rows_are_unprocessed() {
         index: 1,
         rows: 40,
         transformed: None,
+        not_utf8: None,
         written: None,
     });
     let (report, _) = finish(b);

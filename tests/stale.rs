@@ -50,7 +50,7 @@ fn products(store: &Store) -> mongodb::Collection<Document> {
 fn run<'a>(schema: &'a Schema, source: &'a str, run_id: &'a str, policy: Stale) -> StaleRun<'a> {
     StaleRun {
         schema,
-        source,
+        feed_source: source,
         run_id,
         policy,
         max_stale_percent: 10.0,
@@ -367,8 +367,8 @@ async fn a_dry_run_counts_a_product_its_file_merges_into_as_supplied() {
     let write = |staged: Vec<u8>, run: &str, mode: Mode| {
         let ctx = WriteContext {
             run_id: run.into(),
-            source: format!("s3://bucket/incoming/erp/{run}.csv"),
-            source_name: "erp".into(),
+            object: format!("s3://bucket/incoming/erp/{run}.csv"),
+            feed_source: "erp".into(),
             mode,
             at: bson::DateTime::now(),
         };
@@ -398,7 +398,7 @@ async fn a_dry_run_counts_a_product_its_file_merges_into_as_supplied() {
     )
     .await;
     let real = write(next, "r2", Mode::Full).await;
-    assert_eq!(real.merged, 1, "S-2 merges into P2");
+    assert_eq!(real.counts.merged, 1, "S-2 merges into P2");
     let (marked, keys) = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
     assert_eq!(keys, ["P1"]);
     assert_eq!((predicted_keys, predicted.marked), (keys, marked.marked));

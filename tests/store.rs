@@ -7,10 +7,11 @@ use chute::error::Refusal;
 use chute::feed::Mode;
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
+use chute::run::{ImportProgress, WriteCounts};
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
 use chute::Position;
-use support::{products_by_sku, MongoServer};
+use support::{product_indexes, products_by_sku, written, MongoServer};
 
 const HEADER: &str = "sku,name,price,stock,category,brand,active";
 
@@ -45,8 +46,8 @@ fn staged(csv: &str, chunk_bytes: u64) -> Vec<Vec<u8>> {
 fn ctx(run: &str) -> WriteContext {
     WriteContext {
         run_id: run.to_string(),
-        source: format!("s3://bucket/incoming/{run}.csv"),
-        source_name: "default".into(),
+        object: format!("s3://bucket/incoming/{run}.csv"),
+        feed_source: "default".into(),
         mode: Mode::Incremental,
         at: DateTime::now(),
     }
@@ -91,21 +92,9 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
     let schema = Schema::products();
     let original = staged(&rows(50, |i| format!("{i}.50")), 1 << 20).concat();
     let first = write(&store, &schema, &original, "run-1").await;
-    assert_eq!(
-        first,
-        WriteOutcome {
-            inserted: 50,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(first.counts, written(50, 0, 0, 0));
     let again = write(&store, &schema, &original, "run-2").await;
-    assert_eq!(
-        again,
-        WriteOutcome {
-            unchanged: 50,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(again.counts, written(0, 0, 50, 0));
     // Two prices change and one row is new.
     let corrected = staged(
         &rows(51, |i| {
@@ -119,15 +108,7 @@ async fn first_run_rerun_and_corrected_rerun_count_exactly() {
     )
     .concat();
     let fixed = write(&store, &schema, &corrected, "run-3").await;
-    assert_eq!(
-        fixed,
-        WriteOutcome {
-            inserted: 1,
-            updated: 2,
-            unchanged: 48,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(fixed.counts, written(1, 2, 48, 0));
 
     let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 51);
@@ -164,13 +145,7 @@ async fn a_retried_batch_counts_as_the_write_it_was() {
     let data = staged(&rows(20, |i| format!("{i}")), 1 << 20).concat();
     let first = write(&store, &schema, &data, "run-1").await;
     let retried = write(&store, &schema, &data, "run-1").await;
-    assert_eq!(
-        first,
-        WriteOutcome {
-            inserted: 20,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(first.counts, written(20, 0, 0, 0));
     assert_eq!(
         retried, first,
         "same run, same chunk: same counts, nothing written twice"
@@ -196,14 +171,7 @@ async fn rows_merge_into_stored_documents() {
     )
     .concat();
     let outcome = write(&store, &schema, &partial, "run-2").await;
-    assert_eq!(
-        outcome,
-        WriteOutcome {
-            inserted: 1,
-            updated: 1,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(1, 1, 0, 0));
     let docs = products_by_sku(&store).await;
     let a = &docs[0];
     assert_eq!(a.get_str("name").unwrap(), "Lamp XL");
@@ -234,14 +202,7 @@ async fn a_key_stored_between_lookup_and_insert_is_updated_not_lost() {
     let first = staged(&format!("{HEADER}\nA,Lamp,5,1,Home,Acme,yes\n"), 1 << 20).concat();
     let second = staged(&format!("{HEADER}\nA,Lamp v2,6,1,Home,Acme,yes\n"), 1 << 20).concat();
     let outcome = write(&store, &schema, &[first, second].concat(), "run-1").await;
-    assert_eq!(
-        outcome,
-        WriteOutcome {
-            inserted: 1,
-            updated: 1,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(1, 1, 0, 0));
     let docs = products_by_sku(&store).await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].get_str("name").unwrap(), "Lamp v2");
@@ -306,11 +267,8 @@ async fn last_occurrence_wins_whatever_order_chunks_are_written() {
             total.add(write(&store, &schema, chunk, "run-1").await);
         }
         assert_eq!(
-            total,
-            WriteOutcome {
-                inserted: 7,
-                ..WriteOutcome::default()
-            },
+            total.counts,
+            written(7, 0, 0, 0),
             "{database}: only winners are written"
         );
         let docs = products_by_sku(&store).await;
@@ -336,18 +294,22 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
     let mut bytes = good.clone();
     bad.to_writer(&mut bytes).unwrap();
     let outcome = write(&store, &schema, &bytes, "run-1").await;
-    let message = outcome.refused[0].message.clone();
+    let message = outcome.refusals[0].message.clone();
     assert!(message.contains("stock"), "{message}");
     assert_eq!(
         outcome,
         WriteOutcome {
-            inserted: 1,
-            refused: vec![Refusal {
+            counts: WriteCounts {
+                inserted: 1,
+                refused: 1,
+                ..WriteCounts::default()
+            },
+            refusals: vec![Refusal {
                 position: Position { row: 2, line: 3 },
                 code: 121,
                 message,
             }],
-            ..WriteOutcome::default()
+            differences: Vec::new(),
         }
     );
     assert_eq!(products_by_sku(&store).await.len(), 1);
@@ -415,11 +377,8 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
     );
     let retried = write(&store, &schema, &data, "run-1").await;
     assert_eq!(
-        retried,
-        WriteOutcome {
-            inserted: 600,
-            ..WriteOutcome::default()
-        },
+        retried.counts,
+        written(600, 0, 0, 0),
         "the retry counts every row once, the 100 already written included"
     );
     let docs = products_by_sku(&store).await;
@@ -431,27 +390,33 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
 }
 
 #[tokio::test]
-async fn the_ledger_remembers_finished_chunks() {
+async fn the_ledger_remembers_how_far_each_chunk_got() {
     let server = MongoServer::start().await;
     let store = store(&server).await;
-    assert_eq!(store.finished_chunk("run-9", 0).await.unwrap(), None);
-    let outcome = WriteOutcome {
-        inserted: 3,
-        updated: 2,
-        unchanged: 1,
-        refused: vec![],
-        ..WriteOutcome::default()
+    assert_eq!(store.chunk_progress("run-9", 0).await.unwrap(), None);
+    let progress = ImportProgress {
+        documents: 6,
+        bytes: 600,
+        counts: WriteCounts {
+            inserted: 3,
+            updated: 2,
+            unchanged: 1,
+            ..WriteCounts::default()
+        },
+        invocations: 1,
+        finished: true,
+        ..ImportProgress::default()
     };
-    store.finish_chunk("run-9", 0, &outcome).await.unwrap();
+    store.record_progress("run-9", 0, &progress).await.unwrap();
     store
         .record_run("run-9", doc! {"status": "RUNNING"})
         .await
         .unwrap();
     assert_eq!(
-        store.finished_chunk("run-9", 0).await.unwrap(),
-        Some(outcome)
+        store.chunk_progress("run-9", 0).await.unwrap(),
+        Some(progress)
     );
-    assert_eq!(store.finished_chunk("run-9", 1).await.unwrap(), None);
+    assert_eq!(store.chunk_progress("run-9", 1).await.unwrap(), None);
     let run = store.run("run-9").await.unwrap().unwrap();
     assert_eq!(run.get_str("status").unwrap(), "RUNNING");
 }
@@ -461,12 +426,7 @@ async fn collection_setup_is_idempotent_and_builds_indexes() {
     let server = MongoServer::start().await;
     let store = store(&server).await;
     store.ensure_collection(&Schema::products()).await.unwrap();
-    let names: Vec<String> = store
-        .database()
-        .collection::<Document>("products")
-        .list_index_names()
-        .await
-        .unwrap();
+    let names = product_indexes(&store).await;
     assert!(names.contains(&"products_key".to_string()), "{names:?}");
     assert!(
         names.iter().any(|n| n.starts_with("category_1_price_1")),
@@ -613,13 +573,7 @@ async fn a_staged_stream_is_written_batch_by_batch_and_a_truncated_one_is_refuse
         .upsert_stream(&schema, stream(bytes.clone()), &ctx("run-1"))
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        WriteOutcome {
-            inserted: 5,
-            ..WriteOutcome::default()
-        }
-    );
+    assert_eq!(outcome.counts, written(5, 0, 0, 0));
 
     store.database().drop().await.unwrap();
     store.ensure_collection(&schema).await.unwrap();

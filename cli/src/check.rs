@@ -9,7 +9,8 @@ use chute::format::Format;
 use chute::input::decode_all;
 use chute::pipeline::{process_with_progress, Progress};
 use chute::report::{
-    failure_reason, thousands, Artifacts, Report, ReportBuilder, Source, Status, Timings, Written,
+    failure_reason, thousands, Artifacts, FileObject, Report, ReportBuilder, Status, Timings,
+    Written,
 };
 use chute::schema::Schema;
 use chute::settings::Config;
@@ -127,10 +128,10 @@ pub fn check_bytes(
     let mut options = config.plan.clone();
     options.chunk_bytes = options.chunk_bytes.min(CHECK_CHUNK_BYTES);
     let decoded = decode_all(bytes, Some(schema), &reading.format, reading.sheet);
-    let source = Source {
+    let source = FileObject {
         key,
         read_as: decoded.as_ref().ok().map(|d| d.read_as.clone()),
-        ..Source::default()
+        ..FileObject::default()
     };
     let mut builder = ReportBuilder::new("check", source, &schema.name);
     let outcome = decoded.and_then(|decoded| {

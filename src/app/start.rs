@@ -22,8 +22,9 @@ pub struct RunInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
     pub schema: String,
-    /// Who sent the file ([`crate::routing::source`]).
-    pub source: String,
+    /// The feed source that sent the file ([`crate::routing::source`]).
+    #[serde(rename = "source")]
+    pub feed_source: String,
     /// The configured mode of the source, or object metadata `chute-mode`.
     pub mode: Mode,
     /// Object metadata `chute-force-stale: true`: a full refresh marks its stale products even
@@ -81,7 +82,7 @@ pub fn run_input(config: &Config, object: &ObjectRef, info: &ObjectInfo) -> RunI
         etag,
         version_id: object.version_id.clone().or(info.version_id.clone()),
         schema,
-        source,
+        feed_source: source,
         mode,
         force_stale,
         refused,
@@ -188,13 +189,13 @@ mod tests {
     fn the_source_picks_its_configured_mode_and_metadata_overrides_it() {
         let erp = input("incoming/erp/a.csv", &[]);
         assert_eq!(
-            (erp.source.as_str(), erp.mode, erp.force_stale),
+            (erp.feed_source.as_str(), erp.mode, erp.force_stale),
             ("erp", Mode::Full, false)
         );
         assert_eq!(erp.refused, None);
         let other = input("incoming/shoes/a.csv", &[]);
         assert_eq!(
-            (other.source.as_str(), other.mode),
+            (other.feed_source.as_str(), other.mode),
             ("shoes", Mode::Incremental)
         );
         let dry = input(
@@ -206,7 +207,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            (dry.source.as_str(), dry.mode, dry.force_stale),
+            (dry.feed_source.as_str(), dry.mode, dry.force_stale),
             ("erp", Mode::DryRun, true)
         );
     }

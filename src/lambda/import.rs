@@ -1,6 +1,6 @@
 //! `import`: one chunk's staged documents upserted into MongoDB, to a time budget. The run ledger
-//! makes a re-invoked, finished chunk a no-op; the writer's per-run recount makes a retried,
-//! half-finished batch exact.
+//! (`progress.<chunk>.finished`) makes a re-invoked, finished chunk a no-op that returns its stored
+//! record; the writer's per-run recount makes a retried, half-finished batch exact.
 //!
 //! No invocation depends on the cluster's speed: the import writes batch by batch until its budget
 //! (the invocation's deadline less [`SAFETY_MARGIN`], or less when `CHUTE_IMPORT_BUDGET_MS` or the
@@ -14,9 +14,10 @@ use bson::DateTime;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, Env, ImportOutput, TransformOutput};
+use super::{elapsed_ms, Env};
 use crate::error::Refusal;
-use crate::store::{ImportProgress, WriteContext, DIFFERENCE_SAMPLE};
+use crate::run::{keep_sample, ImportProgress, ImportRecord, TransformRecord};
+use crate::store::{WriteContext, WriteOutcome};
 
 /// Left of the invocation's time when the import stops starting batches: one batch (1,000
 /// documents) still in flight, the S3 and ledger writes after it, and the peek at the next batch.
@@ -44,8 +45,8 @@ fn epoch_ms() -> u64 {
 
 pub async fn handle(
     env: &Env,
-    event: LambdaEvent<TransformOutput>,
-) -> Result<ImportOutput, Diagnostic> {
+    event: LambdaEvent<TransformRecord>,
+) -> Result<ImportRecord, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
     let cap = match (env.config.import_budget_ms, input.import_budget_ms) {
@@ -54,31 +55,23 @@ pub async fn handle(
     };
     let budget = budget(event.context.deadline, epoch_ms(), cap);
     let store = env.store().await?;
-    let record_key = env
-        .config
-        .chunk_key(&input.run_id, input.chunk, "import.json");
-    if store
-        .finished_chunk(&input.run_id, input.chunk)
-        .await?
-        .is_some()
-    {
-        if let Some(mut recorded) = env
+    let keys = env.config.keys(&input.run_id);
+    let record_key = keys.import_record(input.chunk);
+    let recorded = store.chunk_progress(&input.run_id, input.chunk).await?;
+    if recorded.as_ref().is_some_and(|p| p.finished) {
+        if let Some(mut record) = env
             .blob
-            .get_json_if_exists::<ImportOutput>(&input.bucket, &record_key)
+            .get_json_if_exists::<ImportRecord>(&input.bucket, &record_key)
             .await?
         {
             tracing::info!("chunk already imported; nothing written");
-            recorded.replayed = true;
-            recorded.refusals.clear();
-            return Ok(recorded);
+            record.replayed = true;
+            record.refusals.clear();
+            return Ok(record);
         }
     }
     let staged_etag = env.blob.head(&input.bucket, &input.staged_key).await?.etag;
-    let mut before = store
-        .chunk_progress(&input.run_id, input.chunk)
-        .await?
-        .filter(|p| !p.finished)
-        .unwrap_or_default();
+    let mut before = recorded.filter(|p| !p.finished).unwrap_or_default();
     if before.documents > 0 && before.staged_etag != staged_etag {
         tracing::warn!(
             written = before.documents,
@@ -98,8 +91,8 @@ pub async fn handle(
         .await?;
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
-        source: format!("s3://{}/{}", input.bucket, input.key),
-        source_name: input.source.clone(),
+        object: format!("s3://{}/{}", input.bucket, input.key),
+        feed_source: input.feed_source.clone(),
         mode: input.mode,
         at: DateTime::now(),
     };
@@ -108,23 +101,16 @@ pub async fn handle(
         .upsert_stream_until(&schema, staged, &ctx, before.documents, out_of_time)
         .await?;
     let outcome = &step.outcome;
+    let mut counts = before.counts;
+    counts += outcome.counts;
+    let mut differences = before.differences.clone();
+    keep_sample(&mut differences, &outcome.differences);
     let mut progress = ImportProgress {
         documents: before.documents + step.documents,
         bytes: before.bytes + step.bytes,
-        inserted: before.inserted + outcome.inserted,
-        updated: before.updated + outcome.updated,
-        unchanged: before.unchanged + outcome.unchanged,
-        refused: before.refused + outcome.refused.len() as u64,
-        reactivated: before.reactivated + outcome.reactivated,
-        merged: before.merged + outcome.merged,
-        differences: before
-            .differences
-            .iter()
-            .chain(&outcome.differences)
-            .take(DIFFERENCE_SAMPLE)
-            .cloned()
-            .collect(),
         staged_etag,
+        counts,
+        differences,
         refusal_parts: before.refusal_parts.clone(),
         invocations: before.invocations + 1,
         duration_ms: before.duration_ms + elapsed_ms(started),
@@ -133,10 +119,10 @@ pub async fn handle(
     if !step.finished {
         // Refusals of this invocation go to S3 before the ledger names them: a crash between the
         // two leaves an unnamed object that the retry (starting at the same place) overwrites.
-        if !outcome.refused.is_empty() {
-            let part = refusal_part_key(env, input, before.documents);
+        if !outcome.refusals.is_empty() {
+            let part = keys.refusal_part(input.chunk, before.documents);
             env.blob
-                .put_json(&input.bucket, &part, &outcome.refused)
+                .put_json(&input.bucket, &part, &outcome.refusals)
                 .await?;
             progress.refusal_parts.push(before.documents);
         }
@@ -150,93 +136,51 @@ pub async fn handle(
             "time budget spent; the chunk continues in the next invocation"
         );
         emit_metrics(&input.run_id, outcome, started);
-        return Ok(output(input, &progress, Vec::new()));
+        return Ok(ImportRecord::of(
+            &input.run_id,
+            input.chunk,
+            &progress,
+            Vec::new(),
+        ));
     }
 
-    let mut refusals: Vec<Refusal> = Vec::with_capacity(progress.refused as usize);
+    let mut refusals: Vec<Refusal> = Vec::with_capacity(progress.counts.refused as usize);
     for from in &before.refusal_parts {
-        let part = refusal_part_key(env, input, *from);
+        let part = keys.refusal_part(input.chunk, *from);
         refusals.extend(
             env.blob
                 .get_json::<Vec<Refusal>>(&input.bucket, &part)
                 .await?,
         );
     }
-    refusals.extend(outcome.refused.iter().cloned());
+    refusals.extend(outcome.refusals.iter().cloned());
     refusals.sort_by_key(|r| r.position);
-    let mut output = output(input, &progress, refusals);
+    // The record first, then its completion in the ledger: a finished chunk has a record to replay.
+    let mut record = ImportRecord::of(&input.run_id, input.chunk, &progress, refusals);
     env.blob
-        .put_json(&input.bucket, &record_key, &output)
+        .put_json(&input.bucket, &record_key, &record)
         .await?;
     store
         .record_progress(&input.run_id, input.chunk, &progress)
         .await?;
-    let total = crate::store::WriteOutcome {
-        inserted: progress.inserted,
-        updated: progress.updated,
-        unchanged: progress.unchanged,
-        refused: output.refusals.clone(),
-        reactivated: progress.reactivated,
-        merged: progress.merged,
-        differences: progress.differences.clone(),
-    };
-    store
-        .finish_chunk(&input.run_id, input.chunk, &total)
-        .await?;
-    output.refusals.clear();
+    record.refusals.clear();
     tracing::info!(
-        inserted = output.inserted,
-        updated = output.updated,
-        unchanged = output.unchanged,
-        refused = output.refused,
-        invocations = output.invocations,
-        ms = output.duration_ms,
+        counts = ?record.counts,
+        invocations = record.invocations,
+        ms = record.duration_ms,
         "chunk imported"
     );
     emit_metrics(&input.run_id, outcome, started);
-    Ok(output)
-}
-
-/// `staging/<run>/chunk-00007.import-from-<documents>.json`: the refusals of the invocation that
-/// started at `documents`.
-fn refusal_part_key(env: &Env, input: &TransformOutput, documents: u64) -> String {
-    env.config.chunk_key(
-        &input.run_id,
-        input.chunk,
-        &format!("import-from-{documents}.json"),
-    )
-}
-
-fn output(
-    input: &TransformOutput,
-    progress: &ImportProgress,
-    refusals: Vec<Refusal>,
-) -> ImportOutput {
-    ImportOutput {
-        run_id: input.run_id.clone(),
-        chunk: input.chunk,
-        inserted: progress.inserted,
-        updated: progress.updated,
-        unchanged: progress.unchanged,
-        refused: progress.refused,
-        reactivated: progress.reactivated,
-        merged: progress.merged,
-        differences: progress.differences.clone(),
-        duration_ms: progress.duration_ms,
-        replayed: false,
-        finished: progress.finished,
-        position: progress.documents,
-        invocations: progress.invocations,
-        refusals,
-    }
+    Ok(record)
 }
 
 /// What this invocation wrote, as EMF metrics (whether or not the chunk is finished).
-fn emit_metrics(run_id: &str, outcome: &crate::store::WriteOutcome, started: Instant) {
+fn emit_metrics(run_id: &str, outcome: &WriteOutcome, started: Instant) {
+    let counts = &outcome.counts;
     Metrics::new("import", run_id)
-        .count("RowsWritten", outcome.inserted + outcome.updated)
-        .count("RowsUnchanged", outcome.unchanged)
-        .count("RowsRefused", outcome.refused.len() as u64)
+        .count("RowsWritten", counts.inserted + counts.updated)
+        .count("RowsUnchanged", counts.unchanged)
+        .count("RowsRefused", counts.refused)
         .duration(elapsed_ms(started))
         .emit();
 }

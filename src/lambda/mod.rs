@@ -1,12 +1,14 @@
 //! Lambda glue: [`serve`] (the runtime loop and the error mapping), [`events`] (what passes
-//! between states) and [`metrics`] (EMF lines). One module per function holds its handler;
-//! `functions/<name>/src/main.rs` only calls [`serve`] with it. The settings and clients the
-//! handlers share with the command line are in [`crate::app`].
+//! between states) and [`metrics`] (EMF lines). One module per function holds its handler
+//! ([`stale`] holds the report step's stale marking); `functions/<name>/src/main.rs` only calls
+//! [`serve`] with it. The settings and clients the handlers share with the command line are in
+//! [`crate::app`].
 
 pub mod events;
 pub mod import;
 pub mod metrics;
 pub mod report;
+pub mod stale;
 pub mod transform;
 pub mod trigger;
 pub mod validate;
@@ -22,8 +24,8 @@ pub(crate) use crate::app::Env;
 pub(crate) use crate::clock::elapsed_ms;
 
 pub use events::{
-    ChunkInput, Failure, ImportOutput, PlanOutput, ReportInput, ReportOutput, RunInput, Started,
-    StoredPlan, Traced, TransformOutput, TriggerOutput,
+    ChunkInput, Failure, ReportInput, ReportOutput, RunInput, Started, Traced, TriggerOutput,
+    ValidateOutput,
 };
 
 /// The diagnostic Step Functions sees: `errorType` is what Retry and Catch match on.

@@ -1,5 +1,5 @@
-//! `report`: reads every chunk's recorded outcome, marks a full refresh's stale products (the
-//! run's last step, once every chunk is written; [`crate::store::Store::mark_stale`]), has
+//! `report`: reads every chunk's recorded outcome, has [`super::stale`] mark a full refresh's
+//! stale products (the run's last step, once every chunk is written), has
 //! [`crate::report::assemble`] build the report, stores report.json, rejects.csv, summary.html and
 //! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is
 //! stored before the email is tried, and an email failure is recorded in it, never fatal.
@@ -7,19 +7,17 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{Env, PlanOutput, ReportInput, ReportOutput, RunInput, StoredPlan};
+use super::{stale, Env, ReportInput, ReportOutput, RunInput, ValidateOutput};
 use crate::error::ChuteError;
-use crate::feed::{Mode, Stale};
+use crate::feed::{Mode, RunFeed};
 use crate::input::ReadAs;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    assemble, failure_reason, stale_csv, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, Feed,
-    Imported, PlanRecord, Report, RunRecord, Source, StaleReport, Transformed,
+    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, FileObject,
+    Planned, Report, RunRecord,
 };
-use crate::schema::join_key;
-use crate::store::{StaleRun, Store, Supplied};
-use crate::transform::STAGING_PART_BYTES;
+use crate::run::{ImportRecord, PlanRecord, TransformRecord};
 
 pub async fn handle(
     env: &Env,
@@ -34,15 +32,16 @@ pub async fn handle(
         }
         None => (None, None),
     };
+    let keys = env.config.keys(&run.run_id);
     let mut artifacts = Artifacts {
-        report: env.config.report_key(&run.run_id, "report.json"),
-        rejects: env.config.report_key(&run.run_id, "rejects.csv"),
-        summary: env.config.report_key(&run.run_id, "summary.html"),
+        report: keys.report(),
+        rejects: keys.rejects(),
+        summary: keys.summary(),
         stale: None,
     };
     let mut record = RunRecord {
         run_id: run.run_id.clone(),
-        source: Source {
+        source: FileObject {
             bucket: run.bucket.clone(),
             key: run.key.clone(),
             etag: run.etag.clone(),
@@ -56,30 +55,14 @@ pub async fn handle(
             .as_ref()
             .map(|f| failure_reason(&f.error, &f.cause)),
         artifacts: artifacts.clone(),
-        feed: Feed {
-            source: run.source.clone(),
-            mode: run.mode.as_str().to_string(),
+        feed: RunFeed {
+            source: run.feed_source.clone(),
+            mode: run.mode,
         },
         dry_run: run.mode == Mode::DryRun,
         stale: None,
     };
-    if run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?) {
-        let (stale, key) = match mark_stale(env, run, &record).await {
-            Ok(marked) => marked,
-            // Worth a retry of the whole step (the tags make a second marking finish the first).
-            Err(e @ ChuteError::Transient(_)) => return Err(e.into()),
-            // Anything else would fail every retry: the run is still reported, PARTIAL, saying so.
-            Err(e) => (
-                StaleReport {
-                    refused_reason: Some(format!(
-                        "the stale marking did not finish: {}",
-                        crate::error::redact(&e.to_string())
-                    )),
-                    ..StaleReport::default()
-                },
-                None,
-            ),
-        };
+    if let Some((stale, key)) = stale::mark(env, run, &record).await? {
         record.stale = Some(stale);
         artifacts.stale = key;
         record.artifacts = artifacts.clone();
@@ -138,146 +121,23 @@ pub async fn handle(
     })
 }
 
-/// Whether the file's source is configured for full refreshes (a dry run's mode replaces it).
-fn full_by_configuration(env: &Env, run: &RunInput) -> Result<bool, ChuteError> {
-    let schema = env.config.schema(&run.schema)?;
-    Ok(schema.feed.for_source(&run.source).mode == Mode::Full)
-}
-
-/// A full refresh's stale products, marked once every chunk was written (else nothing is marked
-/// and the report says why), the keys streamed into `stale.csv`; returns the outcome and the CSV's
-/// key. A retried or redriven report repeats what the ledger recorded. A dry run predicts them
-/// from the keys its staged documents supply, and marks nothing.
-async fn mark_stale(
-    env: &Env,
-    run: &RunInput,
-    record: &RunRecord,
-) -> Result<(StaleReport, Option<String>), ChuteError> {
-    let schema = env.config.schema(&run.schema)?;
-    let policy = schema.feed.for_source(&run.source);
-    let mut outcome = StaleReport {
-        policy: stale_name(policy.stale).to_string(),
-        ..StaleReport::default()
-    };
-    if !record.complete() {
-        outcome.refused_reason = Some(
-            "nothing marked stale: the full refresh did not import every row it staged".into(),
-        );
-        return Ok((outcome, None));
-    }
-    let store = env.store().await?;
-    let key = env.config.report_key(&run.run_id, "stale.csv");
-    let dry_run = run.mode == Mode::DryRun;
-    let stale_run = StaleRun {
-        schema: &schema,
-        source: &run.source,
-        run_id: &run.run_id,
-        policy: policy.stale,
-        max_stale_percent: f64::from(policy.max_stale_percent),
-        force: run.force_stale,
-    };
-    if !dry_run {
-        if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
-            drop_if_deleting(store, &stale_run, &recorded).await?;
-            return Ok((recorded, Some(key)));
-        }
-    }
-    let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
-    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel(1);
-    // Rows the file has but the transform rejected still supply their products.
-    let rejected = record.rejected_keys(&schema);
-    let marking = async {
-        if dry_run {
-            let mut supplied = supplied(env, run, record, &schema).await?;
-            supplied.keys.extend(
-                rejected
-                    .iter()
-                    .map(|k| join_key(k.iter().map(String::as_str))),
-            );
-            store.predict_stale(&stale_run, &supplied, keys_tx).await
-        } else {
-            store.keep_rejected_claims(&stale_run, &rejected).await?;
-            store.mark_stale(&stale_run, keys_tx).await
-        }
-    };
-    let (marked, (), stored) = tokio::join!(
-        marking,
-        stale_csv(keys_rx, parts_tx, STAGING_PART_BYTES),
-        env.blob
-            .put_parts(&run.bucket, &key, "text/csv; charset=utf-8", parts_rx),
-    );
-    stored?;
-    let marked = marked?;
-    outcome.marked = marked.marked;
-    outcome.deleted = marked.deleted;
-    outcome.refused_reason = marked.refused_reason;
-    outcome.sample = marked.sample;
-    if !dry_run {
-        store.record_stale(&run.run_id, &outcome).await?;
-        drop_if_deleting(store, &stale_run, &outcome).await?;
-    }
-    Ok((outcome, Some(key)))
-}
-
-/// Under `delete`, drops the claims the marking tagged, once its outcome is recorded: a retry
-/// before that counts them again, one after it finishes the drop and repeats the record.
-async fn drop_if_deleting(
-    store: &Store,
-    run: &StaleRun<'_>,
-    outcome: &StaleReport,
-) -> Result<(), ChuteError> {
-    if run.policy == Stale::Delete && outcome.refused_reason.is_none() {
-        store.drop_stale_claims(run).await?;
-    }
-    Ok(())
-}
-
-/// What a dry run's file supplies: every chunk's staged documents.
-async fn supplied(
-    env: &Env,
-    run: &RunInput,
-    record: &RunRecord,
-    schema: &crate::schema::Schema,
-) -> Result<Supplied, ChuteError> {
-    let mut supplied = Supplied::default();
-    for chunk in record.plan.iter().flat_map(|p| &p.chunks) {
-        let staged = env
-            .blob
-            .get(
-                &run.bucket,
-                &env.config.chunk_key(&run.run_id, chunk.index, "bson"),
-            )
-            .await?;
-        supplied.add_staged(schema, &staged)?;
-    }
-    Ok(supplied)
-}
-
-fn stale_name(stale: Stale) -> &'static str {
-    match stale {
-        Stale::Deactivate => "deactivate",
-        Stale::Delete => "delete",
-        Stale::Keep => "keep",
-    }
-}
-
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
 async fn read_plan(
     env: &Env,
     run: &RunInput,
-    plan: &PlanOutput,
-) -> Result<(PlanRecord, Option<ReadAs>), ChuteError> {
-    let stored: StoredPlan = env.blob.get_json(&run.bucket, &plan.plan_key).await?;
+    plan: &ValidateOutput,
+) -> Result<(Planned, Option<ReadAs>), ChuteError> {
+    let stored: PlanRecord = env.blob.get_json(&run.bucket, &plan.plan_key).await?;
+    let keys = env.config.keys(&run.run_id);
     let mut chunks = Vec::with_capacity(stored.chunks.len());
     for chunk in &stored.chunks {
-        let record = |suffix| env.config.chunk_key(&run.run_id, chunk.index, suffix);
-        let transformed: Option<Transformed> = env
+        let transformed: Option<TransformRecord> = env
             .blob
-            .get_json_if_exists(&run.bucket, &record("transform.json"))
+            .get_json_if_exists(&run.bucket, &keys.transform_record(chunk.index))
             .await?;
-        let imported: Option<Imported> = env
+        let imported: Option<ImportRecord> = env
             .blob
-            .get_json_if_exists(&run.bucket, &record("import.json"))
+            .get_json_if_exists(&run.bucket, &keys.import_record(chunk.index))
             .await?;
         chunks.push(ChunkRecord {
             index: chunk.index,
@@ -286,7 +146,7 @@ async fn read_plan(
             imported,
         });
     }
-    let record = PlanRecord {
+    let record = Planned {
         header: stored.header,
         warnings: stored.warnings,
         validate_ms: plan.duration_ms,

@@ -6,20 +6,21 @@ use std::time::Instant;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, ChunkInput, Env, StoredPlan, TransformOutput};
+use super::{elapsed_ms, ChunkInput, Env};
 use crate::dedup::rows_in_chunk;
 use crate::error::ChuteError;
 use crate::header::Header;
+use crate::run::{PlanRecord, TransformRecord};
 use crate::transform::{transform_chunk_parts, RowRules, STAGING_PART_BYTES};
 
 pub async fn handle(
     env: &Env,
     event: LambdaEvent<ChunkInput>,
-) -> Result<TransformOutput, Diagnostic> {
+) -> Result<TransformRecord, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
-    let stored: StoredPlan = env.blob.get_json(&input.bucket, &input.plan_key).await?;
+    let stored: PlanRecord = env.blob.get_json(&input.bucket, &input.plan_key).await?;
     // Read as validate read it: its delimiter and number format, from its decoded copy if any.
     let (format, key, etag) = match &stored.input {
         Some(read) => match &read.staged {
@@ -33,7 +34,8 @@ pub async fn handle(
     let chunk = input.chunk;
     let bytes = env.blob.get_chunk(&input.bucket, key, &chunk, etag).await?;
     let superseded = rows_in_chunk(&stored.superseded, &chunk).to_vec();
-    let staged_key = env.config.chunk_key(&input.run_id, chunk.index, "bson");
+    let keys = env.config.keys(&input.run_id);
+    let staged_key = keys.staged(chunk.index);
     // Rows are turned into documents on a blocking thread while this task uploads the staged
     // parts as they fill: one part in the channel, one uploading, one filling.
     let (parts, received) = tokio::sync::mpsc::channel(1);
@@ -67,43 +69,30 @@ pub async fn handle(
         ))
         .into());
     }
-    let mut output = TransformOutput {
+    let mut record = TransformRecord {
         run_id: input.run_id.clone(),
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         schema: input.schema.clone(),
-        source: input.source.clone(),
+        feed_source: input.feed_source.clone(),
         mode: input.mode,
         chunk: chunk.index,
-        rows: outcome.rows,
-        valid: outcome.valid,
-        duplicate: outcome.duplicate,
-        rejected: outcome.rejected.len() as u64,
+        counts: (&outcome).into(),
         staged_key,
         duration_ms: elapsed_ms(started),
         rejected_rows: outcome.rejected,
         not_utf8: outcome.not_utf8,
         import_budget_ms: input.import_budget_ms,
     };
-    let record_key = env
-        .config
-        .chunk_key(&input.run_id, chunk.index, "transform.json");
     env.blob
-        .put_json(&input.bucket, &record_key, &output)
+        .put_json(&input.bucket, &keys.transform_record(chunk.index), &record)
         .await?;
-    output.rejected_rows.clear();
-    tracing::info!(
-        rows = output.rows,
-        valid = output.valid,
-        rejected = output.rejected,
-        duplicate = output.duplicate,
-        ms = output.duration_ms,
-        "chunk transformed"
-    );
+    record.rejected_rows.clear();
+    tracing::info!(counts = ?record.counts, ms = record.duration_ms, "chunk transformed");
     Metrics::new("transform", &input.run_id)
-        .count("RowsRead", output.rows)
-        .count("RowsRejected", output.rejected)
-        .duration(output.duration_ms)
+        .count("RowsRead", record.counts.rows)
+        .count("RowsRejected", record.counts.rejected)
+        .duration(record.duration_ms)
         .emit();
-    Ok(output)
+    Ok(record)
 }

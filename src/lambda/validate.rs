@@ -7,15 +7,16 @@ use std::time::Instant;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, Env, PlanOutput, RunInput, StoredPlan};
+use super::{elapsed_ms, Env, RunInput, ValidateOutput};
 use crate::dedup::Occurrences;
 use crate::error::{ChuteError, FileCode, FileError};
 use crate::input::{self, PlanInput, StagedCopy, Staging};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
+use crate::run::PlanRecord;
 use crate::store::RunStart;
 use crate::transform::{RowRules, STAGING_PART_BYTES};
 
-pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutput, Diagnostic> {
+pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateOutput, Diagnostic> {
     let input = &event.payload;
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
@@ -27,7 +28,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             key: &input.key,
             etag: &input.etag,
             schema: &schema.name,
-            feed_source: &input.source,
+            feed_source: &input.feed_source,
             mode: input.mode,
             requested_at: &input.requested_at,
         })
@@ -53,7 +54,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         .into());
     }
     let format = schema
-        .format_for(&input.source)
+        .format_for(&input.feed_source)
         .with_metadata(&info.metadata)
         .map_err(ChuteError::from)?;
     let sheet = info.metadata.get("chute-sheet").cloned();
@@ -93,7 +94,8 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             Ok::<_, FileError>((planned, format, read_as, warnings))
         })
     };
-    let staged_key = env.config.staging_key(&input.run_id, "input.csv");
+    let keys = env.config.keys(&input.run_id);
+    let staged_key = keys.decoded_input();
     let staged = match decision.await {
         Ok(true) => {
             env.blob
@@ -145,7 +147,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         }
     }
     let superseded = occurrences.superseded();
-    let stored = StoredPlan {
+    let stored = PlanRecord {
         header: planned.header.names.clone(),
         chunks: planned.chunks.clone(),
         superseded: superseded.clone(),
@@ -156,10 +158,10 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
             staged,
         }),
     };
-    let plan_key = env.config.staging_key(&input.run_id, "plan.json");
+    let plan_key = keys.plan();
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
     // The Map's items, read by its ItemReader: never inline in the state (256 KiB limit).
-    let chunks_key = env.config.staging_key(&input.run_id, "chunks.json");
+    let chunks_key = keys.chunk_list();
     env.blob
         .put_json(&input.bucket, &chunks_key, &planned.chunks)
         .await?;
@@ -169,7 +171,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<PlanOutpu
         .count("Chunks", planned.chunks.len() as u64)
         .duration(duration_ms)
         .emit();
-    Ok(PlanOutput {
+    Ok(ValidateOutput {
         rows: planned.rows,
         file_bytes: planned.file_bytes,
         chunk_count: planned.chunks.len() as u64,

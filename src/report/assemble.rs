@@ -1,30 +1,28 @@
 //! The report of a run from what each of its steps recorded.
 
 use super::{
-    Artifacts, ChunkTally, Difference, Feed, Report, ReportBuilder, Source, StaleReport,
-    StepTimings, Timings, TransformTally, WriteTally,
+    Artifacts, ChunkTally, FileObject, Report, ReportBuilder, StaleReport, StepTimings, Timings,
 };
-use serde::Deserialize;
-
-use crate::error::{FileError, Refusal};
+use crate::error::FileError;
+use crate::feed::RunFeed;
 use crate::header::Header;
+use crate::run::{ImportRecord, TransformRecord};
 use crate::schema::Schema;
-use crate::transform::RejectedRow;
 
 /// Everything the `report` function gathered about a run; [`assemble`] turns it into the report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunRecord {
     pub run_id: String,
-    pub source: Source,
+    pub source: FileObject,
     pub schema: String,
     /// When the run was requested (RFC 3339).
     pub started_at: String,
     /// `None` when the run failed before a plan was stored.
-    pub plan: Option<PlanRecord>,
+    pub plan: Option<Planned>,
     /// Why the run failed, when a step failed as a whole (see [`failure_reason`]).
     pub failure: Option<String>,
     pub artifacts: Artifacts,
-    pub feed: Feed,
+    pub feed: RunFeed,
     pub dry_run: bool,
     /// The stale marking of a full refresh, once every chunk was written (see
     /// [`RunRecord::complete`]).
@@ -41,10 +39,7 @@ impl RunRecord {
                 .chunks
                 .iter()
                 .all(|c| match (&c.transformed, &c.imported) {
-                    (Some(t), Some(i)) => {
-                        let w = &i.tally;
-                        w.inserted + w.updated + w.unchanged + w.refused == t.tally.valid
-                    }
+                    (Some(t), Some(i)) => i.counts.accounted() == t.counts.valid,
                     _ => false,
                 })
     }
@@ -64,7 +59,7 @@ impl RunRecord {
         plan.chunks
             .iter()
             .filter_map(|c| c.transformed.as_ref())
-            .flat_map(|t| &t.rejections)
+            .flat_map(|t| &t.rejected_rows)
             .filter_map(|row| {
                 key_cells
                     .iter()
@@ -78,7 +73,7 @@ impl RunRecord {
 
 /// The stored plan and what each of its chunks recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlanRecord {
+pub struct Planned {
     /// The file's header as written, for rejects.csv.
     pub header: Vec<String>,
     pub warnings: Vec<String>,
@@ -86,35 +81,14 @@ pub struct PlanRecord {
     pub chunks: Vec<ChunkRecord>,
 }
 
-/// One chunk; `None` where its step did not finish.
+/// One chunk: the records its steps stored, `None` where the step did not finish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkRecord {
     pub index: u32,
     pub rows: u64,
-    pub transformed: Option<Transformed>,
-    pub imported: Option<Imported>,
+    pub transformed: Option<TransformRecord>,
+    pub imported: Option<ImportRecord>,
 }
-
-/// What one step recorded for a chunk: its tally, its time and the rows it turned away. Reads
-/// the step's stored record (`chunk-<i>.transform.json`, `chunk-<i>.import.json`) as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StepRecord<Tally, Rejection> {
-    #[serde(flatten)]
-    pub tally: Tally,
-    pub duration_ms: u64,
-    /// `rejected_rows` of a transform record, `refusals` of an import record.
-    #[serde(default = "Vec::new", alias = "rejected_rows", alias = "refusals")]
-    pub rejections: Vec<Rejection>,
-    /// A dry run's import: a sample of the field differences of documents it would update.
-    #[serde(default)]
-    pub differences: Vec<Difference>,
-}
-
-/// The transform's record: its own count of valid rows (documents staged) and the rejected rows.
-pub type Transformed = StepRecord<TransformTally, RejectedRow>;
-
-/// The import's record: what the database did with the staged documents, and what it refused.
-pub type Imported = StepRecord<WriteTally, Refusal>;
 
 /// Builds the report and rejects.csv of a run that finished at `finished`.
 ///
@@ -140,12 +114,13 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                 steps.transform_ms += t.duration_ms;
                 steps.import_ms += i.duration_ms;
                 steps.slowest_chunk_ms = steps.slowest_chunk_ms.max(t.duration_ms + i.duration_ms);
-                tally.transformed = Some(t.tally.clone());
-                tally.written = Some(i.tally.clone());
-                for row in &t.rejections {
+                tally.transformed = Some(t.counts);
+                tally.not_utf8 = t.not_utf8.clone();
+                tally.written = Some(i.counts);
+                for row in &t.rejected_rows {
                     builder.rejected_row(row);
                 }
-                for r in &i.rejections {
+                for r in &i.refusals {
                     builder.refused(r);
                 }
                 builder.differences(&i.differences);
@@ -195,50 +170,66 @@ pub fn failure_reason(error: &str, cause: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{Code, Position};
+    use crate::error::{Code, Position, Refusal};
     use crate::report::Status;
-    use crate::transform::Issue;
+    use crate::run::{TransformCounts, WriteCounts};
+    use crate::transform::{Issue, RejectedRow};
 
     fn at(text: &str) -> bson::DateTime {
         bson::DateTime::parse_rfc3339_str(text).unwrap()
     }
 
-    fn chunk(index: u32, rows: u64, staged: u64, written: WriteTally) -> ChunkRecord {
+    fn chunk(index: u32, rows: u64, staged: u64, written: WriteCounts) -> ChunkRecord {
         ChunkRecord {
             index,
             rows,
-            transformed: Some(Transformed {
-                tally: TransformTally {
+            transformed: Some(TransformRecord {
+                run_id: "run-1".into(),
+                bucket: "b".into(),
+                key: "incoming/products.csv".into(),
+                schema: "products".into(),
+                feed_source: "default".into(),
+                mode: crate::feed::Mode::Incremental,
+                chunk: index,
+                counts: TransformCounts {
+                    rows,
                     valid: staged,
                     duplicate: 0,
                     rejected: rows - staged,
-                    not_utf8: None,
                 },
+                staged_key: "s".into(),
                 duration_ms: 10,
-                rejections: Vec::new(),
-                differences: Vec::new(),
+                rejected_rows: Vec::new(),
+                not_utf8: None,
+                import_budget_ms: None,
             }),
-            imported: Some(Imported {
-                tally: written,
-                duration_ms: 20,
-                rejections: Vec::new(),
+            imported: Some(ImportRecord {
+                run_id: "run-1".into(),
+                chunk: index,
+                counts: written,
                 differences: Vec::new(),
+                duration_ms: 20,
+                replayed: false,
+                finished: true,
+                position: staged,
+                invocations: 1,
+                refusals: Vec::new(),
             }),
         }
     }
 
-    fn written(inserted: u64, refused: u64) -> WriteTally {
-        WriteTally {
+    fn written(inserted: u64, refused: u64) -> WriteCounts {
+        WriteCounts {
             inserted,
             refused,
-            ..WriteTally::default()
+            ..WriteCounts::default()
         }
     }
 
     fn run(chunks: Vec<ChunkRecord>) -> RunRecord {
         RunRecord {
             run_id: "run-1".into(),
-            source: Source {
+            source: FileObject {
                 bucket: "b".into(),
                 key: "incoming/products.csv".into(),
                 etag: "e".into(),
@@ -246,7 +237,7 @@ mod tests {
             },
             schema: "products".into(),
             started_at: "2026-11-22T10:00:00Z".into(),
-            plan: Some(PlanRecord {
+            plan: Some(Planned {
                 header: vec!["sku".into()],
                 warnings: vec!["unknown columns ignored: x".into()],
                 validate_ms: 5,
@@ -362,18 +353,18 @@ mod tests {
     fn a_refused_stale_marking_makes_the_run_partial_and_says_why() {
         let mut c = chunk(0, 10, 10, written(10, 0));
         if let Some(i) = c.imported.as_mut() {
-            i.tally = WriteTally {
+            i.counts = WriteCounts {
                 inserted: 6,
                 updated: 4,
                 reactivated: 2,
                 merged: 1,
-                ..WriteTally::default()
+                ..WriteCounts::default()
             };
         }
         let mut record = run(vec![c]);
-        record.feed = Feed {
+        record.feed = RunFeed {
             source: "erp".into(),
-            mode: "full".into(),
+            mode: crate::feed::Mode::Full,
         };
         record.stale = Some(StaleReport {
             policy: "deactivate".into(),
@@ -399,7 +390,7 @@ mod tests {
         assert_eq!((report.status, report.stale), (Status::Succeeded, None));
         let mut c = chunk(0, 10, 10, written(10, 0));
         if let Some(i) = c.imported.as_mut() {
-            i.tally.reactivated = 3;
+            i.counts.reactivated = 3;
         }
         let report = report_of(vec![c]);
         assert_eq!(report.status, Status::Succeeded);
@@ -410,7 +401,7 @@ mod tests {
     fn rejected_rows_and_refusals_reach_the_errors_and_rejects_csv() {
         let mut c = chunk(0, 4, 3, written(1, 2));
         if let Some(t) = &mut c.transformed {
-            t.rejections.push(RejectedRow {
+            t.rejected_rows.push(RejectedRow {
                 position: Position { row: 1, line: 2 },
                 issues: vec![Issue {
                     column: "price".into(),
@@ -422,12 +413,12 @@ mod tests {
             });
         }
         if let Some(i) = &mut c.imported {
-            i.rejections.push(Refusal {
+            i.refusals.push(Refusal {
                 position: Position { row: 3, line: 4 },
                 code: 121,
                 message: "Document failed validation".into(),
             });
-            i.rejections.push(Refusal {
+            i.refusals.push(Refusal {
                 position: Position { row: 4, line: 5 },
                 code: Refusal::CONFLICT,
                 message: "gtin 1 matches products A and B".into(),
@@ -478,7 +469,7 @@ mod tests {
         };
         let mut c = chunk(0, 5, 2, written(2, 0));
         if let Some(t) = &mut c.transformed {
-            t.rejections = vec![
+            t.rejected_rows = vec![
                 rejected(1, &["Lamp", " A-1 ", "x"]),
                 rejected(2, &["Desk", "  ", "1"]),
                 rejected(3, &["Chair"]),

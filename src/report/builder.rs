@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, Feed, Report, Rows, Source, StaleReport,
-    Status, Timings, Written, DIFFERENCE_SAMPLE, ERROR_SAMPLE,
+    Artifacts, ChunkTally, Chunks, Difference, ErrorEntry, FileObject, Report, Rows, StaleReport,
+    Status, Timings, Written, ERROR_SAMPLE,
 };
 use crate::error::Refusal;
+use crate::feed::RunFeed;
 use crate::input::NotUtf8Rows;
+use crate::run::{keep_sample, WriteCounts};
 use crate::transform::RejectedRow;
 
 /// Builds a report from per-chunk tallies and the rejected rows, in any order.
@@ -16,8 +18,8 @@ pub struct ReportBuilder {
     rejects: Vec<RejectLine>,
     /// Chunks whose import did not account for every staged document, with both counts.
     unaccounted: Vec<String>,
-    /// Stale products the file supplied again, over all chunks.
-    reactivated: u64,
+    /// What the imports wrote, over all chunks.
+    written: WriteCounts,
     /// Each chunk's rows that are not UTF-8, for the one hint the warnings get.
     not_utf8: Vec<NotUtf8Rows>,
 }
@@ -30,13 +32,13 @@ struct RejectLine {
 }
 
 impl ReportBuilder {
-    pub fn new(run_id: &str, source: Source, schema: &str) -> Self {
+    pub fn new(run_id: &str, source: FileObject, schema: &str) -> Self {
         ReportBuilder {
             report: Report {
                 run_id: run_id.to_string(),
                 source,
                 schema: schema.to_string(),
-                feed: Feed::default(),
+                feed: RunFeed::default(),
                 dry_run: false,
                 status: Status::Succeeded,
                 reason: None,
@@ -57,13 +59,13 @@ impl ReportBuilder {
             },
             rejects: Vec::new(),
             unaccounted: Vec::new(),
-            reactivated: 0,
+            written: WriteCounts::default(),
             not_utf8: Vec::new(),
         }
     }
 
     /// The file's source and mode, and whether this is a dry run.
-    pub fn feed(&mut self, feed: Feed, dry_run: bool) {
+    pub fn feed(&mut self, feed: RunFeed, dry_run: bool) {
         self.report.feed = feed;
         self.report.dry_run = dry_run;
     }
@@ -73,12 +75,9 @@ impl ReportBuilder {
         self.report.stale = Some(stale);
     }
 
-    /// Field differences a dry run's import found, kept up to [`DIFFERENCE_SAMPLE`].
+    /// Field differences a dry run's import found, kept up to [`super::DIFFERENCE_SAMPLE`].
     pub fn differences(&mut self, differences: &[Difference]) {
-        let room = DIFFERENCE_SAMPLE.saturating_sub(self.report.differences.len());
-        self.report
-            .differences
-            .extend(differences.iter().take(room).cloned());
+        keep_sample(&mut self.report.differences, differences);
     }
 
     pub fn warnings(&mut self, warnings: &[String]) {
@@ -94,7 +93,7 @@ impl ReportBuilder {
         let r = &mut self.report;
         r.rows.total += tally.rows;
         r.chunks.total += 1;
-        if let Some(found) = tally.transformed.as_ref().and_then(|t| t.not_utf8.as_ref()) {
+        if let Some(found) = &tally.not_utf8 {
             self.not_utf8.push(found.clone());
         }
         match (&tally.transformed, &tally.written) {
@@ -102,13 +101,9 @@ impl ReportBuilder {
                 r.rows.valid += w.inserted + w.updated + w.unchanged;
                 r.rows.rejected += t.rejected + w.refused;
                 r.rows.duplicate += t.duplicate;
-                r.written.inserted += w.inserted;
-                r.written.updated += w.updated;
-                r.written.unchanged += w.unchanged;
-                r.written.merged += w.merged;
-                self.reactivated += w.reactivated;
+                self.written += *w;
                 r.staged += t.valid;
-                let accounted = w.inserted + w.updated + w.unchanged + w.refused;
+                let accounted = w.accounted();
                 if accounted != t.valid {
                     self.unaccounted.push(format!(
                         "chunk {}: the transform staged {} documents, the import accounted for {accounted}",
@@ -181,11 +176,12 @@ impl ReportBuilder {
         r.chunks.failed.sort_unstable();
         r.warnings
             .extend(NotUtf8Rows::merge(&self.not_utf8).map(|n| n.warning()));
-        if self.reactivated > 0 && r.stale.is_none() {
+        r.written = Written::from(self.written);
+        if self.written.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());
         }
         let stale_refused = r.stale.as_mut().and_then(|stale| {
-            stale.reactivated = self.reactivated;
+            stale.reactivated = self.written.reactivated;
             stale.refused_reason.clone()
         });
         if !self.unaccounted.is_empty() {

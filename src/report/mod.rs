@@ -12,14 +12,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Code, Position};
+use crate::feed::RunFeed;
 use crate::input::NotUtf8Rows;
+use crate::run::{TransformCounts, WriteCounts};
 
-pub use assemble::{
-    assemble, failure_reason, ChunkRecord, Imported, PlanRecord, RunRecord, StepRecord, Transformed,
-};
-
-/// Field differences quoted from a dry run (old → new of documents that would be updated).
-pub const DIFFERENCE_SAMPLE: usize = 20;
+pub use crate::run::{Difference, DIFFERENCE_SAMPLE};
+pub use assemble::{assemble, failure_reason, ChunkRecord, Planned, RunRecord};
 pub use builder::{neutralise, ReportBuilder};
 #[cfg(feature = "adapters")]
 pub use stale::stale_csv;
@@ -45,8 +43,9 @@ impl Status {
     }
 }
 
+/// The S3 object the run read (the report's `source`; the feed source is in its `feed`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
+pub struct FileObject {
     pub bucket: String,
     pub key: String,
     pub etag: String,
@@ -67,6 +66,8 @@ pub struct Rows {
     pub unprocessed: u64,
 }
 
+/// The run's [`WriteCounts`] as the report shows them (refusals are among its errors, reactivated
+/// products in its stale block).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Written {
     pub inserted: u64,
@@ -77,12 +78,15 @@ pub struct Written {
     pub merged: u64,
 }
 
-/// Who sent the file and how it applies: `mode` is `incremental` (rows merged in) or `full` (the
-/// file is the source's whole catalogue; what it no longer lists is stale).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Feed {
-    pub source: String,
-    pub mode: String,
+impl From<WriteCounts> for Written {
+    fn from(counts: WriteCounts) -> Written {
+        Written {
+            inserted: counts.inserted,
+            updated: counts.updated,
+            unchanged: counts.unchanged,
+            merged: counts.merged,
+        }
+    }
 }
 
 /// What a run did to stale products: `marked` claims this full refresh found stale (under
@@ -98,18 +102,6 @@ pub struct StaleReport {
     pub refused_reason: Option<String>,
     /// The first stale keys; the stale.csv artifact lists them all.
     pub sample: Vec<String>,
-}
-
-/// One field of a document a dry run would update, as the import records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Difference {
-    /// The product's key, composite keys joined with `/`.
-    pub key: String,
-    /// Dotted field path.
-    pub field: String,
-    /// Stored value as relaxed Extended JSON text; `None` when the document lacks the field.
-    pub old: Option<String>,
-    pub new: Option<String>,
 }
 
 /// One rejected cell (or row), as quoted in the report.
@@ -196,10 +188,12 @@ pub struct EmailStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub run_id: String,
-    pub source: Source,
+    pub source: FileObject,
     pub schema: String,
+    /// Who sent the file and how it applies: `incremental` (rows merged in), `full` (the file is
+    /// the source's whole catalogue; what it no longer lists is stale) or `dry-run`.
     #[serde(default)]
-    pub feed: Feed,
+    pub feed: RunFeed,
     /// A dry run: every count says what the run *would* have done; nothing was written.
     #[serde(default)]
     pub dry_run: bool,
@@ -232,35 +226,14 @@ pub struct Report {
 }
 
 /// What one chunk contributed; `None` parts mean that step did not finish for the chunk.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkTally {
     pub index: u32,
     pub rows: u64,
-    pub transformed: Option<TransformTally>,
-    pub written: Option<WriteTally>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransformTally {
-    pub valid: u64,
-    pub duplicate: u64,
-    pub rejected: u64,
-    /// Of `rejected`: rows that are not UTF-8, and what they decode as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<TransformCounts>,
+    /// Of the transform's `rejected`: rows that are not UTF-8, and what they decode as.
     pub not_utf8: Option<NotUtf8Rows>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteTally {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub refused: u64,
-    /// Subsets of the above: merged across sources or keys, stale products made active again.
-    #[serde(default)]
-    pub merged: u64,
-    #[serde(default)]
-    pub reactivated: u64,
+    pub written: Option<WriteCounts>,
 }
 
 impl Report {

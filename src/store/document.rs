@@ -25,12 +25,32 @@
 //!   are conditional on the revision they were computed from, so two writers of one product (two
 //!   chunks, two sources) never lose each other's fields: the loser re-reads and decides again.
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, DateTime, Document};
 
-use super::staged::{bson_text, insert_path, lookup, StagedDoc};
-use super::upsert::{Difference, WriteContext};
+use super::paths::{bson_text, insert_path, lookup};
+use super::staged::StagedDoc;
 use crate::error::Refusal;
 use crate::feed::{Feed, Mode};
+use crate::run::Difference;
+
+/// Who writes a document: the run, its file, its feed source and mode, and when. Stamped on every
+/// product the run writes (`_import`, `_sources.<feed_source>`).
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub run_id: String,
+    /// The file's object, `s3://bucket/key`.
+    pub object: String,
+    /// The feed source that sent the file ([`crate::routing::source`]).
+    pub feed_source: String,
+    pub mode: Mode,
+    pub at: DateTime,
+}
+
+/// `_import`: the run and row that wrote the product's fields.
+fn import_stamp(doc: &StagedDoc, ctx: &WriteContext) -> Document {
+    doc! {"run_id": &ctx.run_id, "source": &ctx.object, "row": doc.position.row as i64,
+    "line": doc.position.line as i64, "hash": &doc.hash, "at": ctx.at}
+}
 
 /// The fields the writer reads of a stored product (the whole document in a dry run, to show
 /// field differences).
@@ -125,7 +145,7 @@ impl Stored {
 
     /// What this run already wrote for this row (a retried batch whose reply was lost).
     fn written_by(&self, ctx: &WriteContext, hash: &str) -> Option<Counted> {
-        let stamp = self.stamp(&ctx.source_name)?;
+        let stamp = self.stamp(&ctx.feed_source)?;
         if stamp.get_str("run_id").ok() != Some(ctx.run_id.as_str())
             || stamp.get_str("hash").ok() != Some(hash)
         {
@@ -168,7 +188,7 @@ pub(super) enum Target<'s> {
 }
 
 /// What to do with one staged row.
-pub(super) enum Plan {
+pub(super) enum Decision {
     /// This run wrote it already: count it as then, write nothing.
     Written(Counted),
     /// Nothing to write (`merged`: the row's key is an alias of the product).
@@ -186,17 +206,17 @@ pub(super) enum Plan {
 }
 
 /// Decides the write of `doc` against `target`.
-pub(super) fn plan(
+pub(super) fn decide(
     doc: &StagedDoc,
     target: Target<'_>,
     ctx: &WriteContext,
     feed: &Feed,
     key_fields: &[&str],
-) -> Plan {
+) -> Decision {
     let (stored, merged) = match target {
-        Target::New => return Plan::Insert(new_document(doc, ctx)),
+        Target::New => return Decision::Insert(new_document(doc, ctx)),
         Target::Conflict(message) => {
-            return Plan::Refuse(Refusal {
+            return Decision::Refuse(Refusal {
                 position: doc.position,
                 code: Refusal::CONFLICT,
                 message,
@@ -205,9 +225,9 @@ pub(super) fn plan(
         Target::Existing { stored, merged } => (stored, merged),
     };
     if let Some(counted) = stored.written_by(ctx, &doc.hash) {
-        return Plan::Written(counted);
+        return Decision::Written(counted);
     }
-    let me = ctx.source_name.as_str();
+    let me = ctx.feed_source.as_str();
     let reactivated = stored.is_stale();
     let new_alias = merged && !stored.has_alias(&doc.key_text);
     let same = stored.same_content(me, &doc.hash);
@@ -223,13 +243,13 @@ pub(super) fn plan(
     };
     if same && !reactivated && !new_alias {
         if ctx.mode != Mode::Full {
-            return Plan::Unchanged { merged };
+            return Decision::Unchanged { merged };
         }
         // A full refresh restamps what it supplies, so the stale finder sees it. Only this
         // source's own entry changes: no revision needed, nobody else's write can be lost.
         let mut set = Document::new();
         stamp_fields(Outcome::Unchanged, &mut set);
-        return Plan::Update {
+        return Decision::Update {
             statement: doc! {"q": {"_id": stored.id.clone()}, "u": {"$set": set}},
             counted: Counted {
                 outcome: Outcome::Unchanged,
@@ -273,7 +293,7 @@ pub(super) fn plan(
         }
     }
     if wrote_fields {
-        set.insert("_import", doc.import_meta(ctx));
+        set.insert("_import", import_stamp(doc, ctx));
     }
     let mut update = Document::new();
     if reactivated {
@@ -294,7 +314,7 @@ pub(super) fn plan(
     update.insert("$set", set);
     update.insert("$inc", doc! {"_rev": 1_i64});
     let rev = stored.rev.map_or(Bson::Null, Bson::Int64);
-    Plan::Update {
+    Decision::Update {
         statement: doc! {"q": {"_id": stored.id.clone(), "_rev": rev}, "u": update},
         counted: Counted {
             outcome,
@@ -307,14 +327,14 @@ pub(super) fn plan(
 
 /// The whole document of a row whose key is not stored.
 pub(super) fn new_document(doc: &StagedDoc, ctx: &WriteContext) -> Document {
-    let me = ctx.source_name.as_str();
+    let me = ctx.feed_source.as_str();
     let mut out = doc! {"_id": bson::oid::ObjectId::new()};
     let mut provenance = Document::new();
     for (path, value) in doc.fields().chain(doc.defaults()) {
         insert_path(&mut out, path, value.clone());
         insert_path(&mut provenance, path, Bson::String(me.to_string()));
     }
-    out.insert("_import", doc.import_meta(ctx));
+    out.insert("_import", import_stamp(doc, ctx));
     out.insert("first_imported_at", ctx.at);
     out.insert("first_run_id", &ctx.run_id);
     // No `outcome` (`first_run_id` says it was this run's insert) and no `_rev` (absent is the

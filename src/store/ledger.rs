@@ -1,17 +1,16 @@
-//! The run ledger (`import_runs`): one document per run, set when the run starts, when each chunk
-//! is written and when the run is reported. A re-invoked import finds its chunk there and writes
-//! nothing. An import that runs out of its time budget records how far it got
-//! (`progress.<chunk>`), and the next invocation resumes from there.
+//! The run ledger (`import_runs`): one document per run, set when the run starts, as each chunk's
+//! import goes (`progress.<chunk>`, an [`ImportProgress`]) and when the run is reported. An import
+//! that runs out of its time budget records how far it got, and the next invocation resumes from
+//! there; a re-invoked import whose chunk is `finished` there writes nothing.
 
 use bson::{doc, DateTime, Document};
-use serde::{Deserialize, Serialize};
 
 use super::classify::classify;
-use super::upsert::Difference;
-use super::{Store, WriteOutcome};
+use super::Store;
 use crate::error::ChuteError;
 use crate::feed::Mode;
 use crate::report::{Report, StaleReport, Status};
+use crate::run::ImportProgress;
 
 /// The ledger collection: one document per run.
 pub const RUNS: &str = "import_runs";
@@ -46,40 +45,6 @@ pub struct RunStart<'a> {
     pub requested_at: &'a str,
 }
 
-/// How far a chunk's import got (`progress.<chunk>` in the run's ledger document), updated after
-/// each invocation that ran out of time and once more when the chunk is done.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportProgress {
-    /// Staged documents written so far, and the bytes of the staged file they take: the next
-    /// invocation reads the staged file from `bytes` on.
-    pub documents: u64,
-    pub bytes: u64,
-    /// The ETag of the staged file those offsets are in: if the transform re-ran since (a resumed
-    /// run), the import starts the chunk over (recounting, not rewriting, what it wrote).
-    #[serde(default)]
-    pub staged_etag: String,
-    /// Counts so far (`refused` is the number; the refusals themselves are in S3).
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub refused: u64,
-    #[serde(default)]
-    pub reactivated: u64,
-    #[serde(default)]
-    pub merged: u64,
-    /// A dry run's sample of field differences so far (at most
-    /// [`super::upsert::DIFFERENCE_SAMPLE`]).
-    #[serde(default)]
-    pub differences: Vec<Difference>,
-    /// `documents` at the start of each earlier invocation that had refusals: each wrote them to
-    /// `chunk-<i>.import-from-<documents>.json`, read back when the chunk finishes.
-    pub refusal_parts: Vec<u64>,
-    pub invocations: u32,
-    /// Time spent writing, over all invocations.
-    pub duration_ms: u64,
-    pub finished: bool,
-}
-
 impl Store {
     /// Marks the run as running, with its source and schema.
     pub async fn start_run(&self, run: &RunStart<'_>) -> Result<(), ChuteError> {
@@ -104,7 +69,7 @@ impl Store {
             &report.run_id,
             doc! {"status": RunState::Reported(report.status).as_str(),
             "finished_at": &report.timings.finished_at, "dry_run": report.dry_run,
-            "feed": {"source": &report.feed.source, "mode": &report.feed.mode},
+            "feed": {"source": &report.feed.source, "mode": report.feed.mode.as_str()},
             "report": report_doc},
         )
         .await
@@ -136,25 +101,13 @@ impl Store {
             })
     }
 
-    /// The ledger entry of a chunk already written by this run, if any.
-    pub async fn finished_chunk(
+    /// How far the chunk's import got, if an invocation recorded it.
+    pub async fn chunk_progress(
         &self,
         run_id: &str,
         chunk: u32,
-    ) -> Result<Option<WriteOutcome>, ChuteError> {
-        self.chunk_entry(run_id, "chunks", chunk, "ledger entry")
-            .await
-    }
-
-    /// `<section>.<chunk>` of the run's ledger document, decoded; None when not recorded.
-    async fn chunk_entry<T: serde::de::DeserializeOwned>(
-        &self,
-        run_id: &str,
-        section: &str,
-        chunk: u32,
-        name: &str,
-    ) -> Result<Option<T>, ChuteError> {
-        let field = format!("{section}.{chunk}");
+    ) -> Result<Option<ImportProgress>, ChuteError> {
+        let field = format!("progress.{chunk}");
         let found = self
             .db
             .collection::<Document>(RUNS)
@@ -162,58 +115,18 @@ impl Store {
             .projection(doc! {&field: 1})
             .await
             .map_err(classify)?;
-        let Some(run) = found else { return Ok(None) };
-        let unreadable = |e: bson::de::Error| ChuteError::Unreadable {
-            what: format!("{name} for chunk {chunk} of run {run_id}"),
+        let unreadable = |e: String| ChuteError::Unreadable {
+            what: format!("the import progress of chunk {chunk} of run {run_id}"),
             source: e.into(),
         };
+        let Some(run) = found else { return Ok(None) };
         let entry = run
-            .get_document(section)
-            .and_then(|c| c.get_document(chunk.to_string()))
-            .map_err(|e| ChuteError::Unreadable {
-                what: format!("{name} for chunk {chunk} of run {run_id}"),
-                source: e.into(),
-            })?;
+            .get_document("progress")
+            .and_then(|p| p.get_document(chunk.to_string()))
+            .map_err(|e| unreadable(e.to_string()))?;
         bson::from_document(entry.clone())
             .map(Some)
-            .map_err(unreadable)
-    }
-
-    /// Records a written chunk in the run's ledger: its counts (the refusals are in its S3 record).
-    pub async fn finish_chunk(
-        &self,
-        run_id: &str,
-        chunk: u32,
-        outcome: &WriteOutcome,
-    ) -> Result<(), ChuteError> {
-        let counts = WriteOutcome {
-            refused: Vec::new(),
-            ..outcome.clone()
-        };
-        let entry = bson::to_document(&counts).map_err(|e| ChuteError::Unwritable {
-            what: "the chunk outcome".into(),
-            source: e.into(),
-        })?;
-        self.db
-            .collection::<Document>(RUNS)
-            .update_one(
-                doc! {"_id": run_id},
-                doc! {"$set": {format!("chunks.{chunk}"): entry, "updated_at": DateTime::now()}, "$setOnInsert": {"created_at": DateTime::now()}},
-            )
-            .upsert(true)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    /// How far the chunk's import got, if an invocation recorded it.
-    pub async fn chunk_progress(
-        &self,
-        run_id: &str,
-        chunk: u32,
-    ) -> Result<Option<ImportProgress>, ChuteError> {
-        self.chunk_entry(run_id, "progress", chunk, "ledger progress")
-            .await
+            .map_err(|e| unreadable(e.to_string()))
     }
 
     /// Records how far the chunk's import got (one atomic `$set` of position and counts).

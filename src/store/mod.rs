@@ -10,6 +10,7 @@
 mod classify;
 mod document;
 mod ledger;
+mod paths;
 mod setup;
 mod staged;
 mod stale;
@@ -26,11 +27,12 @@ use crate::error::{redact, ChuteError};
 use crate::schema::Schema;
 
 pub use classify::classify;
-pub use ledger::{ImportProgress, RunStart, RUNS};
+pub use document::WriteContext;
+pub use ledger::{RunStart, RUNS};
 pub use setup::json_schema;
 pub use staged::split_staged;
 pub use stale::{StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
-pub use upsert::{Difference, WriteContext, WriteOutcome, WriteProgress, DIFFERENCE_SAMPLE};
+pub use upsert::{WriteOutcome, WriteProgress};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
 /// command stays far below the 48 MB message limit with 1 MiB records.

@@ -24,7 +24,8 @@ use mongodb::IndexModel;
 use tokio::sync::mpsc::Sender;
 
 use super::classify::classify;
-use super::staged::{bson_text, key_text, lookup, split_staged};
+use super::paths::{bson_text, key_text, lookup};
+use super::staged::split_staged;
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
@@ -38,7 +39,8 @@ pub const STALE_SAMPLE: usize = 20;
 #[derive(Debug, Clone)]
 pub struct StaleRun<'a> {
     pub schema: &'a Schema,
-    pub source: &'a str,
+    /// The feed source whose full refresh this is.
+    pub feed_source: &'a str,
     pub run_id: &'a str,
     pub policy: Stale,
     /// Refuse to mark anything when more than this share of the source's products would go stale.
@@ -70,8 +72,8 @@ impl Store {
         run: &StaleRun<'_>,
         keys: Sender<Vec<String>>,
     ) -> Result<StaleMarked, ChuteError> {
-        check_source_name(run.source).map_err(ChuteError::Config)?;
-        let source = run.source;
+        check_source_name(run.feed_source).map_err(ChuteError::Config)?;
+        let source = run.feed_source;
         let claim = format!("_sources.{source}");
         let run_field = format!("{claim}.run_id");
         let tag_field = format!("{claim}.stale_run");
@@ -147,7 +149,7 @@ impl Store {
         run: &StaleRun<'_>,
         keys: &[Vec<String>],
     ) -> Result<u64, ChuteError> {
-        let run_field = format!("_sources.{}.run_id", run.source);
+        let run_field = format!("_sources.{}.run_id", run.feed_source);
         let fields = run.schema.key_fields();
         let kinds: Vec<_> = run
             .schema
@@ -194,9 +196,10 @@ impl Store {
         supplied: &Supplied,
         keys: Sender<Vec<String>>,
     ) -> Result<StaleMarked, ChuteError> {
-        check_source_name(run.source).map_err(ChuteError::Config)?;
-        self.ensure_stale_indexes(run.schema, run.source).await?;
-        let current = doc! {format!("_sources.{}.run_id", run.source): {"$gte": ""}};
+        check_source_name(run.feed_source).map_err(ChuteError::Config)?;
+        self.ensure_stale_indexes(run.schema, run.feed_source)
+            .await?;
+        let current = doc! {format!("_sources.{}.run_id", run.feed_source): {"$gte": ""}};
         let total = self
             .db
             .collection::<Document>(&run.schema.collection)
@@ -271,7 +274,7 @@ impl Store {
                         format!("{claim}.stale_since"): now,
                         format!("{claim}.last_run_id"): previous.clone(),
                     };
-                    if run.policy == Stale::Deactivate && !supplied_elsewhere(d, run.source) {
+                    if run.policy == Stale::Deactivate && !supplied_elsewhere(d, run.feed_source) {
                         set.insert("active", false);
                         set.insert("stale_since", now);
                     }
@@ -338,8 +341,8 @@ impl Store {
     /// source supplies goes. Call it once the marking's outcome is recorded; calling it again (a
     /// retried report) drops whatever an interrupted call left. Returns the documents deleted.
     pub async fn drop_stale_claims(&self, run: &StaleRun<'_>) -> Result<u64, ChuteError> {
-        check_source_name(run.source).map_err(ChuteError::Config)?;
-        let claim = format!("_sources.{}", run.source);
+        check_source_name(run.feed_source).map_err(ChuteError::Config)?;
+        let claim = format!("_sources.{}", run.feed_source);
         let tag_field = format!("{claim}.stale_run");
         let tagged = doc! {&tag_field: run.run_id};
         let products = self.db.collection::<Document>(&run.schema.collection);
@@ -352,7 +355,7 @@ impl Store {
                 return Ok(deleted);
             }
             let (only, shared): (Vec<&Document>, Vec<&Document>) =
-                batch.iter().partition(|d| only_source(d, run.source));
+                batch.iter().partition(|d| only_source(d, run.feed_source));
             let id = |d: &Document| d.get("_id").cloned().unwrap_or(Bson::Null);
             if !only.is_empty() {
                 let deletes: Vec<Document> = only
@@ -452,7 +455,7 @@ fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<
              before are missing from this full refresh ({percent:.1}%, more than \
              max_stale_percent = {}); a truncated or wrong file must not empty the catalogue. \
              Set object metadata chute-force-stale: true to mark them anyway",
-            run.source, run.max_stale_percent
+            run.feed_source, run.max_stale_percent
         )
     })
 }

@@ -7,79 +7,51 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bson::{doc, Bson, DateTime, Document, RawDocument};
-use serde::{Deserialize, Serialize};
+use bson::{doc, Bson, Document, RawDocument};
 use tokio::io::AsyncRead;
 
 use super::classify::{classify, refusal_message, DUPLICATE_KEY};
-use super::document::{plan, projection, Counted, Outcome, Plan, Stored, Target};
-use super::staged::{bson_text, key_text, lookup, read_staged, split_staged, StagedDoc};
+use super::document::{
+    decide, projection, Counted, Decision, Outcome, Stored, Target, WriteContext,
+};
+use super::paths::{bson_text, key_text, lookup};
+use super::staged::{read_staged, split_staged, StagedDoc};
 use super::Store;
 use crate::error::{ChuteError, Refusal};
 use crate::feed::Mode;
+use crate::run::{keep_sample, Difference, WriteCounts, DIFFERENCE_SAMPLE};
 use crate::schema::{Schema, KEY_SEPARATOR};
 
-/// Who wrote a document last: the run, its file, its feed source and mode, and when.
-#[derive(Debug, Clone)]
-pub struct WriteContext {
-    pub run_id: String,
-    /// `s3://bucket/key`
-    pub source: String,
-    /// The feed source that sent the file ([`crate::routing::source`]).
-    pub source_name: String,
-    pub mode: Mode,
-    pub at: DateTime,
-}
-
-/// What writing one chunk did. `inserted + updated + unchanged + refused.len()` equals the
-/// documents handed in; `reactivated` and `merged` count documents already in `updated` or
-/// `unchanged` once more, by what else happened to them. A dry run fills it with what a real
-/// write would do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What writing staged documents did: the counts, the refused rows (as many as
+/// `counts.refused`) and, in a dry run, a sample of the field changes of updated documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub refused: Vec<Refusal>,
-    /// Products a full refresh had marked stale (`active: false`) that this file supplied again.
-    #[serde(default)]
-    pub reactivated: u64,
-    /// Rows with a new key written into an existing product found by a `match_also` field.
-    #[serde(default)]
-    pub merged: u64,
-    /// A sample (at most [`DIFFERENCE_SAMPLE`]) of the field changes of updated documents; filled
-    /// by dry runs only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: WriteCounts,
+    pub refusals: Vec<Refusal>,
     pub differences: Vec<Difference>,
 }
 
-/// How many field differences a dry run keeps per chunk.
-pub const DIFFERENCE_SAMPLE: usize = 20;
-
-/// One field a dry run would change: the report's type, filled by the writer.
-pub use crate::report::Difference;
-
 impl WriteOutcome {
     fn count(&mut self, counted: Counted) {
+        let counts = &mut self.counts;
         match counted.outcome {
-            Outcome::Inserted => self.inserted += 1,
-            Outcome::Updated => self.updated += 1,
-            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Inserted => counts.inserted += 1,
+            Outcome::Updated => counts.updated += 1,
+            Outcome::Unchanged => counts.unchanged += 1,
         }
-        self.reactivated += u64::from(counted.reactivated);
-        self.merged += u64::from(counted.merged);
+        counts.reactivated += u64::from(counted.reactivated);
+        counts.merged += u64::from(counted.merged);
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        self.counts.refused += 1;
+        self.refusals.push(refusal);
     }
 
     pub fn add(&mut self, other: WriteOutcome) {
-        self.inserted += other.inserted;
-        self.updated += other.updated;
-        self.unchanged += other.unchanged;
-        self.refused.extend(other.refused);
-        self.reactivated += other.reactivated;
-        self.merged += other.merged;
-        let room = DIFFERENCE_SAMPLE.saturating_sub(self.differences.len());
-        self.differences
-            .extend(other.differences.into_iter().take(room));
+        self.counts += other.counts;
+        self.refusals.extend(other.refusals);
+        keep_sample(&mut self.differences, &other.differences);
     }
 }
 
@@ -168,7 +140,7 @@ impl Store {
         }
     }
 
-    /// Writes one batch: read the stored products, decide each row ([`plan`]), insert the new
+    /// Writes one batch: read the stored products, decide each row ([`decide`]), insert the new
     /// ones, send the conditional updates; rows whose product another writer changed in between
     /// (a duplicate key on insert, a revision that moved) are read and decided again.
     async fn upsert_batch(
@@ -195,22 +167,22 @@ impl Store {
             let mut inserts: Vec<(&StagedDoc, Document)> = Vec::new();
             let mut updates: Vec<(&StagedDoc, Document, Counted)> = Vec::new();
             for doc in pending {
-                match plan(
+                match decide(
                     doc,
                     found.target(doc, &match_fields),
                     ctx,
                     &schema.feed,
                     key_fields,
                 ) {
-                    Plan::Written(counted) => outcome.count(counted),
-                    Plan::Unchanged { merged } => outcome.count(Counted {
+                    Decision::Written(counted) => outcome.count(counted),
+                    Decision::Unchanged { merged } => outcome.count(Counted {
                         outcome: Outcome::Unchanged,
                         reactivated: false,
                         merged,
                     }),
-                    Plan::Refuse(refusal) => outcome.refused.push(refusal),
-                    Plan::Insert(document) => inserts.push((doc, document)),
-                    Plan::Update {
+                    Decision::Refuse(refusal) => outcome.refuse(refusal),
+                    Decision::Insert(document) => inserts.push((doc, document)),
+                    Decision::Update {
                         statement,
                         counted,
                         differences,
@@ -224,7 +196,7 @@ impl Store {
             }
             if ctx.mode == Mode::DryRun {
                 // What the writes below would count, from the same decisions; nothing is sent.
-                outcome.inserted += inserts.len() as u64;
+                outcome.counts.inserted += inserts.len() as u64;
                 for (_, _, counted) in updates {
                     outcome.count(counted);
                 }
@@ -245,7 +217,7 @@ impl Store {
             )));
         }
         outcome.differences.truncate(DIFFERENCE_SAMPLE);
-        outcome.refused.sort_by_key(|r| r.position);
+        outcome.refusals.sort_by_key(|r| r.position);
         Ok(outcome)
     }
 
@@ -266,13 +238,13 @@ impl Store {
                 doc! {"insert": &schema.collection, "documents": documents, "ordered": false},
             )
             .await?;
-        outcome.inserted += number(&reply, "n");
+        outcome.counts.inserted += number(&reply, "n");
         let mut raced = Vec::new();
         for (doc, error) in write_errors(&reply, &docs)? {
             if error.code == DUPLICATE_KEY {
                 raced.push(doc);
             } else {
-                outcome.refused.push(error.refusal(doc));
+                outcome.refuse(error.refusal(doc));
             }
         }
         Ok(raced)
@@ -302,7 +274,7 @@ impl Store {
             if let Some(i) = docs.iter().position(|d| std::ptr::eq(*d, doc)) {
                 refused[i] = true;
             }
-            outcome.refused.push(error.refusal(doc));
+            outcome.refuse(error.refusal(doc));
         }
         let sent: Vec<usize> = (0..updates.len()).filter(|i| !refused[*i]).collect();
         let applied = if number(&reply, "n") == sent.len() as u64 {
@@ -344,7 +316,7 @@ impl Store {
         ctx: &WriteContext,
         ids: Vec<Bson>,
     ) -> Result<HashSet<String>, ChuteError> {
-        let stamp = format!("_sources.{}", ctx.source_name);
+        let stamp = format!("_sources.{}", ctx.feed_source);
         let mut cursor = self
             .db
             .collection::<Document>(&schema.collection)

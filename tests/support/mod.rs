@@ -27,6 +27,33 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The counts of a write that inserted, updated, left unchanged and refused these many documents,
+/// merging and reactivating none: what most writes of the store tests come to.
+pub fn written(
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    refused: u64,
+) -> chute::run::WriteCounts {
+    chute::run::WriteCounts {
+        inserted,
+        updated,
+        unchanged,
+        refused,
+        ..chute::run::WriteCounts::default()
+    }
+}
+
+/// The names of the indexes of a store's `products` collection.
+pub async fn product_indexes(store: &chute::store::Store) -> Vec<String> {
+    store
+        .database()
+        .collection::<bson::Document>("products")
+        .list_index_names()
+        .await
+        .unwrap()
+}
+
 /// Every document of a store's `products` collection, by `sku`.
 pub async fn products_by_sku(store: &chute::store::Store) -> Vec<bson::Document> {
     let mut cursor = store
