@@ -30,6 +30,7 @@ pub mod render;
 pub mod report;
 pub mod routing;
 pub mod rules;
+pub mod run_event;
 pub mod schema;
 #[cfg(feature = "adapters")]
 pub mod store;

@@ -5,6 +5,7 @@ use tokio::sync::OnceCell;
 use super::config::Config;
 use crate::blob::Blob;
 use crate::error::ChuteError;
+use crate::notify::events::DefaultBus;
 use crate::notify::Mailer;
 use crate::store::{Store, StoreConfig};
 
@@ -14,6 +15,7 @@ pub struct Env {
     pub blob: Blob,
     pub sfn: aws_sdk_sfn::Client,
     pub mailer: Mailer,
+    pub events: DefaultBus,
     secrets: aws_sdk_secretsmanager::Client,
     store: OnceCell<Store>,
 }
@@ -27,6 +29,7 @@ impl Env {
             blob: Blob::new(&sdk, config.s3_path_style),
             sfn: aws_sdk_sfn::Client::new(&sdk),
             mailer: Mailer::new(&sdk, config.ses_configuration_set.clone()),
+            events: DefaultBus::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             store: OnceCell::new(),
             config,

@@ -149,7 +149,7 @@ pub async fn handle(
             ms = elapsed_ms(started),
             "time budget spent; the chunk continues in the next invocation"
         );
-        emit_metrics(&input.run_id, outcome, started);
+        emit_metrics(&input.run_id, outcome, false, started);
         return Ok(output(input, &progress, Vec::new()));
     }
 
@@ -193,7 +193,7 @@ pub async fn handle(
         ms = output.duration_ms,
         "chunk imported"
     );
-    emit_metrics(&input.run_id, outcome, started);
+    emit_metrics(&input.run_id, outcome, true, started);
     Ok(output)
 }
 
@@ -232,8 +232,14 @@ fn output(
 }
 
 /// What this invocation wrote, as EMF metrics (whether or not the chunk is finished).
-fn emit_metrics(run_id: &str, outcome: &crate::store::WriteOutcome, started: Instant) {
+fn emit_metrics(
+    run_id: &str,
+    outcome: &crate::store::WriteOutcome,
+    finished: bool,
+    started: Instant,
+) {
     Metrics::new("import", run_id)
+        .count("Continuations", u64::from(!finished))
         .count("RowsWritten", outcome.inserted + outcome.updated)
         .count("RowsUnchanged", outcome.unchanged)
         .count("RowsRefused", outcome.refused.len() as u64)
