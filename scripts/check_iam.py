@@ -22,7 +22,8 @@ The calls come from the code, not from a list kept by hand:
      presigned request needs the same action (the link is used with the signer's permissions).
   5. Granted actions: the function's Policies (inline statements with Effect Allow, both branches
      of an Fn::If, and SAM policy templates resolved from samtranslator's policy_templates.json).
-     Wildcards in actions are honoured. Resources are not compared (keys are computed at run time).
+     Wildcards in actions are honoured. Resources are not compared (keys are computed at run time),
+     except for the actions in PINNED, whose every grant must name exactly that one resource.
   6. Every SDK call sits in an adapter room (ADAPTER_ROOMS): one found elsewhere fails the check.
 Exit status 1 on a missing grant, with the function, the call path and the missing action.
 Run from scripts/lint with the lint venv's python (cfn-lint's loader reads the short-form tags).
@@ -40,7 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VERBOSE = "-v" in sys.argv[1:]  # print the call path of every call
 
 # IAM service prefix per SDK crate, where it differs from the crate's name.
-PREFIX = {"sesv2": "ses", "sfn": "states"}
+PREFIX = {"sesv2": "ses", "sfn": "states", "eventbridge": "events"}
+
+# Actions the code uses on one fixed resource, so the grant must name exactly that resource (not
+# "*"): the run-finished event goes to the account's default bus and nowhere else.
+PINNED = {"events:PutEvents": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}
 
 # Operations authorised by another action than their own name (service: op -> actions).
 EXCEPTIONS = {
@@ -176,6 +181,8 @@ def module_of(path):
 ADAPTER_ROOMS = {"blob", "notify", "workflow", "secrets"}
 
 ITEM = re.compile(r"\b(mod|impl|trait|fn)\b")
+# trait -> the types implementing it, so a call on `&impl Trait` / `&dyn Trait` reaches each impl.
+TRAIT_IMPLS = {}
 
 
 class Fn:
@@ -215,6 +222,8 @@ def parse_items(s, i, end, module, impl, file, fns, raw):
             header = strip_generics(s[m.end():j])
             header = header.split(" where ")[0]
             target = header.split(" for ")[-1] if kw == "impl" else header
+            if kw == "impl" and " for " in header:
+                TRAIT_IMPLS.setdefault(type_name(header.split(" for ")[0]), set()).add(type_name(target))
             body_end = matching(s, j)
             parse_items(s, j + 1, body_end - 1, module, type_name(target), file, fns, raw)
             i = body_end
@@ -389,6 +398,9 @@ def callees(f, methods, free, impls, types, modules, chain_names):
             out.update(impls[f.impl][name])
         elif receiver and local.get(receiver) in impls and name in impls[local[receiver]]:
             out.update(impls[local[receiver]][name])
+        elif receiver and local.get(receiver) in TRAIT_IMPLS:
+            for ty in TRAIT_IMPLS[local[receiver]]:
+                out.update(impls.get(ty, {}).get(name, []))
         elif receiver and local.get(receiver) and local[receiver] not in impls and local[receiver] != "Self":
             pass  # a std or dependency type (`event: &Value`, `metadata: HashMap<..>`): not this crate
         else:  # type unknown (closure argument, chained call): every method of that name (over-reports)
@@ -475,6 +487,24 @@ def granted(function, templates):
     return actions
 
 
+def pinned_problems(logical, function, templates):
+    """Grants of a PINNED action on anything but its one resource."""
+    policies = function.get("Properties", {}).get("Policies", [])
+    problems = []
+    for policy in policies if isinstance(policies, list) else [policies]:
+        for st in statements_of(policy, templates):
+            acts = st.get("Action", [])
+            acts = acts if isinstance(acts, list) else [acts]
+            for action, resource in PINNED.items():
+                if st.get("Effect") != "Allow" or not allows(acts, action):
+                    continue
+                named = st.get("Resource")
+                named = named if isinstance(named, list) else [named]
+                if named != [{"Fn::Sub": resource}]:
+                    problems.append(f"{logical} grants {action} on {named}; grant it on {resource} only")
+    return problems
+
+
 def allows(patterns, action):
     return any(isinstance(p, str) and fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns)
 
@@ -524,6 +554,7 @@ def main():
                 if not ok:
                     problems.append(f"{logical} ({binary}) calls {how} via {via}, which needs {action}; "
                                     f"its role in infra/template.yaml does not grant it")
+        problems.extend(pinned_problems(logical, res, templates))
         extra = [g for g in grants if not any(fnmatch.fnmatchcase(a.lower(), str(g).lower()) for a in needed)]
         if extra:
             print(f"  {logical:<18} granted without a call in the code (kept for a reason?): {', '.join(map(str, extra))}")

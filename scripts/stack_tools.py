@@ -6,6 +6,7 @@
   stack_tools.py health [--json]            the functions' state from the shim; exit 1 if one is down
   stack_tools.py emails                     the emails moto's SES accepted (JSON)
   stack_tools.py history RUN_ID             the events of the run's execution (JSON)
+  stack_tools.py run-events                 the run-finished events the default bus delivered (JSON)
   stack_tools.py hold FUNCTION              hold that function's next answer until its process exits
   stack_tools.py cargo-executable NAME      reads `cargo … --message-format=json` on stdin
 
@@ -24,6 +25,9 @@ from stack_settings import ACCOUNT, FUNCTIONS, REGION, ROOT, client, function_he
 
 SENDER = "chute@chute.local"
 STATE_MACHINE = "chute"
+# Where the stack's rule on the default bus delivers chute's run events (moto keeps them there).
+RUN_EVENTS_RULE = "chute-run-events"
+RUN_EVENTS_LOG_GROUP = "/chute/run-events"
 
 
 def ports(args):
@@ -94,6 +98,18 @@ def provision(_args):
     for name in FUNCTIONS:
         if name != "trigger":
             definition = definition.replace("${%sFunctionArn}" % name.capitalize(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+    # The run-finished events, as a deployment's rule would route them: every event of source
+    # `chute` on the default bus into a log group (moto delivers to log groups and queues; a log
+    # group keeps every event for any number of readers).
+    logs = client("logs", env)
+    try:
+        logs.create_log_group(logGroupName=RUN_EVENTS_LOG_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    events = client("events", env)
+    events.put_rule(Name=RUN_EVENTS_RULE, EventPattern=json.dumps({"source": ["chute"]}), State="ENABLED")
+    events.put_targets(Rule=RUN_EVENTS_RULE, Targets=[
+        {"Id": "log-group", "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{RUN_EVENTS_LOG_GROUP}"}])
     sfn = client("stepfunctions", env)
     arn = env["CHUTE_STATE_MACHINE_ARN"]
     role = f"arn:aws:iam::{ACCOUNT}:role/chute-local"
@@ -153,6 +169,21 @@ def history(args):
     print(json.dumps(events, default=str))
 
 
+def run_events(_args):
+    """Every run-finished event the stack's rule delivered, oldest first, as EventBridge shapes them
+    (`source`, `detail-type`, `detail`, …), as JSON."""
+    logs = client("logs", load())
+    found, token = [], None
+    while True:
+        page = logs.filter_log_events(logGroupName=RUN_EVENTS_LOG_GROUP, **({"nextToken": token} if token else {}))
+        found += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    found.sort(key=lambda e: e["timestamp"])
+    print(json.dumps([json.loads(e["message"]) for e in found]))
+
+
 def cargo_executable(args):
     """The executable cargo built for target NAME (a bench harness's file name carries a hash).
     Reads cargo's messages to the end: leaving at the first match closed the pipe, and cargo
@@ -178,10 +209,11 @@ def main():
     sub.add_parser("health").add_argument("--json", action="store_true")
     sub.add_parser("emails")
     sub.add_parser("history").add_argument("run_id")
+    sub.add_parser("run-events")
     sub.add_parser("hold").add_argument("function")
     sub.add_parser("cargo-executable").add_argument("name")
     args = parser.parse_args()
-    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "history": history, "hold": hold, "cargo-executable": cargo_executable}
+    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "history": history, "run-events": run_events, "hold": hold, "cargo-executable": cargo_executable}
     sys.exit(commands[args.command](args) or 0)
 
 

@@ -37,6 +37,7 @@ pub mod report;
 pub mod routing;
 pub mod rules;
 pub mod run;
+pub mod run_event;
 pub mod schema;
 #[cfg(feature = "adapters")]
 pub mod secrets;

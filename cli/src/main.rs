@@ -27,7 +27,7 @@ SUBCOMMANDS
     runs                run history from the import_runs ledger (MongoDB)
     run RUN_ID          one run: file, version, status, counts, duration, report location
     backfill            start runs for uploaded files that have none (same run ids as the trigger)
-    explain KEY         one stored product and the run and file that wrote it
+    explain KEY         one stored product field by field: value, source, run, file, row
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
@@ -71,7 +71,7 @@ enum Command {
     /// Start runs for objects under the incoming prefix that have none for their exact version.
     #[command(long_about = backfill::LONG_ABOUT)]
     Backfill(backfill::Args),
-    /// Show one stored product with the run and source file that wrote it.
+    /// Show one stored product field by field: value, source, run, file and row, when.
     #[command(long_about = explain::LONG_ABOUT)]
     Explain(explain::Args),
     /// Schemas: `chute schema draft FILE` writes one from a sample.

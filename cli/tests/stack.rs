@@ -253,17 +253,127 @@ async fn backfill_starts_each_missing_run_once_and_explain_shows_what_it_wrote()
     assert_eq!(product["first_run_id"], a_run.as_str());
     let text = chute(&["explain", &sku(0)]);
     let text = String::from_utf8(text.stdout).unwrap();
-    assert!(
-        text.contains(&format!(
-            "last written by run {a_run} from s3://{}/{}",
-            s.bucket(),
-            keys[0]
-        )),
-        "{text}"
-    );
+    let name = text
+        .lines()
+        .find(|l| l.starts_with("name "))
+        .unwrap_or_else(|| panic!("one line per field: {text}"));
+    for part in [
+        "Backfilled lamp",
+        a_run.as_str(),
+        &format!("s3://{}/{}", s.bucket(), keys[0]),
+    ] {
+        assert!(name.contains(part), "{name}");
+    }
     assert_eq!(
         chute(&["explain", "NO-SUCH-SKU-EVER"]).status.code(),
         Some(2)
     );
     assert_eq!(chute(&["explain", "A", "B"]).status.code(), Some(2));
+}
+
+/// `scripts/run-local FILE ARGS…` on the tests' stack: its report JSON.
+fn run_feed(name: &str, csv: &str, args: &[&str]) -> serde_json::Value {
+    let file = temp(&unique("feed")).join(name);
+    std::fs::write(&file, csv).unwrap();
+    let run = run_ok(Stack::script("run-local").arg(&file).args(args));
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
+#[test]
+fn explain_traces_each_field_to_the_source_that_supplied_it() {
+    let s = stack();
+    let p = unique("EX");
+    // A GTIN no other test's product has: the unique tag's digits (pid, clock).
+    let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+    let gtin = format!("9{:0>13}", &digits[digits.len().saturating_sub(13)..]);
+    let header = "sku,name,price,stock,gtin,mpn,brand";
+    // Incremental, whatever the sources' configured mode: a full refresh here would mark the
+    // catalogue products of other tests stale.
+    let erp = run_feed(
+        "erp.csv",
+        &format!("{header}\n{p}-LAMP,Desk lamp,19.90,12,{gtin},,\n"),
+        &[
+            "--schema",
+            "catalog",
+            "--source",
+            "erp",
+            "--mode",
+            "incremental",
+        ],
+    );
+    let supplier = run_feed(
+        "supplier-a.csv",
+        &format!("{header}\n{p}-SA,Desk lamp LED,17.50,40,{gtin},,Lumo\n"),
+        &[
+            "--schema",
+            "catalog",
+            "--source",
+            "supplier-a",
+            "--mode",
+            "incremental",
+        ],
+    );
+    assert_eq!(supplier["written"]["merged"], 1, "{supplier}");
+    let erp_file = format!(
+        "s3://{}/{}",
+        s.bucket(),
+        erp["source"]["key"].as_str().unwrap()
+    );
+    let supplier_file = format!(
+        "s3://{}/{}",
+        s.bucket(),
+        supplier["source"]["key"].as_str().unwrap()
+    );
+    let erp_run = erp["run_id"].as_str().unwrap();
+    let supplier_run = supplier["run_id"].as_str().unwrap();
+    let key = format!("{p}-LAMP");
+
+    // The supplier's run wrote the document last, but the ERP ranks higher: price is the ERP's.
+    let price = json(&chute(&[
+        "--json", "explain", "--schema", "catalog", "--field", "price", &key,
+    ]));
+    assert_eq!(price["value"], "19.90");
+    assert_eq!(price["source"], "erp");
+    assert_eq!(price["run_id"], erp_run);
+    assert_eq!(price["file"], erp_file.as_str());
+    let sentence = chute(&["explain", "--schema", "catalog", "--field", "price", &key]);
+    let sentence = String::from_utf8(sentence.stdout).unwrap();
+    assert!(
+        sentence.starts_with(&format!(
+            "price = 19.90 from source erp, run {erp_run}, file {erp_file}"
+        )),
+        "{sentence}"
+    );
+
+    let text = chute(&["explain", "--schema", "catalog", &key]);
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+    let text = String::from_utf8(text.stdout).unwrap();
+    let line = |field: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{field} ")))
+            .unwrap_or_else(|| panic!("no line for {field}: {text}"))
+            .to_string()
+    };
+    for part in ["19.90", "erp", erp_run, erp_file.as_str()] {
+        assert!(line("price").contains(part), "{text}");
+    }
+    // The brand the ERP left empty, from the supplier's row (the last writer: its row is known).
+    for part in ["Lumo", "supplier-a", supplier_run, supplier_file.as_str()] {
+        assert!(line("attributes.brand").contains(part), "{text}");
+    }
+    assert!(text.contains(&format!("aliases: {p}-SA ")), "{text}");
+    assert!(text.contains("stale: no"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "source supplier-a: last supplied by run {supplier_run}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("$numberDecimal"), "{text}");
+
+    let document = json(&chute(&["--json", "explain", "--schema", "catalog", &key]));
+    assert_eq!(document["_aliases"], serde_json::json!([format!("{p}-SA")]));
+    assert_eq!(document["_provenance"]["price"], "erp");
+    let missing = chute(&["explain", "--schema", "catalog", "--field", "weight", &key]);
+    assert_eq!(missing.status.code(), Some(2));
 }

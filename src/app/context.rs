@@ -4,6 +4,7 @@ use tokio::sync::OnceCell;
 
 use crate::blob::Blob;
 use crate::error::ChuteError;
+use crate::notify::events::DefaultBus;
 use crate::notify::Mailer;
 use crate::secrets::Secrets;
 use crate::settings::Config;
@@ -17,6 +18,7 @@ pub struct Env {
     pub workflow: Workflow,
     pub mailer: Mailer,
     secrets: Secrets,
+    pub events: DefaultBus,
     store: OnceCell<Store>,
 }
 
@@ -30,6 +32,7 @@ impl Env {
             workflow: Workflow::new(&sdk),
             mailer: Mailer::new(&sdk, config.ses_configuration_set.clone()),
             secrets: Secrets::new(&sdk),
+            events: DefaultBus::new(&sdk),
             store: OnceCell::new(),
             config,
         })

@@ -135,7 +135,7 @@ pub async fn handle(
             ms = elapsed_ms(started),
             "time budget spent; the chunk continues in the next invocation"
         );
-        emit_metrics(&input.run_id, outcome, started);
+        emit_metrics(&input.run_id, outcome, false, started);
         return Ok(ImportRecord::of(
             &input.run_id,
             input.chunk,
@@ -170,14 +170,15 @@ pub async fn handle(
         ms = record.duration_ms,
         "chunk imported"
     );
-    emit_metrics(&input.run_id, outcome, started);
+    emit_metrics(&input.run_id, outcome, true, started);
     Ok(record)
 }
 
 /// What this invocation wrote, as EMF metrics (whether or not the chunk is finished).
-fn emit_metrics(run_id: &str, outcome: &WriteOutcome, started: Instant) {
+fn emit_metrics(run_id: &str, outcome: &WriteOutcome, finished: bool, started: Instant) {
     let counts = &outcome.counts;
     Metrics::new("import", run_id)
+        .count("Continuations", u64::from(!finished))
         .count("RowsWritten", counts.inserted + counts.updated)
         .count("RowsUnchanged", counts.unchanged)
         .count("RowsRefused", counts.refused)

@@ -1,8 +1,9 @@
 //! `report`: reads every chunk's recorded outcome, has [`super::stale`] mark a full refresh's
 //! stale products (the run's last step, once every chunk is written), has
 //! [`crate::report::assemble`] build the report, stores report.json, rejects.csv, summary.html and
-//! stale.csv under `reports/<run>/`, records the run in MongoDB, then emails it. The report is
-//! stored before the email is tried, and an email failure is recorded in it, never fatal.
+//! stale.csv under `reports/<run>/`, records the run in MongoDB, emails it and publishes the
+//! run-finished event ([`crate::run_event`]). The report is stored before the email is tried, and
+//! an email or event failure is recorded or logged, never fatal.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
@@ -99,6 +100,7 @@ pub async fn handle(
     if let Err(e) = ledger.await {
         tracing::warn!(error = %e, "run not recorded in the import_runs ledger; the report is stored");
     }
+    crate::notify::events::announce(&env.events, &report).await;
     Metrics::new("report", &run.run_id)
         .count("RowsRead", report.rows.total)
         .count("RowsRejected", report.rows.rejected)
@@ -106,7 +108,12 @@ pub async fn handle(
             "RowsWritten",
             report.written.inserted + report.written.updated,
         )
+        .count("StaleMarked", report.stale.as_ref().map_or(0, |s| s.marked))
         .duration(report.timings.duration_ms)
+        .emit();
+    Metrics::new("report", &run.run_id)
+        .dimension("Status", report.status.as_str())
+        .count("Runs", 1)
         .emit();
     tracing::info!(
         status = report.status.as_str(),

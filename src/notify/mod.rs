@@ -1,5 +1,7 @@
-//! SES v2: the report email. Throttling is retried here with backoff; a permanent failure is
-//! returned for the report to record (it never loses the report).
+//! SES v2: the report email ([`events`]: the run-finished event). Throttling is retried here with
+//! backoff; a permanent failure is returned for the report to record (it never loses the report).
+
+pub mod events;
 
 use std::time::Duration;
 

@@ -294,6 +294,19 @@ impl Stack {
             .unwrap_or_else(|e| panic!("emails: {e}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 
+    /// Every run-finished event the stack's rule on the default bus delivered so far, oldest first,
+    /// as EventBridge shapes them (`source`, `detail-type`, `detail`).
+    pub fn run_events(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(root().join(".dev/venv/bin/python"))
+            .arg(root().join("scripts/stack_tools.py"))
+            .arg("run-events")
+            .env("CHUTE_STACK_DIR", self.dir())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("run-events: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     /// The events of a run's execution (named by its run id), as Step Functions lists them.
     pub fn history(&self, run_id: &str) -> Vec<serde_json::Value> {
         let out = Command::new(root().join(".dev/venv/bin/python"))
