@@ -22,7 +22,8 @@
 //!   the source's `[format] encoding`, default UTF-8), any WHATWG label `encoding_rs` knows. Bytes
 //!   malformed in the declared encoding become an invalid UTF-8 byte, so the row is rejected as
 //!   `encoding`, never turned into replacement characters;
-//! - delimiters: fixed, or `auto` ([`choose_delimiter`]).
+//! - delimiters: fixed, or `auto` ([`choose_delimiter`] by the schema's columns; without a schema,
+//!   as `chute schema draft` reads a sample, [`widest_delimiter`]).
 //!
 //! The default stays strict UTF-8: a stray non-UTF-8 row is rejected, and the report adds a hint
 //! with what the rows decode as ([`NotUtf8`], using `chardetng`, fed by the transform).
