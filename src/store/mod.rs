@@ -9,6 +9,7 @@
 
 mod classify;
 mod document;
+mod filters;
 mod ledger;
 mod paths;
 mod setup;

@@ -24,13 +24,14 @@ use mongodb::IndexModel;
 use tokio::sync::mpsc::Sender;
 
 use super::classify::classify;
+use super::filters::keys_filter;
 use super::paths::{bson_text, key_text, lookup};
 use super::staged::split_staged;
 use super::Store;
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
 use crate::rules::ColumnType;
-use crate::schema::Schema;
+use crate::schema::{join_key, Schema};
 
 /// Keys quoted in the report; the CSV artifact has them all.
 pub const STALE_SAMPLE: usize = 20;
@@ -157,28 +158,57 @@ impl Store {
             .iter()
             .map(|k| run.schema.column(k).map(|c| c.kind))
             .collect();
+        let collection = self.db.collection::<Document>(&run.schema.collection);
         let mut kept = 0;
         for batch in keys.chunks(500) {
-            let any_of: Vec<Document> = batch
+            let keys: Vec<Vec<Bson>> = batch
                 .iter()
                 .map(|cells| {
-                    let mut filter = Document::new();
-                    for ((field, kind), cell) in fields.iter().zip(&kinds).zip(cells) {
-                        let value = match (kind, cell.parse::<i64>()) {
+                    kinds
+                        .iter()
+                        .zip(cells)
+                        .map(|(kind, cell)| match (kind, cell.parse::<i64>()) {
                             (Some(ColumnType::Integer), Ok(n)) => Bson::Int64(n),
                             _ => Bson::String(cell.clone()),
-                        };
-                        filter.insert(*field, value);
-                    }
-                    filter
+                        })
+                        .collect()
                 })
                 .collect();
-            let reply = self
-                .run_write(doc! {"update": &run.schema.collection, "updates": [{
-                    "q": {"$or": any_of, &run_field: {"$exists": true, "$ne": run.run_id}},
+            let wanted: HashSet<String> = batch
+                .iter()
+                .map(|cells| join_key(cells.iter().map(String::as_str)))
+                .collect();
+            // Read the claims, then move each by `_id` on the claim read: an `$or` of the keys, or
+            // the keys beside the claim in one filter, would be a collection scan on SecantusDB.
+            let mut projection = doc! {"_id": 1, &run_field: 1};
+            for field in &fields {
+                projection.insert(*field, 1);
+            }
+            let mut cursor = collection
+                .find(keys_filter(&fields, &keys))
+                .projection(projection)
+                .await
+                .map_err(classify)?;
+            let mut updates = Vec::new();
+            while cursor.advance().await.map_err(classify)? {
+                let stored = cursor.deserialize_current().map_err(classify)?;
+                let claim = lookup(&stored, &run_field).cloned();
+                let ours = claim.as_ref().and_then(Bson::as_str) == Some(run.run_id);
+                if claim.is_none() || ours || !wanted.contains(&key_text(&stored, &fields)) {
+                    continue;
+                }
+                updates.push(doc! {
+                    "q": {"_id": stored.get("_id").cloned().unwrap_or(Bson::Null), &run_field: claim},
                     "u": {"$set": {&run_field: run.run_id}, "$inc": {"_rev": 1_i64}},
-                    "multi": true,
-                }]})
+                });
+            }
+            if updates.is_empty() {
+                continue;
+            }
+            let reply = self
+                .run_write(
+                    doc! {"update": &run.schema.collection, "updates": updates, "ordered": false},
+                )
                 .await?;
             kept += count_of(&reply, "nModified");
         }

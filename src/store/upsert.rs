@@ -14,6 +14,7 @@ use super::classify::{classify, refusal_message, DUPLICATE_KEY};
 use super::document::{
     decide, projection, Counted, Decision, Outcome, Stored, Target, WriteContext,
 };
+use super::filters::keys_filter;
 use super::paths::{bson_text, key_text, lookup};
 use super::staged::{read_staged, split_staged, StagedDoc};
 use super::Store;
@@ -356,22 +357,20 @@ impl Store {
         ctx: &WriteContext,
     ) -> Result<Found, ChuteError> {
         let projection = projection(ctx, key_fields, match_fields);
-        let filter = if key_fields.len() == 1 {
-            let values: Vec<Bson> = staged.iter().map(|d| d.key[0].1.clone()).collect();
-            doc! { key_fields[0]: {"$in": values} }
-        } else {
-            let alternatives: Vec<Document> = staged
-                .iter()
-                .map(|d| d.key.iter().cloned().collect())
-                .collect();
-            doc! {"$or": alternatives}
-        };
+        let keys: Vec<Vec<Bson>> = staged
+            .iter()
+            .map(|d| d.key.iter().map(|(_, v)| v.clone()).collect())
+            .collect();
+        let filter = keys_filter(key_fields, &keys);
         let mut found = Found::default();
         for stored in self
             .find_products(schema, key_fields, filter, projection.clone())
             .await?
         {
-            found.by_key.insert(stored.key_text.clone(), stored);
+            // A composite key's filter is a superset: only the batch's keys count.
+            if staged.iter().any(|d| d.key_text == stored.key_text) {
+                found.by_key.insert(stored.key_text.clone(), stored);
+            }
         }
         let unknown: Vec<&&StagedDoc> = staged
             .iter()
@@ -380,20 +379,29 @@ impl Store {
         if match_fields.is_empty() || unknown.is_empty() {
             return Ok(found);
         }
+        // One find per way of matching (an `$or` of them is a collection scan on SecantusDB).
         let aliases: Vec<&str> = unknown.iter().map(|d| d.key_text.as_str()).collect();
-        let mut alternatives = vec![doc! {"_aliases": {"$in": aliases}}];
+        let mut filters = vec![doc! {"_aliases": {"$in": aliases}}];
         for field in match_fields {
             let values: Vec<Bson> = unknown
                 .iter()
                 .filter_map(|d| d.field(field).cloned())
                 .collect();
             if !values.is_empty() {
-                alternatives.push(doc! {*field: {"$in": values}});
+                filters.push(doc! {*field: {"$in": values}});
             }
         }
-        found.matched = self
-            .find_products(schema, key_fields, doc! {"$or": alternatives}, projection)
-            .await?;
+        let mut seen = HashSet::new();
+        for filter in filters {
+            for stored in self
+                .find_products(schema, key_fields, filter, projection.clone())
+                .await?
+            {
+                if seen.insert(stored.doc.get("_id").map(Bson::to_string)) {
+                    found.matched.push(stored);
+                }
+            }
+        }
         Ok(found)
     }
 
