@@ -36,6 +36,7 @@ import pathlib
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -51,7 +52,9 @@ TEMPLATE = pathlib.Path(__file__).resolve().parent.parent / "infra" / "template.
 
 
 def say(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    # One write per line: threads' lines never interleave.
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stdout.flush()
 
 
 def die_with_parent():
@@ -528,7 +531,7 @@ def main():
 
         def log_message(self, fmt, *a):
             if not self.path.startswith(("/.rt/", "/_stack/", "/2015-03-31/functions/")):
-                print(f"{self.command} {self.path} {fmt % a}", flush=True)
+                say(f"{self.command} {self.path} {fmt % a}")
 
     servers = [ThreadingHTTPServer(("127.0.0.1", port), Shim) for port in (args.port, args.invoke_port)]
     for server in servers:
