@@ -197,8 +197,9 @@ def follow(args, run_id, execution, started):
 
 class Progress:
     """What a running run has done so far, from its execution history (the step, the plan's chunk
-    and row counts), its import_runs ledger document (chunks done, documents written) and the
-    shim's record of its invocations in flight; printed every PROGRESS_SECONDS."""
+    and row counts), its import_runs ledger document (chunks done, documents written as each
+    import invocation ends) and the shim's record of its invocations in flight; printed every
+    PROGRESS_SECONDS."""
 
     def __init__(self, env, run_id, started):
         import pymongo  # only in the stack's venv, like boto3
@@ -235,28 +236,35 @@ class Progress:
         return len(chunks), documents
 
     def in_flight(self):
+        """{function: request ids of the run's invocations in flight}, from the shim's record."""
         health = function_health(self.env) or {}
-        return sorted(s["inflight"]["request_id"] for f in health.values() for s in f.get("sandboxes", [])
-                      if s.get("inflight") and s["inflight"].get("run") == self.run_id)
+        return {name: sorted(s["inflight"]["request_id"] for s in f.get("sandboxes", [])
+                             if s.get("inflight") and s["inflight"].get("run") == self.run_id)
+                for name, f in health.items()}
 
     def poll(self, events):
         """Prints the progress line when due; True when anything moved since the last poll."""
         written = self.written()
-        state = (events, written, self.in_flight())
+        in_flight = self.in_flight()
+        state = (events, written, in_flight)
         moved = state != self.last
         self.last = state
         if time.time() - self.printed_at >= PROGRESS_SECONDS:
             self.printed_at = time.time()
-            say(self.line(written))
+            say(self.line(written, in_flight))
         return moved
 
-    def line(self, written):
+    def line(self, written, in_flight):
         elapsed = time.time() - self.started
         text = f"progress +{elapsed:.0f}s: {self.step}"
         if written is None:
             return text + "; MongoDB does not answer"
         done, documents = written
-        text += f", chunks {done}/{self.chunks if self.chunks is not None else '?'} done, {documents} documents written"
+        text += f", chunks {done}/{self.chunks if self.chunks is not None else '?'} done"
+        busy = [f"{len(ids)} {name}" for name, ids in in_flight.items() if ids]
+        text += f" ({', '.join(busy)} in flight)" if busy else ""
+        # The ledger counts a chunk's documents when an import invocation ends (a chunk or a budget).
+        text += f", {documents} documents written"
         if self.map_started and documents:
             rate = documents / (time.time() - self.map_started)
             text += f" ({rate:.0f}/s"
