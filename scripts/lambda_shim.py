@@ -99,7 +99,6 @@ class Invocation:
         self.request_id = str(uuid.uuid4())
         self.payload = payload
         self.tags = invocation_tags(payload)
-        self.queued_at = time.time()
         self.deadline = None  # epoch seconds, set when a sandbox takes it
         self.timeout = None  # the seconds that deadline was given
         self.timer = None
