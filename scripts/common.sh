@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEV="$ROOT/.dev"
-# One target dir for tests, benchmarks and `cargo lambda watch`, outside the clone so CI reuses it.
+# One target dir for tests, benchmarks and the local stack's builds, outside the clone so CI reuses it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chute/target}"
 export SAM_CLI_TELEMETRY=0
 

@@ -4,7 +4,8 @@
 Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
 (the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
 watches the stack too: a Lambda service or function that is down stops it with exit 2 and says how
-to recover, instead of waiting for the timeout.
+to recover. It prints the run's progress as it goes and follows it for as long as it progresses
+(see `follow`).
 """
 
 import argparse
@@ -15,9 +16,12 @@ import time
 import urllib.parse
 import urllib.request
 
+from lambda_shim import template_timeouts
 from stack_settings import ACCOUNT, REGION, client, function_health, load, say, sent_emails, stack_dir
 
 STATE_MACHINE = "chute"
+# A running run's progress line is printed at least this often.
+PROGRESS_SECONDS = 20
 
 
 def s3_event(bucket, key, size, etag, version):
@@ -123,11 +127,16 @@ def resume(args, started):
 
 
 def follow(args, run_id, execution, started):
-    """Prints the execution's events as they happen, then fetches and prints the report."""
+    """Prints the execution's events as they happen and the run's progress at least every
+    PROGRESS_SECONDS, then fetches and prints the report. It follows the run for as long as it makes
+    progress: it gives up when nothing changed (events, the ledger, the run's invocations in flight)
+    for longer than any invocation may last (the longest Timeout of infra/template.yaml, after which
+    the shim has ended it), or at --timeout when one is given."""
     sfn = client("stepfunctions", args.env)
     s3 = client("s3", args.env)
+    progress = Progress(args.env, run_id, started)
     seen = 0
-    deadline = time.time() + args.timeout
+    changed_at = time.time()
     while True:
         problem = stack_problem(args.env)
         if problem:
@@ -140,11 +149,19 @@ def follow(args, run_id, execution, started):
             details = next((v for k, v in e.items() if k.endswith("EventDetails")), {})
             name = details.get("error") or details.get("name") or details.get("resource") or ""
             say(f"  +{time.time() - started:6.1f}s {e['type']} {name}".rstrip())
+            progress.saw(e, details)
+        if progress.poll(len(events)):
+            changed_at = time.time()
         seen = len(events)
         if status != "RUNNING":
             break
-        if time.time() > deadline:
-            say(f"the run did not finish within {args.timeout} s")
+        if time.time() - changed_at > args.stall_seconds:
+            say(f"run {run_id} made no progress for {args.stall_seconds} s (no event, no chunk written, no invocation "
+                f"started or ended); see {stack_dir()}/logs/shim.log and fn-*.log")
+            return 2
+        if args.timeout and time.time() - started > args.timeout:
+            say(f"the run did not finish within --timeout {args.timeout} s; it goes on: "
+                f"`scripts/run-local --resume {run_id}` after it ended, or follow it in {stack_dir()}/logs/")
             return 2
         time.sleep(0.5)
     say(f"execution {status} after {time.time() - started:.1f}s")
@@ -178,14 +195,91 @@ def follow(args, run_id, execution, started):
     return 0
 
 
+class Progress:
+    """What a running run has done so far, from its execution history (the step, the plan's chunk
+    and row counts), its import_runs ledger document (chunks done, documents written as each
+    import invocation ends) and the shim's record of its invocations in flight; printed every
+    PROGRESS_SECONDS."""
+
+    def __init__(self, env, run_id, started):
+        import pymongo  # only in the stack's venv, like boto3
+
+        self.ledger = pymongo.MongoClient(env["CHUTE_MONGODB_URI"], serverSelectionTimeoutMS=5000)[env["CHUTE_DATABASE"]]["import_runs"]
+        self.env = env
+        self.run_id = run_id
+        self.started = started
+        self.step = "starting"
+        self.chunks = self.rows = None
+        self.map_started = None
+        self.printed_at = time.time()
+        self.last = None
+
+    def saw(self, event, details):
+        if event["type"].endswith("StateEntered"):
+            self.step = details.get("name", self.step)
+            if self.step == "ImportChunks":
+                self.map_started = time.time()
+        output = details.get("output")
+        if event["type"].endswith("StateExited") and details.get("name") == "Validate" and output:
+            plan = json.loads(output).get("plan") or {}
+            self.chunks, self.rows = plan.get("chunk_count"), plan.get("rows")
+
+    def written(self):
+        """(chunks done, documents written) as the ledger has them; None while MongoDB does not answer."""
+        try:
+            run = self.ledger.find_one({"_id": self.run_id}, {"chunks": 1, "progress": 1}) or {}
+        except Exception:  # a MongoDB outage is the run's problem to report, not the follower's
+            return None
+        chunks = run.get("chunks") or {}
+        documents = sum(c.get("inserted", 0) + c.get("updated", 0) + c.get("unchanged", 0) for c in chunks.values())
+        documents += sum(p.get("documents", 0) for k, p in (run.get("progress") or {}).items() if k not in chunks)
+        return len(chunks), documents
+
+    def in_flight(self):
+        """{function: request ids of the run's invocations in flight}, from the shim's record."""
+        health = function_health(self.env) or {}
+        return {name: sorted(s["inflight"]["request_id"] for s in f.get("sandboxes", [])
+                             if s.get("inflight") and s["inflight"].get("run") == self.run_id)
+                for name, f in health.items()}
+
+    def poll(self, events):
+        """Prints the progress line when due; True when anything moved since the last poll."""
+        written = self.written()
+        in_flight = self.in_flight()
+        state = (events, written, in_flight)
+        moved = state != self.last
+        self.last = state
+        if time.time() - self.printed_at >= PROGRESS_SECONDS:
+            self.printed_at = time.time()
+            say(self.line(written, in_flight))
+        return moved
+
+    def line(self, written, in_flight):
+        elapsed = time.time() - self.started
+        text = f"progress +{elapsed:.0f}s: {self.step}"
+        if written is None:
+            return text + "; MongoDB does not answer"
+        done, documents = written
+        text += f", chunks {done}/{self.chunks if self.chunks is not None else '?'} done"
+        busy = [f"{len(ids)} {name}" for name, ids in in_flight.items() if ids]
+        text += f" ({', '.join(busy)} in flight)" if busy else ""
+        # The ledger counts a chunk's documents when an import invocation ends (a chunk or a budget).
+        text += f", {documents} documents written"
+        if self.map_started and documents:
+            rate = documents / (time.time() - self.map_started)
+            text += f" ({rate:.0f}/s"
+            if self.rows:
+                text += f", about {max(self.rows - documents, 0) / rate:.0f} s left"
+            text += ")"
+        return text
+
+
 def stack_problem(env):
-    """What stops a run from progressing: the Lambda shim or watch not running (from the stack's own
+    """What stops a run from progressing: the Lambda shim not running (from the stack's own
     records), or a function the shim left down. A shim slow to answer is busy, not down."""
     pids = stack_dir() / "pids"
     if not alive(pids / "shim.pid"):
         return "the local Lambda service (scripts/lambda_shim.py, which runs the functions) is not running"
-    if not alive(pids / "lambda.pid"):
-        return f"cargo lambda watch (Lambda's APIs, port {env['LAMBDA_PORT']}) is not running"
     down = [f"{name} ({f['last_exit']})" for name, f in (function_health(env) or {}).items() if f["state"] == "crashed"]
     if down:
         return f"function {', '.join(down)} keeps exiting at start; see {stack_dir()}/logs/fn-*.log"
@@ -224,7 +318,9 @@ def main():
     r.add_argument("--dry-run", action="store_true", help="run everything but the writes (chute-mode: dry-run); the report says what would change")
     r.add_argument("--force-stale", action="store_true", help="a full refresh marks its stale products even above max_stale_percent (chute-force-stale: true)")
     r.add_argument("--meta", action="append", metavar="KEY=VALUE", help="object metadata, repeatable (chute-encoding=windows-1252, chute-delimiter=auto, …)")
-    r.add_argument("--timeout", type=int, default=900)
+    r.add_argument("--timeout", type=int, default=0, help="give up after this many seconds even while the run progresses (default: never)")
+    r.add_argument("--stall-seconds", type=int, default=max(template_timeouts().values()) + 60,
+                   help="give up when the run made no progress for this long (default: the longest function Timeout + 60 s)")
     args = parser.parse_args()
     sys.exit(run(args) or 0)
 

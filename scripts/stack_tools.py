@@ -3,11 +3,13 @@
   stack_tools.py ports FILE                 pick four free ports once (kept in FILE)
   stack_tools.py wait --mongo PORT --http PORT...
   stack_tools.py provision                  bucket, SES identity, state machine (from the ASL file)
-  stack_tools.py health [--json]            the functions' state from the shim; exit 1 if one is down
+  stack_tools.py health [--json]            every function's processes from the shim; exit 1 if one is down
   stack_tools.py emails                     the emails moto's SES accepted (JSON)
   stack_tools.py history RUN_ID             the events of the run's execution (JSON)
   stack_tools.py run-events                 the run-finished events the default bus delivered (JSON)
-  stack_tools.py hold FUNCTION              hold that function's next answer until its process exits
+  stack_tools.py hold FUNCTION [--answers N] hold its next N answers, each until its process exits or a release
+  stack_tools.py release FUNCTION           let its held answers go
+  stack_tools.py timeout FUNCTION [SECONDS] shorten its timeout (fault tests); no SECONDS: the template's
   stack_tools.py cargo-executable NAME      reads `cargo … --message-format=json` on stdin
 
 Settings come from STACK/local.env (written by scripts/stack; `stack.load()`).
@@ -121,7 +123,8 @@ def provision(_args):
 
 
 def health(args):
-    """Prints one line per function (or JSON); exit 1 when one is not running or the shim is silent."""
+    """Prints each function's pool, one line per process (or JSON); exit 1 when a function is left
+    down or the shim is silent."""
     functions = function_health(load())
     if args.json:
         print(json.dumps(functions))
@@ -134,20 +137,45 @@ def health(args):
         return
     down = False
     for name, f in functions.items():
-        if f["state"] == "running":
-            busy = f", invocation {f['inflight']} in flight" if f["inflight"] else ""
-            print(f"function {name}: running (pid {f['pid']}, {f['restarts']} restarts{busy})")
-        else:
-            # "starting" is the moment between a process's exit and its successor: not down.
-            down = down or f["state"] == "crashed"
-            print(f"function {name}: {f['state']} (last exit: {f['last_exit']})")
+        # "starting" is the moment between a process's exit and its successor: not down.
+        down = down or f["state"] == "crashed"
+        queued = f", {f['queued']} queued" if f["queued"] else ""
+        timeouts = f", {f['timeouts']} timed out" if f["timeouts"] else ""
+        print(f"function {name}: {f['state']} ({len(f['sandboxes'])} of {f['concurrency']} processes, "
+              f"timeout {f['timeout_seconds']:g} s{queued}{timeouts})")
+        for s in f["sandboxes"]:
+            if s["pid"]:
+                inflight = s["inflight"]
+                busy = f", invocation {inflight['request_id']}{tags(inflight)} in flight" if inflight else ""
+                print(f"  {name}[{s['slot']}]: {s['state']} (pid {s['pid']}, {s['restarts']} restarts{busy})")
+            else:
+                print(f"  {name}[{s['slot']}]: {s['state']} (last exit: {s['last_exit']})")
     sys.exit(1 if down else 0)
 
 
-def hold(args):
-    """Asks the shim to hold FUNCTION's next answer until its process exits (fault tests)."""
+def tags(inflight):
+    return "".join(f" {k}={inflight[k]}" for k in ("run", "chunk") if k in inflight)
+
+
+def shim_control(action, function, query=""):
     port = load()["SHIM_PORT"]
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/_stack/hold/{args.function}", data=b"", method="POST"), timeout=10).read()
+    url = f"http://127.0.0.1:{port}/_stack/{action}/{function}{query}"
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
+
+
+def hold(args):
+    """Asks the shim to hold FUNCTION's next N answers, each until its process exits or a release (fault tests)."""
+    shim_control("hold", args.function, f"?answers={args.answers}")
+
+
+def release(args):
+    """Lets FUNCTION's held answers go and cancels the holds not yet used."""
+    shim_control("release", args.function)
+
+
+def timeout(args):
+    """Sets FUNCTION's timeout for the invocations handed out from now on; without SECONDS, the template's again."""
+    shim_control("timeout", args.function, "" if args.seconds is None else f"?seconds={args.seconds}")
 
 
 def emails(_args):
@@ -210,10 +238,16 @@ def main():
     sub.add_parser("emails")
     sub.add_parser("history").add_argument("run_id")
     sub.add_parser("run-events")
-    sub.add_parser("hold").add_argument("function")
+    h = sub.add_parser("hold")
+    h.add_argument("function")
+    h.add_argument("--answers", type=int, default=1)
+    sub.add_parser("release").add_argument("function")
+    t = sub.add_parser("timeout")
+    t.add_argument("function")
+    t.add_argument("seconds", type=float, nargs="?")
     sub.add_parser("cargo-executable").add_argument("name")
     args = parser.parse_args()
-    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "history": history, "run-events": run_events, "hold": hold, "cargo-executable": cargo_executable}
+    commands = {"ports": ports, "wait": wait, "provision": provision, "health": health, "emails": emails, "history": history, "run-events": run_events, "hold": hold, "release": release, "timeout": timeout, "cargo-executable": cargo_executable}
     sys.exit(commands[args.command](args) or 0)
 
 

@@ -1,7 +1,7 @@
 //! End to end through the local stack: `scripts/run-local` uploads the file, the trigger Lambda
 //! starts the real state machine (moto runs statemachine/chute.asl.json), the functions run under
-//! `cargo lambda watch` against SecantusDB; these tests check what a user sees: the report JSON,
-//! rejects.csv, the email as sent, and the documents in MongoDB.
+//! the local Lambda shim (scripts/lambda_shim.py) against SecantusDB; these tests check what a
+//! user sees: the report JSON, rejects.csv, the email as sent, and the documents in MongoDB.
 
 #[path = "support/run.rs"]
 mod run;

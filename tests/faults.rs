@@ -42,17 +42,6 @@ fn n(report: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
-/// Asks the shim to hold FUNCTION's next answer until its process exits.
-fn hold(function: &str) {
-    let held = std::process::Command::new(support::root().join(".dev/venv/bin/python"))
-        .arg(support::root().join("scripts/stack_tools.py"))
-        .args(["hold", function])
-        .env("CHUTE_STACK_DIR", stack().dir())
-        .status()
-        .unwrap();
-    assert!(held.success(), "hold {function}");
-}
-
 fn up() {
     let up = Stack::script("stack").arg("up").output().unwrap();
     assert!(
@@ -115,10 +104,27 @@ async fn finished_chunks(prefix: &str) -> usize {
         .count()
 }
 
-/// Waits until `ready` holds, then freezes the import function's process (SIGSTOP) while it holds
-/// an invocation, so nothing it does changes the state the caller reads next until the caller lets
-/// it go (`-CONT`). An import caught between two invocations is let go and caught again later.
-async fn freeze_import_mid_run<F, Fut>(ready: F)
+/// Freezes (SIGSTOP) every running process of `function` and returns their pid names, for the
+/// caller to let go (`thaw`).
+fn freeze(function: &str) -> Vec<String> {
+    let processes = stack().processes(function);
+    for p in &processes {
+        stack().signal(&p.pid_name, "-STOP");
+    }
+    processes.into_iter().map(|p| p.pid_name).collect()
+}
+
+fn thaw(frozen: &[String]) {
+    for name in frozen {
+        stack().signal(name, "-CONT");
+    }
+}
+
+/// Waits until `ready` holds, then freezes the import function's processes (SIGSTOP) while one of
+/// them holds an invocation, so nothing they do changes the state the caller reads next until the
+/// caller lets them go (`thaw`). Imports caught between two invocations are let go and caught
+/// again later. (The pool may start another process meanwhile; it works on another chunk.)
+async fn freeze_import_mid_run<F, Fut>(ready: F) -> Vec<String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -128,11 +134,15 @@ where
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         }
-        stack().signal("fn-import", "-STOP");
-        if stack().function("import")["inflight"].is_string() {
-            return;
+        let frozen = freeze("import");
+        if stack()
+            .processes("import")
+            .iter()
+            .any(|p| frozen.contains(&p.pid_name) && p.inflight.is_object())
+        {
+            return frozen;
         }
-        stack().signal("fn-import", "-CONT");
+        thaw(&frozen);
     }
 }
 
@@ -157,14 +167,15 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
     let run = start_run(&file, &["--chunk-bytes", "20000"]);
     // Documents are arriving and the import holds a chunk: freeze it, see what is written, crash
     // MongoDB, let the import go on into the dead server.
-    freeze_import_mid_run(|| async { stack().count(&format!("{prefix}-")).await > 0 }).await;
+    let frozen =
+        freeze_import_mid_run(|| async { stack().count(&format!("{prefix}-")).await > 0 }).await;
     let written = stack().count(&format!("{prefix}-")).await;
     assert!(
         written < rows as u64,
         "rows were still unwritten when MongoDB was killed ({written} of {rows})"
     );
     stack().signal("mongo", "-KILL");
-    stack().signal("fn-import", "-CONT");
+    thaw(&frozen);
     // The import fails transiently; once that failure is seen, MongoDB comes back for the retry.
     let run_tag = format!("run={prefix}-");
     loop {
@@ -228,11 +239,14 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     // The shim holds the import's first answer until its process exits: the kill lands after the
     // handler finished a chunk and before Lambda heard of it, the invocation is lost with the
     // process, and the rows of that chunk are already written. Nothing depends on timing.
-    hold("import");
+    assert!(stack().tools(&["hold", "import"]));
     let run = start_run(&file, &["--chunk-bytes", "20000"]);
-    while !stack().function("import")["holding"].is_string() {
+    let holder = loop {
+        if let Some(p) = stack().processes("import").into_iter().find(|p| p.holding) {
+            break p;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
     let written = stack().count(&format!("{prefix}-")).await;
     assert!(
         (1..rows as u64).contains(&written),
@@ -241,13 +255,13 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     // SIGKILL exactly the import process this stack runs, as a crashed sandbox dies: the shim fails
     // the invocation it held with Runtime.ExitError (as Lambda does) and starts a new process, and
     // Step Functions retries that chunk.
-    let killed = stack().pid("fn-import");
-    stack().signal("fn-import", "-KILL");
+    let killed = holder.pid;
+    stack().signal(&holder.pid_name, "-KILL");
     let report = report_of(finish(run).await);
     let log = shim_lines_since(shim_from);
     assert!(
         log.iter().any(|l| l.contains(&format!(
-            "import: process {killed} killed by signal 9 holding invocation"
+            "process {killed} killed by signal 9 holding invocation"
         ))),
         "the shim saw the process die mid-invocation: {log:#?}"
     );
@@ -256,7 +270,11 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
             .any(|l| l.contains("import/invocations: Runtime.ExitError")),
         "the killed invocation failed as Lambda reports a crash: {log:#?}"
     );
-    assert_ne!(stack().pid("fn-import"), killed, "a new process took over");
+    assert_ne!(
+        stack().pid(&holder.pid_name),
+        killed,
+        "a new process took over"
+    );
     every_row_once(&report, &prefix, rows).await;
 }
 
@@ -270,14 +288,14 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     // Several chunks: once one is imported and the import holds another, freeze it and take
     // MongoDB away for longer than the retries last: the Map fails, the report says so.
     let run = start_run(&file, &["--chunk-bytes", "20000"]);
-    freeze_import_mid_run(|| async { finished_chunks(&prefix).await > 0 }).await;
+    let frozen = freeze_import_mid_run(|| async { finished_chunks(&prefix).await > 0 }).await;
     // SIGTERM: SecantusDB loses its latest writes on SIGKILL, which a journaled mongod does not.
     let mongo = stack().pid("mongo");
     stack().signal("mongo", "-TERM");
     while support::running(mongo) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    stack().signal("fn-import", "-CONT");
+    thaw(&frozen);
     let report = report_of(finish(run).await);
     assert_eq!(report["status"], "PARTIAL", "{report}");
     assert!(n(&report, "/rows/unprocessed") > 0, "{report}");
@@ -332,9 +350,13 @@ async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
     // The shim dies while the run waits in Validate (frozen so the run cannot finish first):
     // run-local notices, names it, says how to recover, exits 2.
     let second = write_csv(&format!("{prefix}b.csv"), &prefix, 10, |i| format!("{i}"));
-    stack().signal("fn-validate", "-STOP");
+    freeze("validate");
     let run = start_run(&second, &[]);
-    while !stack().function("validate")["inflight"].is_string() {
+    while !stack()
+        .processes("validate")
+        .iter()
+        .any(|p| p.inflight.is_object())
+    {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     stack().signal("shim", "-KILL"); // its function processes die with it

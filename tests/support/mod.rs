@@ -269,7 +269,8 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// The shim's view of one function: state, pid, the invocation it holds.
+    /// The shim's view of one function: its state, concurrency, timeout, timeouts so far and
+    /// its processes (`sandboxes`).
     pub fn function(&self, name: &str) -> serde_json::Value {
         let out = Command::new(root().join(".dev/venv/bin/python"))
             .arg(root().join("scripts/stack_tools.py"))
@@ -280,6 +281,42 @@ impl Stack {
         let all: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("health: {e}: {}", String::from_utf8_lossy(&out.stderr)));
         all[name].clone()
+    }
+
+    /// `scripts/stack_tools.py ARGS…` on this stack: the shim's knobs for fault tests (`hold`,
+    /// `release`, `timeout`). Whether it succeeded.
+    #[must_use]
+    pub fn tools(&self, args: &[&str]) -> bool {
+        Command::new(root().join(".dev/venv/bin/python"))
+            .arg(root().join("scripts/stack_tools.py"))
+            .args(args)
+            .env("CHUTE_STACK_DIR", self.dir())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The running processes of a function's pool, as the shim records them.
+    pub fn processes(&self, function: &str) -> Vec<Process> {
+        let all = self.function(function);
+        all["sandboxes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{function}: {all}"))
+            .iter()
+            .filter_map(|s| {
+                let slot = s["slot"].as_u64()?;
+                Some(Process {
+                    pid_name: if slot == 1 {
+                        format!("fn-{function}")
+                    } else {
+                        format!("fn-{function}-{slot}")
+                    },
+                    pid: i32::try_from(s["pid"].as_i64()?).ok()?,
+                    state: s["state"].as_str().unwrap_or_default().to_string(),
+                    inflight: s["inflight"].clone(),
+                    holding: s["holding"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect()
     }
 
     /// The emails moto's SES has accepted so far.
@@ -335,6 +372,19 @@ impl Stack {
             .await
             .unwrap_or(0)
     }
+}
+
+/// One process of a function's pool (a Lambda sandbox): the name its pid is recorded under
+/// (`fn-import` for the first, `fn-import-2`, …), what it is doing, the invocation it holds.
+pub struct Process {
+    pub pid_name: String,
+    pub pid: i32,
+    /// `starting`, `idle` (asked for work), `busy`.
+    pub state: String,
+    /// `{request_id, run, chunk, deadline_ms}` of the invocation it holds, or null.
+    pub inflight: serde_json::Value,
+    /// Its answer is held by the shim (`hold`).
+    pub holding: bool,
 }
 
 /// Whether a process runs: a zombie (killed, not yet reaped by its parent) does not.
