@@ -8,7 +8,6 @@
 mod support;
 
 #[path = "support/run.rs"]
-#[allow(dead_code)] // these tests read the report, not the --out files or the documents
 mod run;
 
 use std::process::Stdio;
