@@ -42,15 +42,6 @@ fn n(report: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} in {report}"))
 }
 
-fn up() {
-    let up = Stack::script("stack").arg("up").output().unwrap();
-    assert!(
-        up.status.success(),
-        "scripts/stack up: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-}
-
 /// A run of `rows` new rows ended with each row inserted exactly once, whatever was retried.
 async fn every_row_once(report: &Value, prefix: &str, rows: usize) {
     assert_eq!(report["status"], "SUCCEEDED", "{report}");
@@ -159,7 +150,7 @@ fn shim_lines_since(from: usize) -> Vec<String> {
 #[tokio::test]
 async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let prefix = unique("F");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
@@ -187,7 +178,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    up(); // restarts what died: same port, same data
+    Stack::up(); // restarts what died: same port, same data
     let report = report_of(finish(run).await);
     every_row_once(&report, &prefix, rows).await;
 }
@@ -195,7 +186,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
 #[tokio::test]
 async fn a_corrected_file_dropped_again_writes_only_what_changed() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let prefix = unique("R");
     let first = write_csv("catalogue.csv", &prefix, 200, |i| format!("{i}.50"));
     let out = Stack::script("run-local")
@@ -231,7 +222,7 @@ async fn a_corrected_file_dropped_again_writes_only_what_changed() {
 #[tokio::test]
 async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let prefix = unique("K");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
@@ -281,7 +272,7 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
 #[tokio::test]
 async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let prefix = unique("P");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
@@ -301,7 +292,7 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
     assert!(n(&report, "/rows/unprocessed") > 0, "{report}");
     let run_id = report["run_id"].as_str().unwrap().to_string();
 
-    up(); // MongoDB back, same data
+    Stack::up(); // MongoDB back, same data
     let finished = finished_chunks(&prefix).await;
     let chunks = n(&report, "/chunks/total") as usize;
     assert!(
@@ -331,7 +322,7 @@ async fn a_run_that_failed_part_way_resumes_without_redoing_finished_chunks() {
 #[tokio::test]
 async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let prefix = unique("D");
     let file = write_csv(&format!("{prefix}.csv"), &prefix, 10, |i| format!("{i}"));
     // The shim runs the functions; without it nothing can progress. Stop exactly this stack's.
@@ -369,7 +360,7 @@ async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
     );
     let status = Stack::script("stack").arg("status").output().unwrap();
     assert!(!status.status.success(), "status reports the dead shim");
-    up();
+    Stack::up();
     let status = Stack::script("stack").arg("status").output().unwrap();
     assert!(
         status.status.success(),

@@ -12,7 +12,7 @@ use chute::plan::PlanOptions;
 use chute::run::WriteCounts;
 use chute::schema::Schema;
 use chute::store::{Store, StoreConfig, WriteContext, WriteOutcome};
-use support::{product_indexes, products_by_sku, written, MongoServer};
+use support::{product_indexes, products_by_sku, write_context, written, MongoServer};
 
 /// The products schema with two more identifying columns, `gtin` and `mpn`, and `feed` appended.
 fn schema(feed: &str) -> Schema {
@@ -32,16 +32,6 @@ fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
     let out = process(csv.as_bytes(), schema, &PlanOptions::default()).unwrap();
     assert_eq!(out.rejected(), 0, "test data is valid");
     out.staged
-}
-
-fn ctx(run: &str, source: &str, mode: Mode) -> WriteContext {
-    WriteContext {
-        run_id: run.to_string(),
-        object: format!("s3://bucket/incoming/{source}/{run}.csv"),
-        feed_source: source.to_string(),
-        mode,
-        at: DateTime::now(),
-    }
 }
 
 async fn connect(server: &MongoServer, batch_size: usize) -> Store {
@@ -107,7 +97,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &store,
         &schema,
         &catalogue(2, "5"),
-        &ctx("run-e", "erp", Mode::Incremental),
+        &write_context("run-e", "erp", Mode::Incremental),
     )
     .await;
     assert_eq!(erp.counts, written(2, 0, 0, 0));
@@ -115,7 +105,7 @@ async fn each_source_stamps_what_it_supplied_and_keeps_the_others_stamps() {
         &store,
         &schema,
         &format!("{HEADER}\nP001,Item 1,6,1,Home\n"),
-        &ctx("run-s", "supplier", Mode::Incremental),
+        &write_context("run-s", "supplier", Mode::Incremental),
     )
     .await;
     assert_eq!(supplier.counts, written(0, 1, 0, 0));
@@ -163,11 +153,17 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         &store,
         &schema,
         &file,
-        &ctx("run-1", "erp", Mode::Incremental),
+        &write_context("run-1", "erp", Mode::Incremental),
     )
     .await;
     assert_eq!(first.counts, written(5, 0, 0, 0));
-    let full = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
+    let full = write(
+        &store,
+        &schema,
+        &file,
+        &write_context("run-2", "erp", Mode::Full),
+    )
+    .await;
     assert_eq!(full.counts, written(0, 0, 5, 0));
     for doc in products_by_sku(&store).await {
         assert_eq!(text(&doc, "_sources.erp.run_id"), "run-2", "{doc}");
@@ -179,14 +175,20 @@ async fn a_full_refresh_restamps_unchanged_products_and_still_counts_them_unchan
         );
     }
     // The same full run retried: counted as before, nothing written.
-    let retried = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
+    let retried = write(
+        &store,
+        &schema,
+        &file,
+        &write_context("run-2", "erp", Mode::Full),
+    )
+    .await;
     assert_eq!(retried, full);
     // An incremental run leaves unchanged products' stamps as they were (no write at all).
     let incremental = write(
         &store,
         &schema,
         &file,
-        &ctx("run-3", "erp", Mode::Incremental),
+        &write_context("run-3", "erp", Mode::Incremental),
     )
     .await;
     assert_eq!(incremental.counts, written(0, 0, 5, 0));
@@ -201,7 +203,13 @@ async fn a_stale_product_supplied_again_is_active_again() {
     let schema = schema("");
     let store = setup(&server, &schema).await;
     let file = catalogue(3, "5");
-    write(&store, &schema, &file, &ctx("run-1", "erp", Mode::Full)).await;
+    write(
+        &store,
+        &schema,
+        &file,
+        &write_context("run-1", "erp", Mode::Full),
+    )
+    .await;
     // What a full refresh that missed P001 leaves.
     store
         .database()
@@ -212,7 +220,13 @@ async fn a_stale_product_supplied_again_is_active_again() {
         )
         .await
         .unwrap();
-    let back = write(&store, &schema, &file, &ctx("run-2", "erp", Mode::Full)).await;
+    let back = write(
+        &store,
+        &schema,
+        &file,
+        &write_context("run-2", "erp", Mode::Full),
+    )
+    .await;
     assert_eq!(
         back.counts,
         WriteCounts {
@@ -226,7 +240,13 @@ async fn a_stale_product_supplied_again_is_active_again() {
     assert!(p1.get_bool("active").unwrap());
     assert!(!p1.contains_key("stale_since"), "{p1}");
     assert_eq!(text(&p1, "_sources.erp.run_id"), "run-2");
-    let again = write(&store, &schema, &file, &ctx("run-3", "erp", Mode::Full)).await;
+    let again = write(
+        &store,
+        &schema,
+        &file,
+        &write_context("run-3", "erp", Mode::Full),
+    )
+    .await;
     assert_eq!(again.counts, written(0, 0, 3, 0));
 }
 
@@ -241,8 +261,8 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
         let server = MongoServer::start().await;
         let schema = schema(PRECEDENCE);
         let store = setup(&server, &schema).await;
-        let erp = ctx("run-e", "erp", Mode::Incremental);
-        let supplier = ctx("run-s", "supplier", Mode::Incremental);
+        let erp = write_context("run-e", "erp", Mode::Incremental);
+        let supplier = write_context("run-s", "supplier", Mode::Incremental);
         if erp_first {
             write(&store, &schema, erp_file, &erp).await;
             let late = write(&store, &schema, supplier_file, &supplier).await;
@@ -257,7 +277,7 @@ async fn the_higher_ranked_source_keeps_its_fields_in_either_arrival_order() {
             &store,
             &schema,
             outsider_file,
-            &ctx("run-o", "outsider", Mode::Incremental),
+            &write_context("run-o", "outsider", Mode::Incremental),
         )
         .await;
         let a = product(&store, "A").await;
@@ -318,11 +338,11 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &format!(
             "{header}\nP1,Lamp,5,1,Home,4006381333931,M-1\nP2,Desk,7,1,Office,4006381333948,M-2\n"
         ),
-        &ctx("run-1", "erp", Mode::Incremental),
+        &write_context("run-1", "erp", Mode::Incremental),
     )
     .await;
     assert_eq!(first.counts, written(2, 0, 0, 0));
-    let supplier = ctx("run-2", "supplier", Mode::Incremental);
+    let supplier = write_context("run-2", "supplier", Mode::Incremental);
     let merged = write(
         &store,
         &schema,
@@ -352,7 +372,7 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
         &store,
         &schema,
         &format!("{header}\nS-77,Lamp (supplier),6,3,Home,4006381333931,\n"),
-        &ctx("run-3", "supplier", Mode::Incremental),
+        &write_context("run-3", "supplier", Mode::Incremental),
     )
     .await;
     assert_eq!(
@@ -442,7 +462,7 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
     };
     for (round, prefix) in ["P", "Q"].into_iter().enumerate() {
         if prefix == "Q" {
-            let alone = ctx("run-s-alone", "supplier", Mode::Incremental);
+            let alone = write_context("run-s-alone", "supplier", Mode::Incremental);
             let first = write(
                 &supplier_store,
                 &schema,
@@ -464,8 +484,8 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
         *finds.lock().unwrap() = 0;
         let erp_data = staged(&schema, &file(prefix, None, "10"));
         let supplier_data = staged(&schema, &file(prefix, Some("new"), "8"));
-        let erp_ctx = ctx(&format!("run-e{round}"), "erp", Mode::Incremental);
-        let supplier_ctx = ctx(&format!("run-s{round}"), "supplier", Mode::Incremental);
+        let erp_ctx = write_context(&format!("run-e{round}"), "erp", Mode::Incremental);
+        let supplier_ctx = write_context(&format!("run-s{round}"), "supplier", Mode::Incremental);
         let supplier = tokio::spawn({
             let (store, schema, ctx) =
                 (supplier_store.clone(), schema.clone(), supplier_ctx.clone());
@@ -540,7 +560,7 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         &store,
         &schema,
         &format!("{header}\nP1,Lamp,5,1,Home,G1,M1\nP2,Desk,7,1,Office,G2,M2\nP3,Chair,9,1,Office,G3,M3\n"),
-        &ctx("run-1", "erp", Mode::Incremental),
+        &write_context("run-1", "erp", Mode::Incremental),
     )
     .await;
     let before = products_by_sku(&store).await;
@@ -548,7 +568,13 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
     let next = format!(
         "{header}\nP1,Lamp,5.50,4,Home,G1,M1\nP2,Desk,7,1,Office,G2,M2\nS-3,Chair,9,1,Office,G3,\nP4,Shelf,3,1,Home,G4,M4\nX,Odd,1,1,Home,G1,M2\n"
     );
-    let dry = write(&store, &schema, &next, &ctx("run-2", "erp", Mode::DryRun)).await;
+    let dry = write(
+        &store,
+        &schema,
+        &next,
+        &write_context("run-2", "erp", Mode::DryRun),
+    )
+    .await;
     assert_eq!(
         products_by_sku(&store).await,
         before,
@@ -584,7 +610,7 @@ async fn a_dry_run_writes_nothing_and_predicts_what_the_real_run_then_does() {
         &store,
         &schema,
         &next,
-        &ctx("run-2", "erp", Mode::Incremental),
+        &write_context("run-2", "erp", Mode::Incremental),
     )
     .await;
     assert_eq!(

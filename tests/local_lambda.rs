@@ -19,15 +19,6 @@ use support::{accounting_holds, stack, unique, Stack};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn up() {
-    let up = Stack::script("stack").arg("up").output().unwrap();
-    assert!(
-        up.status.success(),
-        "scripts/stack up: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-}
-
 fn csv(prefix: &str, rows: usize) -> String {
     let mut csv = String::from("sku,name,price,stock,category\n");
     for i in 0..rows {
@@ -62,10 +53,23 @@ impl Drop for Reset {
     }
 }
 
+/// The report of a `run-local` started in the background, once it ends; the run succeeded.
+async fn succeeded(run: std::process::Child) -> Value {
+    let output = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    accounting_holds(&report);
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    report
+}
+
 #[tokio::test]
 async fn a_function_killed_three_times_fails_no_invocation_of_the_next_run() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     // Each process is killed while it waits for work, and the next one is awaited until it asks
     // for work itself: a dead process's wait must not take the next run's invocation.
     for _ in 0..3 {
@@ -95,7 +99,7 @@ async fn a_function_killed_three_times_fails_no_invocation_of_the_next_run() {
 #[tokio::test]
 async fn two_imports_of_one_run_are_in_flight_at_once() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     // The first two import answers are held: while the first waits, the Map's next chunk needs an
     // import too, and only a second process can take it.
     assert!(stack().tools(&["hold", "import", "--answers", "2"]));
@@ -130,14 +134,7 @@ async fn two_imports_of_one_run_are_in_flight_at_once() {
     assert_ne!(held[0].inflight["chunk"], held[1].inflight["chunk"]);
     assert_ne!(held[0].pid, held[1].pid, "in two processes");
     assert!(stack().tools(&["release", "import"]));
-    let output = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    accounting_holds(&report);
-    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    let report = succeeded(run).await;
     assert_eq!(n(&report, "/written/inserted"), rows as u64);
     assert_eq!(stack().count(&format!("{prefix}-")).await, rows as u64);
 }
@@ -145,7 +142,7 @@ async fn two_imports_of_one_run_are_in_flight_at_once() {
 #[tokio::test]
 async fn a_stopped_function_is_timed_out_at_its_deadline_and_the_retry_succeeds() {
     let _one = ONE_AT_A_TIME.lock().await;
-    up();
+    Stack::up();
     let timeouts_before = stack().function("validate")["timeouts"].as_u64().unwrap();
     // Validate's timeout is shortened from the template's 900 s for this test only, and every
     // validate process is stopped: the run's first validate invocation cannot finish.
@@ -177,14 +174,7 @@ async fn a_stopped_function_is_timed_out_at_its_deadline_and_the_retry_succeeds(
             stack().signal(&p.pid_name, "-CONT");
         }
     }
-    let output = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    accounting_holds(&report);
-    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    let report = succeeded(run).await;
     let run_id = report["run_id"].as_str().unwrap();
     let timed_out = events_naming(run_id, "Sandbox.Timedout");
     assert_eq!(timed_out.len(), 1, "one attempt timed out: {timed_out:#?}");

@@ -14,14 +14,14 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use bson::{doc, Bson, DateTime, Document};
+use bson::{doc, Bson, Document};
 use chute::feed::{Mode, Stale};
 use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
-use chute::store::{StaleRun, Store, StoreConfig, Supplied, WriteContext};
+use chute::store::{StaleRun, Store, StoreConfig, Supplied};
 use mongodb::event::{command::CommandEvent, EventHandler};
-use support::MongoServer;
+use support::{write_context, MongoServer};
 
 /// The commands the store sent, as (command name, command).
 type Sent = Arc<Mutex<Vec<(String, Document)>>>;
@@ -44,16 +44,6 @@ fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
     process(csv.as_bytes(), schema, &PlanOptions::default())
         .unwrap()
         .staged
-}
-
-fn ctx(run: &str, source: &str, mode: Mode) -> WriteContext {
-    WriteContext {
-        run_id: run.to_string(),
-        object: format!("s3://bucket/incoming/{source}/{run}.csv"),
-        feed_source: source.to_string(),
-        mode,
-        at: DateTime::now(),
-    }
 }
 
 fn stale_run<'a>(
@@ -92,7 +82,7 @@ async fn exercise(store: &Store, schema: &Schema) {
         .upsert_staged(
             schema,
             &staged(schema, &first),
-            &ctx("r1", "erp", Mode::Full),
+            &write_context("r1", "erp", Mode::Full),
         )
         .await
         .unwrap();
@@ -111,7 +101,7 @@ async fn exercise(store: &Store, schema: &Schema) {
         .upsert_staged(
             schema,
             &staged(schema, &supplier),
-            &ctx("s1", "supplier-a", Mode::Incremental),
+            &write_context("s1", "supplier-a", Mode::Incremental),
         )
         .await
         .unwrap();
@@ -119,7 +109,7 @@ async fn exercise(store: &Store, schema: &Schema) {
     let second = catalogue(50, "1.50");
     let to_write = staged(schema, &second);
     store
-        .upsert_staged(schema, &to_write, &ctx("r2", "erp", Mode::Full))
+        .upsert_staged(schema, &to_write, &write_context("r2", "erp", Mode::Full))
         .await
         .unwrap();
     let mut supplied = Supplied::default();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::catalogue::generate;
-use common::{check_args, chute, isolated, json, root, temp};
+use common::{check_args, chute, file_with, isolated, json, latin1, root, temp, utf16le, EUROPEAN};
 
 #[test]
 fn the_dirty_sample_is_partial_with_its_codes_and_writes_both_files() {
@@ -140,12 +140,8 @@ fn on_a_terminal_a_large_file_gets_a_progress_bar_with_rows_per_second() {
 
 #[test]
 fn a_file_the_pipeline_decodes_is_checked_the_same_way() {
-    let dir = temp("utf16");
-    let file = dir.join("utf16.csv");
     let text = "sku,name,price,stock,category\nA-1,Ölkanne,2.5,1,Küche\nA-2,,1,1,Home\n";
-    let mut bytes = vec![0xFF, 0xFE];
-    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
-    std::fs::write(&file, bytes).unwrap();
+    let file = file_with("utf16", "utf16.csv", utf16le(text));
     let out = chute(&["--json", "check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json(&out);
@@ -162,11 +158,7 @@ fn european_export(dir: &std::path::Path) -> PathBuf {
     let file = dir.join("export.csv");
     let text =
         "sku;name;price;stock;category\nA-1;Crème brûlée;1.234,50;3;Küche\nA-2;Café;2,5;1;Küche\n";
-    let bytes: Vec<u8> = text
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap())
-        .collect();
-    std::fs::write(&file, bytes).unwrap();
+    std::fs::write(&file, latin1(text)).unwrap();
     file
 }
 
@@ -194,16 +186,7 @@ fn flags_declare_a_file_format_as_object_metadata_would() {
         "{warnings}"
     );
 
-    let declared = [
-        "--delimiter",
-        "auto",
-        "--encoding",
-        "windows-1252",
-        "--decimal",
-        ",",
-        "--thousands",
-        ".",
-    ];
+    let declared = [&["--delimiter", "auto"][..], &EUROPEAN].concat();
     let out = chute(&[&["--json", "check", path][..], &declared].concat());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json(&out);

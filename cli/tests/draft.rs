@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::catalogue::generate;
-use common::{check_args, chute, json, root, temp};
+use common::{check_args, chute, file_with, json, latin1, root, temp, utf16le, EUROPEAN};
 
 /// Drafts a schema for `file`, checks `file` with it, and returns (the TOML, the check's report).
 fn draft_then_check(file: &Path, tag: &str) -> (String, serde_json::Value) {
@@ -126,10 +126,7 @@ fn a_gzip_utf16_or_xlsx_sample_is_drafted_as_its_plain_csv() {
     encoder.write_all(&text).unwrap();
     std::fs::write(&gzip, encoder.finish().unwrap()).unwrap();
     let utf16 = dir.join("catalogue-utf16.csv");
-    let mut bytes = vec![0xFF, 0xFE];
-    let utf8 = std::str::from_utf8(&text).unwrap();
-    bytes.extend(utf8.encode_utf16().flat_map(u16::to_le_bytes));
-    std::fs::write(&utf16, bytes).unwrap();
+    std::fs::write(&utf16, utf16le(std::str::from_utf8(&text).unwrap())).unwrap();
     let xlsx = dir.join("catalogue.xlsx");
     std::fs::write(&xlsx, as_xlsx(&text)).unwrap();
 
@@ -157,21 +154,9 @@ fn a_gzip_utf16_or_xlsx_sample_is_drafted_as_its_plain_csv() {
 
 #[test]
 fn a_declared_encoding_and_number_format_are_drafted_into_the_format_table() {
-    let dir = temp("declared");
-    let file = dir.join("prix.csv");
     let text = "réf;prix;stock\nA-1;1.234,50;3\nB-2;9,95;12\nC-3;12,00;0\n";
-    std::fs::write(&file, latin1(text)).unwrap();
-    let args = [
-        "schema",
-        "draft",
-        file.to_str().unwrap(),
-        "--encoding",
-        "windows-1252",
-        "--decimal",
-        ",",
-        "--thousands",
-        ".",
-    ];
+    let file = file_with("declared", "prix.csv", latin1(text));
+    let args = [&["schema", "draft", file.to_str().unwrap()][..], &EUROPEAN].concat();
     let out = chute(&args);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let toml = String::from_utf8(out.stdout).unwrap();
@@ -186,19 +171,12 @@ fn a_declared_encoding_and_number_format_are_drafted_into_the_format_table() {
         toml.contains("name = \"prix\"\n# aliases = []  (other header names of this column, if feeds differ)\ntype = \"decimal\""),
         "{toml}"
     );
-    let schema = dir.join("prix.toml");
+    let schema = file.with_file_name("prix.toml");
     std::fs::write(&schema, &toml).unwrap();
     let out = chute(&check_args(&file, "--schema-file", &schema));
     let report = json(&out);
     assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
     assert_eq!(report["rows"]["valid"], 3, "{report}");
-}
-
-/// `text` in ISO-8859-1 (every character here is below U+0100, so one byte each).
-fn latin1(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap())
-        .collect()
 }
 
 #[test]

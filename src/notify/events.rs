@@ -66,36 +66,10 @@ pub async fn announce(bus: &impl RunEvents, report: &Report) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
 
-    use aws_sdk_eventbridge::config::interceptors::BeforeTransmitInterceptorContextRef;
-    use aws_sdk_eventbridge::config::{
-        BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-    };
-    use aws_sdk_eventbridge::error::BoxError;
-
+    use super::super::kept::KeepBody;
     use super::*;
-
-    /// Keeps the signed request's body and stops it before it leaves.
-    #[derive(Debug, Clone, Default)]
-    struct KeepBody(Arc<Mutex<Option<String>>>);
-
-    impl Intercept for KeepBody {
-        fn name(&self) -> &'static str {
-            "KeepBody"
-        }
-
-        fn read_before_transmit(
-            &self,
-            context: &BeforeTransmitInterceptorContextRef<'_>,
-            _: &RuntimeComponents,
-            _: &mut ConfigBag,
-        ) -> Result<(), BoxError> {
-            let body = context.request().body().bytes().unwrap_or_default();
-            *self.0.lock().unwrap() = Some(String::from_utf8_lossy(body).into_owned());
-            Err("kept, not sent".into())
-        }
-    }
 
     #[tokio::test]
     async fn one_entry_on_the_default_bus_with_the_runs_detail() {
@@ -126,13 +100,7 @@ mod tests {
             bus.publish(&event).await.is_err(),
             "the request never leaves"
         );
-        let body = kept
-            .0
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("the request was built");
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let body = kept.json();
         let entries = body["Entries"].as_array().expect("entries");
         assert_eq!(entries.len(), 1, "{body}");
         assert_eq!(entries[0]["EventBusName"], "default");

@@ -2,6 +2,8 @@
 //! backoff; a permanent failure is returned for the report to record (it never loses the report).
 
 pub mod events;
+#[cfg(test)]
+mod kept;
 
 use std::time::Duration;
 
@@ -86,37 +88,10 @@ impl Mailer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 
-    use aws_sdk_sesv2::config::interceptors::BeforeTransmitInterceptorContextRef;
-    use aws_sdk_sesv2::config::{
-        BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-    };
-    use aws_sdk_sesv2::error::BoxError;
-
+    use super::kept::KeepBody;
     use super::*;
-
-    /// Keeps the signed request's body and stops it before it leaves: moto accepts and ignores
-    /// `ConfigurationSetName`, so the request itself is what a local test can check.
-    #[derive(Debug, Clone, Default)]
-    struct KeepBody(Arc<Mutex<Option<String>>>);
-
-    impl Intercept for KeepBody {
-        fn name(&self) -> &'static str {
-            "KeepBody"
-        }
-
-        fn read_before_transmit(
-            &self,
-            context: &BeforeTransmitInterceptorContextRef<'_>,
-            _: &RuntimeComponents,
-            _: &mut ConfigBag,
-        ) -> Result<(), BoxError> {
-            let body = context.request().body().bytes().unwrap_or_default();
-            *self.0.lock().unwrap() = Some(String::from_utf8_lossy(body).into_owned());
-            Err("kept, not sent".into())
-        }
-    }
 
     async fn sent_body(configuration_set: Option<&str>) -> serde_json::Value {
         let kept = KeepBody::default();
@@ -141,13 +116,7 @@ mod tests {
             mailer.send(&email, 1).await.is_err(),
             "the request never leaves"
         );
-        let body = kept
-            .0
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("the request was built");
-        serde_json::from_str(&body).unwrap()
+        kept.json()
     }
 
     #[tokio::test]

@@ -19,6 +19,21 @@ pub fn unique(tag: &str) -> String {
 
 /// The repository root (scripts/, events/, schemas/), also from a workspace member (cli/tests
 /// include this module).
+/// Who writes, as an import of `run` by feed source `source` would say (file named after both).
+pub fn write_context(
+    run: &str,
+    source: &str,
+    mode: chute::feed::Mode,
+) -> chute::store::WriteContext {
+    chute::store::WriteContext {
+        run_id: run.to_string(),
+        object: format!("s3://bucket/incoming/{source}/{run}.csv"),
+        feed_source: source.to_string(),
+        mode,
+        at: bson::DateTime::now(),
+    }
+}
+
 pub fn root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.ancestors()
@@ -213,6 +228,16 @@ pub fn stack() -> &'static Stack {
 
 impl Stack {
     /// `scripts/NAME` aimed at the tests' stack, with none of this shell's stack settings.
+    /// `scripts/stack up`: starts (or restarts) whatever of the tests' stack is down.
+    pub fn up() {
+        let up = Stack::script("stack").arg("up").output().unwrap();
+        assert!(
+            up.status.success(),
+            "scripts/stack up: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+    }
+
     pub fn script(name: &str) -> Command {
         let mut command = Command::new(root().join("scripts").join(name));
         command

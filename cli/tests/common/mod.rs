@@ -60,6 +60,23 @@ pub fn temp(tag: &str) -> PathBuf {
     dir
 }
 
+/// The flags of a European Excel export: windows-1252, decimal commas, `.` thousands.
+pub const EUROPEAN: [&str; 6] = [
+    "--encoding",
+    "windows-1252",
+    "--decimal",
+    ",",
+    "--thousands",
+    ".",
+];
+
+/// `bytes` written as `name` in a fresh temporary directory for `tag`.
+pub fn file_with(tag: &str, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let file = temp(tag).join(name);
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -68,4 +85,18 @@ pub fn json(out: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// `text` as UTF-16LE with its byte order mark, as Excel's "Unicode text" saves it.
+pub fn utf16le(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes
+}
+
+/// `text` in ISO-8859-1 (every character used is below U+0100, so one byte each).
+pub fn latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect()
 }
