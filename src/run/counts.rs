@@ -7,23 +7,42 @@ use serde::{Deserialize, Serialize};
 
 use crate::transform::ChunkOutcome;
 
-/// What writing staged documents did. `inserted + updated + unchanged + refused` equals the
-/// documents handed in; `reactivated` and `merged` count documents already in `updated` or
-/// `unchanged` once more, by what else happened to them. A dry run counts what a real write would.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteCounts {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    /// Documents the database (or the writer, on a `match_also` conflict) refused; the refusals
-    /// themselves travel beside the counts.
-    pub refused: u64,
-    /// Products a full refresh had marked stale (`active: false`) that this file supplied again.
-    #[serde(default)]
-    pub reactivated: u64,
-    /// Rows with a new key written into an existing product found by a `match_also` field.
-    #[serde(default)]
-    pub merged: u64,
+/// Declares a counts type and its field-by-field `AddAssign`: a counter is one field, whatever adds
+/// counts up (chunks into a run, invocations into a chunk) adds it too.
+macro_rules! counts {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: u64,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: u64,)*
+        }
+
+        impl AddAssign for $name {
+            fn add_assign(&mut self, other: $name) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+counts! {
+    /// What writing staged documents did. `inserted + updated + unchanged + refused` equals the
+    /// documents handed in; `reactivated` and `merged` count documents already in `updated` or
+    /// `unchanged` once more, by what else happened to them. A dry run counts what a real write would.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct WriteCounts {
+        pub inserted: u64,
+        pub updated: u64,
+        pub unchanged: u64,
+        /// Documents the database (or the writer, on a `match_also` conflict) refused; the refusals
+        /// themselves travel beside the counts.
+        pub refused: u64,
+        /// Products a full refresh had marked stale (`active: false`) that this file supplied again.
+        #[serde(default)]
+        pub reactivated: u64,
+        /// Rows with a new key written into an existing product found by a `match_also` field.
+        #[serde(default)]
+        pub merged: u64,
+    }
 }
 
 impl WriteCounts {
@@ -33,34 +52,16 @@ impl WriteCounts {
     }
 }
 
-impl AddAssign for WriteCounts {
-    fn add_assign(&mut self, other: WriteCounts) {
-        self.inserted += other.inserted;
-        self.updated += other.updated;
-        self.unchanged += other.unchanged;
-        self.refused += other.refused;
-        self.reactivated += other.reactivated;
-        self.merged += other.merged;
-    }
-}
-
-/// What transforming rows did: `rows = valid + duplicate + rejected`; `valid` rows became staged
-/// documents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransformCounts {
-    pub rows: u64,
-    pub valid: u64,
-    /// Rows superseded by a later valid occurrence of their key.
-    pub duplicate: u64,
-    pub rejected: u64,
-}
-
-impl AddAssign for TransformCounts {
-    fn add_assign(&mut self, other: TransformCounts) {
-        self.rows += other.rows;
-        self.valid += other.valid;
-        self.duplicate += other.duplicate;
-        self.rejected += other.rejected;
+counts! {
+    /// What transforming rows did: `rows = valid + duplicate + rejected`; `valid` rows became staged
+    /// documents.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TransformCounts {
+        pub rows: u64,
+        pub valid: u64,
+        /// Rows superseded by a later valid occurrence of their key.
+        pub duplicate: u64,
+        pub rejected: u64,
     }
 }
 
