@@ -56,6 +56,9 @@ pub struct ChunkRecords<'a> {
 pub struct Located<'r> {
     pub position: Position,
     pub fields: Fields<'r>,
+    /// The record runs to the chunk's end with an odd number of quotes: a quote that never closed
+    /// swallowed the rest of the chunk, so a wrong field count is that quote's doing.
+    pub unclosed_quote: bool,
 }
 
 /// A record's fields: text, or (rarely) the raw bytes of a record that is not UTF-8.
@@ -114,6 +117,9 @@ impl<'a> ChunkRecords<'a> {
                 _ => return None,
             },
         };
+        // Only a chunk's last record can run to its end, so the quotes are counted once a chunk.
+        let unclosed_quote = self.reader.position().byte() as usize >= self.bytes.len()
+            && memchr::memchr_iter(b'"', &self.bytes[span..]).count() % 2 == 1;
         let row = self.next_row;
         self.next_row += 1;
         let content = span
@@ -129,6 +135,7 @@ impl<'a> ChunkRecords<'a> {
                 line: self.line,
             },
             fields,
+            unclosed_quote,
         })
     }
 

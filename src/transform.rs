@@ -295,6 +295,17 @@ impl<'s> RowRules<'s> {
         }
     }
 
+    /// Names the quote that never closed as the cause of a record's wrong field count, with the
+    /// line it opened on (the record's first).
+    fn blame_unclosed_quote(&self, line: u64, issues: &mut [Issue]) {
+        for issue in issues.iter_mut().filter(|i| i.code == Code::FieldCount) {
+            issue.message = format!(
+                "has an unclosed quote: the quote opened on line {line} never closes, so the rest of the file was read as this one row, which {}; close the quote (and double a quote inside a quoted field: `\"\"`)",
+                issue.message
+            );
+        }
+    }
+
     /// Why a record that is not UTF-8 is refused, naming its first bad field.
     fn encoding_issue(&self, record: &csv::ByteRecord, field: usize) -> Issue {
         if !self.header.fits(record.len()) {
@@ -535,6 +546,9 @@ fn transform_into(
             }
         };
         if !valid {
+            if located.unclosed_quote {
+                rules.blame_unclosed_quote(located.position.line, &mut issues);
+            }
             outcome.rejected.push(RejectedRow {
                 position: located.position,
                 issues: std::mem::take(&mut issues),

@@ -247,6 +247,36 @@ fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
 }
 
 #[test]
+fn a_quote_that_never_closes_is_named_with_the_line_it_opened_on() {
+    let out = run(
+        "sku,name,price,stock,category\nA,Lamp,5,1,Home\nB,\"oops,5,1,Home\nC,Lamp,5,1,Home\nD,Lamp,5,1,Home\n",
+    );
+    assert_eq!(out.valid(), 1);
+    let rejected = &out.chunks[0].rejected;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (rejected[0].position.row, rejected[0].position.line),
+        (2, 3)
+    );
+    let issue = &rejected[0].issues[0];
+    assert_eq!(issue.code, Code::FieldCount);
+    assert!(
+        issue
+            .message
+            .starts_with("has an unclosed quote: the quote opened on line 3 never closes")
+            && issue
+                .message
+                .contains("which has 2 fields; the header has 5"),
+        "{}",
+        issue.message
+    );
+    // A last row with its quotes closed and a field missing is only a field count.
+    let out = run("sku,name,price,stock,category\nA,\"Lamp, big\",5,1\n");
+    let issue = &out.chunks[0].rejected[0].issues[0];
+    assert_eq!(issue.message, "has 4 fields; the header has 5");
+}
+
+#[test]
 fn rows_and_lines_follow_quoted_newlines_bom_and_crlf() {
     let csv = "\u{feff}sku,name,price,stock,category\r\nA,\"two\r\nlines\",5,1,Home\r\nB,Lamp,x,1,Home\r\n\r\nC,Lamp,y,1,Home\r\n";
     let out = run(csv);
