@@ -40,6 +40,12 @@ fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
     builder
 }
 
+/// A wrong field count's message (`field_count`, "has 2 fields; …") when a quote opened on `line`
+/// never closed ([`Located::unclosed_quote`]): the quote is the cause to name.
+pub fn unclosed_quote(line: u64, field_count: &str) -> String {
+    format!("has an unclosed quote: the quote opened on line {line} never closes, so the rest of the file was read as this one row, which {field_count}; close the quote (and double a quote inside a quoted field: `\"\"`)")
+}
+
 /// Reads a chunk's bytes record by record, numbering rows and lines as a single pass over the
 /// whole file would.
 pub struct ChunkRecords<'a> {

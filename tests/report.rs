@@ -29,6 +29,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
             rejected,
         }),
         not_utf8: None,
+        damaged: Vec::new(),
         written: Some(WriteCounts {
             inserted: valid,
             ..WriteCounts::default()
@@ -131,6 +132,7 @@ fn a_failed_chunk_is_partial_and_its_rows_are_unprocessed() {
         rows: 40,
         transformed: None,
         not_utf8: None,
+        damaged: Vec::new(),
         written: None,
     });
     let (report, _) = finish(b);

@@ -14,6 +14,7 @@ use crate::error::Refusal;
 use crate::feed::Mode;
 use crate::input::{NotUtf8Rows, PlanInput};
 use crate::records::ChunkPlan;
+use crate::rules::DamagedValues;
 use crate::transform::RejectedRow;
 
 /// The plan details chunks need (`staging/<run>/plan.json`).
@@ -53,6 +54,9 @@ pub struct TransformRecord {
     /// Of `rejected`: rows that are not UTF-8, and what they decode as (the report's hint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_utf8: Option<NotUtf8Rows>,
+    /// Damaged identifiers kept as written (`damage = "warn"`), for the report's warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedValues>,
     /// The per-file import time budget, carried from the plan to the import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_budget_ms: Option<u64>,
@@ -258,6 +262,7 @@ mod tests {
                 first_row: 2,
                 decode_as: "windows-1252".into(),
             }),
+            damaged: Vec::new(),
             import_budget_ms: Some(7),
         };
         assert_eq!(
