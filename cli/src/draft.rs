@@ -270,9 +270,19 @@ pub fn draft(
         let mut kind = "string";
         let mut scale = None;
         let mut notes = Vec::new();
+        let not_gtin = || {
+            vals.iter()
+                .find_map(|v| parse_gtin(v).err().map(|e| (v, e)))
+        };
         if let Some(gtin) = gtin_notes(column, vals) {
             kind = "gtin";
             notes = gtin;
+        } else if let Some((v, e)) = names_a_barcode(column).then(not_gtin).flatten() {
+            // Not a number either: a barcode's digits are an identifier's.
+            let message = e.message;
+            notes.push(format!(
+                "stays a string although named like a barcode: `{v}` {message}"
+            ));
         } else if !vals.is_empty() {
             let constraints = Constraints {
                 separator: "|".into(),

@@ -222,11 +222,11 @@ fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
     let file = temp("shopify").join("products_export.csv");
     std::fs::write(
         &file,
-        "Handle,Variant SKU,Variant Price,Variant Barcode,EAN-13,Supplier Code,ref\n\
-         shirt,SH-1,25,036000291452,,A1,0012\n\
-         shirt,SH-2,17.99,3.65275E+11,4006381333931,B2,0034\n\
-         mug,MG-1,9.5,3652750000129,,C3,0056\n\
-         cap,CP-1,12,96385074,8712345678906,D4,0078\n",
+        "Handle,Variant SKU,Variant Price,Variant Barcode,EAN-13,Supplier Code,ref,UPC\n\
+         shirt,SH-1,25,036000291452,,A1,0012,4006381333931\n\
+         shirt,SH-2,17.99,3.65275E+11,4006381333931,B2,0034,4006381333932\n\
+         mug,MG-1,9.5,3652750000129,,C3,0056,\n\
+         cap,CP-1,12,96385074,8712345678906,D4,0078,\n",
     )
     .unwrap();
     let draft = json(&chute(&[
@@ -258,6 +258,8 @@ fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
         "zero-padded: {draft}"
     );
     assert_eq!(column("Handle"), ("string".into(), false), "{draft}");
+    // A mistyped check digit: not a GTIN column, and not a number either.
+    assert_eq!(column("UPC"), ("string".into(), true), "{draft}");
     assert_eq!(column("Variant SKU"), ("string".into(), false), "the key");
     let toml = draft["toml"].as_str().unwrap();
     assert!(
@@ -266,6 +268,12 @@ fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
         "{toml}"
     );
     assert!(toml.contains("identifier = true"), "{toml}");
+    assert!(
+        toml.contains(
+            "# stays a string although named like a barcode: `4006381333932` ends in check digit 2"
+        ),
+        "{toml}"
+    );
 
     let schema = file.with_file_name("products_export.toml");
     std::fs::write(&schema, toml).unwrap();
