@@ -196,3 +196,28 @@ fn html_escapes_every_value_and_text_stays_plain() {
         "the text part is not HTML-escaped"
     );
 }
+
+#[test]
+fn damaged_identifiers_kept_by_the_chunks_are_one_warning_per_column() {
+    use chute::rules::DamagedValues;
+    let damaged = |first_row, values| DamagedValues {
+        column: "Variant Barcode".into(),
+        damage: "in scientific notation".into(),
+        values,
+        first_row,
+    };
+    let mut b = ReportBuilder::new("r", source(), "products");
+    // Chunks report in any order; the warning names the file's first such row.
+    for (index, found) in [(1, damaged(120, 2)), (0, damaged(7, 1))] {
+        b.chunk(&ChunkTally {
+            damaged: vec![found],
+            ..done(index, 100, 0, 0)
+        });
+    }
+    let (report, _) = finish(b);
+    assert_eq!(report.status, Status::Succeeded);
+    assert_eq!(
+        report.warnings,
+        ["Variant Barcode: 3 values in scientific notation (first at row 7), kept as written; format the column as text before exporting"]
+    );
+}

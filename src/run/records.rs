@@ -262,12 +262,17 @@ mod tests {
                 first_row: 2,
                 decode_as: "windows-1252".into(),
             }),
-            damaged: Vec::new(),
+            damaged: vec![DamagedValues {
+                column: "gtin".into(),
+                damage: "in scientific notation".into(),
+                values: 2,
+                first_row: 4,
+            }],
             import_budget_ms: Some(7),
         };
         assert_eq!(
             serde_json::to_string(&transformed).unwrap(),
-            r#"{"run_id":"run","bucket":"b","key":"k","schema":"products","source":"erp","mode":"full","chunk":1,"rows":5,"valid":3,"duplicate":1,"rejected":1,"staged_key":"s","duration_ms":40,"rejected_rows":[{"row":2,"line":3,"issues":[{"column":"price","code":"type_error","message":"m","value":"x"}],"fields":["A"]}],"not_utf8":{"rows":1,"first_row":2,"decode_as":"windows-1252"},"import_budget_ms":7}"#
+            r#"{"run_id":"run","bucket":"b","key":"k","schema":"products","source":"erp","mode":"full","chunk":1,"rows":5,"valid":3,"duplicate":1,"rejected":1,"staged_key":"s","duration_ms":40,"rejected_rows":[{"row":2,"line":3,"issues":[{"column":"price","code":"type_error","message":"m","value":"x"}],"fields":["A"]}],"not_utf8":{"rows":1,"first_row":2,"decode_as":"windows-1252"},"damaged":[{"column":"gtin","damage":"in scientific notation","values":2,"first_row":4}],"import_budget_ms":7}"#
         );
 
         let imported = ImportRecord {
