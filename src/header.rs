@@ -2,7 +2,7 @@
 //! the file-level failures (missing or repeated columns) found before any row is read.
 
 use crate::error::{FileCode, FileError};
-use crate::rules::{ColumnType, Constraints};
+use crate::rules::{ColumnType, Constraints, Damage};
 use crate::schema::{fold_header, Column, Schema};
 
 /// What one header cell feeds.
@@ -110,6 +110,7 @@ impl Header {
                                 ..Constraints::default()
                             },
                             identifier: p.kind == ColumnType::Gtin,
+                            damage: Damage::Reject,
                         },
                         cell,
                     ));

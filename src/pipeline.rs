@@ -42,6 +42,7 @@ impl FileOutcome {
                 rows: chunk.rows,
                 transformed: Some(chunk.into()),
                 not_utf8: chunk.not_utf8.clone(),
+                damaged: chunk.damaged.clone(),
                 written: Some(WriteCounts {
                     inserted: chunk.valid,
                     ..WriteCounts::default()

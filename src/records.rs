@@ -40,6 +40,12 @@ fn reader_settings(delimiter: u8) -> csv::ReaderBuilder {
     builder
 }
 
+/// A wrong field count's message (`field_count`, "has 2 fields; …") when a quote opened on `line`
+/// never closed ([`Located::unclosed_quote`]): the quote is the cause to name.
+pub fn unclosed_quote(line: u64, field_count: &str) -> String {
+    format!("has an unclosed quote: the quote opened on line {line} never closes, so the rest of the file was read as this one row, which {field_count}; close the quote (and double a quote inside a quoted field: `\"\"`)")
+}
+
 /// Reads a chunk's bytes record by record, numbering rows and lines as a single pass over the
 /// whole file would.
 pub struct ChunkRecords<'a> {
@@ -56,6 +62,9 @@ pub struct ChunkRecords<'a> {
 pub struct Located<'r> {
     pub position: Position,
     pub fields: Fields<'r>,
+    /// The record runs to the chunk's end with an odd number of quotes: a quote that never closed
+    /// swallowed the rest of the chunk, so a wrong field count is that quote's doing.
+    pub unclosed_quote: bool,
 }
 
 /// A record's fields: text, or (rarely) the raw bytes of a record that is not UTF-8.
@@ -114,6 +123,9 @@ impl<'a> ChunkRecords<'a> {
                 _ => return None,
             },
         };
+        // Only a chunk's last record can run to its end, so the quotes are counted once a chunk.
+        let unclosed_quote = self.reader.position().byte() as usize >= self.bytes.len()
+            && memchr::memchr_iter(b'"', &self.bytes[span..]).count() % 2 == 1;
         let row = self.next_row;
         self.next_row += 1;
         let content = span
@@ -129,6 +141,7 @@ impl<'a> ChunkRecords<'a> {
                 line: self.line,
             },
             fields,
+            unclosed_quote,
         })
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::error::SchemaError;
 use crate::feed::{Feed, FeedSpec, SourceSpec};
 use crate::format::{Format, FormatSpec};
-use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints};
+use crate::rules::{parse_cell, Case, Charset, ColumnType, Constraints, Damage};
 use crate::value::{CellValue, Decimal, NumberFormat};
 
 /// One column as written in the TOML file.
@@ -39,6 +39,8 @@ struct ColumnSpec {
     separator: Option<String>,
     #[serde(default)]
     identifier: bool,
+    #[serde(default)]
+    damage: Damage,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +102,8 @@ pub struct Column {
     /// Holds identifiers (codes, barcodes, part numbers) that a spreadsheet may have turned into
     /// numbers: keys, `match_also` columns, GTINs and columns declared `identifier = true`.
     pub identifier: bool,
+    /// What a damaged identifier does: reject its row (the default) or warn and keep it.
+    pub damage: Damage,
 }
 
 /// Columns matched by a header prefix (`attr.NAME` → `attributes.NAME`).
@@ -263,6 +267,7 @@ impl Schema {
                 field,
                 constraints,
                 identifier: c.identifier || c.kind == ColumnType::Gtin,
+                damage: c.damage,
             };
             if let Some(value) = &c.default {
                 let text = match value {
@@ -339,6 +344,15 @@ impl Schema {
         for column in &mut columns {
             column.identifier |=
                 spec.key.contains(&column.name) || feed.match_also.contains(&column.name);
+            // A key kept as written would store the product under a number's rendering.
+            if column.damage == Damage::Warn
+                && (!column.identifier || spec.key.contains(&column.name))
+            {
+                return Err(SchemaError::Invalid(format!(
+                    "column `{}`: damage = \"warn\" is for identifier columns that are not keys (identifier = true, gtin, match_also)",
+                    column.name
+                )));
+            }
         }
         Ok(Schema {
             feed,

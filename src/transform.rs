@@ -28,8 +28,8 @@ use crate::error::{Code, Position};
 use crate::format::ResolvedFormat;
 use crate::header::{Header, Target};
 use crate::input::{NotUtf8, NotUtf8Rows};
-use crate::records::{ChunkPlan, ChunkRecords, Fields};
-use crate::rules::{parse_cell, scientific_notation, ColumnType};
+use crate::records::{unclosed_quote, ChunkPlan, ChunkRecords, Fields};
+use crate::rules::{damage_of, parse_cell, scientific_notation, ColumnType, Damage, DamagedValues};
 use crate::schema::{join_key, Column, Schema};
 use crate::value::{trim, CellValue};
 
@@ -74,6 +74,9 @@ pub struct ChunkOutcome {
     /// Rejected rows that are not UTF-8, and what they decode as (the report's hint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_utf8: Option<NotUtf8Rows>,
+    /// Damaged identifiers kept as written (`damage = "warn"`), for the report's warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedValues>,
 }
 
 /// A document field fed by one slot, or a sub-document of such fields.
@@ -121,6 +124,8 @@ pub struct RowRules<'s> {
     key_slots: Vec<usize>,
     /// String columns holding identifiers ([`Column::identifier`]): checked for spreadsheet damage.
     identifier_slots: Vec<usize>,
+    /// Identifier columns whose damage is kept and counted instead (`damage = "warn"`).
+    warn_slots: Vec<usize>,
     layout: Vec<Node>,
     /// BSON of the defaults of columns missing from the header (applied on insert only); the
     /// same for every row, so written once.
@@ -168,8 +173,12 @@ impl<'s> RowRules<'s> {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.identifier && c.kind == ColumnType::String)
+            .filter(|(_, c)| c.damage == Damage::Reject)
             .map(|(slot, _)| slot)
             .collect::<Vec<usize>>();
+        let warn_slots = schema.columns.iter().enumerate();
+        let warn_slots = warn_slots.filter(|(_, c)| c.damage == Damage::Warn);
+        let warn_slots = warn_slots.map(|(slot, _)| slot).collect();
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -197,6 +206,7 @@ impl<'s> RowRules<'s> {
             cell_slots,
             key_slots,
             identifier_slots,
+            warn_slots,
             layout,
             insert_defaults,
         }
@@ -225,6 +235,9 @@ impl<'s> RowRules<'s> {
                 match parse_cell(column.kind, &column.constraints, &self.format.numbers, text) {
                     Ok(CellValue::List(items)) if items.is_empty() => None,
                     Ok(value) => Some(value),
+                    Err(e) if e.code == Code::SpreadsheetError && column.damage == Damage::Warn => {
+                        Some(CellValue::String(text.into()))
+                    }
                     Err(e) => {
                         issues.push(Issue {
                             column: column.name.clone(),
@@ -535,6 +548,11 @@ fn transform_into(
             }
         };
         if !valid {
+            if located.unclosed_quote {
+                for issue in issues.iter_mut().filter(|i| i.code == Code::FieldCount) {
+                    issue.message = unclosed_quote(located.position.line, &issue.message);
+                }
+            }
             outcome.rejected.push(RejectedRow {
                 position: located.position,
                 issues: std::mem::take(&mut issues),
@@ -544,6 +562,16 @@ fn transform_into(
             outcome.duplicate += 1;
         } else {
             outcome.valid += 1;
+            if let Fields::Text(text) = &located.fields {
+                for &slot in &rules.warn_slots {
+                    let (column, cell) = rules.slots[slot];
+                    let value = cell.and_then(|c| text.get(c)).map_or("", trim);
+                    if let Some(damage) = damage_of(column.kind, value) {
+                        let row = located.position.row;
+                        DamagedValues::count(&mut outcome.damaged, &column.name, damage, row);
+                    }
+                }
+            }
             if let Some(staged) = staged.as_deref_mut() {
                 rules.write_document(&values, located.position, staged);
                 if staged.len() >= part_size {

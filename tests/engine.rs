@@ -247,6 +247,36 @@ fn wrong_field_count_and_invalid_utf8_reject_the_whole_row() {
 }
 
 #[test]
+fn a_quote_that_never_closes_is_named_with_the_line_it_opened_on() {
+    let out = run(
+        "sku,name,price,stock,category\nA,Lamp,5,1,Home\nB,\"oops,5,1,Home\nC,Lamp,5,1,Home\nD,Lamp,5,1,Home\n",
+    );
+    assert_eq!(out.valid(), 1);
+    let rejected = &out.chunks[0].rejected;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (rejected[0].position.row, rejected[0].position.line),
+        (2, 3)
+    );
+    let issue = &rejected[0].issues[0];
+    assert_eq!(issue.code, Code::FieldCount);
+    assert!(
+        issue
+            .message
+            .starts_with("has an unclosed quote: the quote opened on line 3 never closes")
+            && issue
+                .message
+                .contains("which has 2 fields; the header has 5"),
+        "{}",
+        issue.message
+    );
+    // A last row with its quotes closed and a field missing is only a field count.
+    let out = run("sku,name,price,stock,category\nA,\"Lamp, big\",5,1\n");
+    let issue = &out.chunks[0].rejected[0].issues[0];
+    assert_eq!(issue.message, "has 4 fields; the header has 5");
+}
+
+#[test]
 fn rows_and_lines_follow_quoted_newlines_bom_and_crlf() {
     let csv = "\u{feff}sku,name,price,stock,category\r\nA,\"two\r\nlines\",5,1,Home\r\nB,Lamp,x,1,Home\r\n\r\nC,Lamp,y,1,Home\r\n";
     let out = run(csv);
@@ -600,4 +630,85 @@ fn identifiers_are_checked_for_spreadsheet_damage_and_gtins_for_their_check_digi
         ],
         "a GTIN is stored in its 14-digit form; a column that holds no identifiers is left as written"
     );
+}
+
+#[test]
+fn damage_warn_keeps_damaged_identifiers_as_written_and_counts_them_across_chunks() {
+    let toml = r#"
+        name = "barcodes"
+        key = ["sku"]
+        [[columns]]
+        name = "sku"
+        type = "string"
+        required = true
+        [[columns]]
+        name = "Variant Barcode"
+        type = "gtin"
+        damage = "warn"
+        [[columns]]
+        name = "mpn"
+        type = "string"
+        identifier = true
+        damage = "warn"
+    "#;
+    let schema = Schema::from_toml(toml, "barcodes.toml").unwrap();
+    let mut csv = "sku,Variant Barcode,mpn\n".to_string();
+    for i in 1..=40 {
+        let barcode = match i % 10 {
+            7 => "3.65275E+11",
+            9 => "36000291452",
+            _ => "036000291452",
+        };
+        let mpn = if i == 12 { "1.2345E+5" } else { "M-1" };
+        csv.push_str(&format!("S{i},{barcode},{mpn}\n"));
+    }
+    // A wrong check digit is no spreadsheet's doing: still rejected.
+    csv.push_str("S41,036000291453,M-1\n");
+    let options = PlanOptions {
+        chunk_bytes: 200,
+        ..PlanOptions::default()
+    };
+    let out = process(csv.as_bytes(), &schema, &options).unwrap();
+    assert!(out.chunks.len() > 2, "{} chunks", out.chunks.len());
+    assert_eq!((out.valid(), out.rejected()), (40, 1));
+    assert_eq!(issues(&out)[0].3, Code::CheckDigit);
+    let stored: Vec<(String, String)> = documents(&out)
+        .iter()
+        .filter(|d| ["S7", "S9", "S12"].contains(&d.get_str("sku").unwrap()))
+        .map(|d| {
+            let text = |f: &str| d.get_str(f).unwrap().to_string();
+            (text("Variant Barcode"), text("mpn"))
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("3.65275E+11".into(), "M-1".into()),
+            ("36000291452".into(), "M-1".into()),
+            ("00036000291452".into(), "1.2345E+5".into()),
+        ]
+    );
+    let merged = chute::rules::DamagedValues::merge(out.chunks.iter().flat_map(|c| &c.damaged));
+    let warnings: Vec<String> = merged.iter().map(|d| d.warning()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "Variant Barcode: 4 values in scientific notation (first at row 7), kept as written; format the column as text before exporting",
+            "Variant Barcode: 4 values with their leading zeros stripped (first at row 9), kept as written; format the column as text before exporting",
+            "mpn: 1 value in scientific notation (first at row 12), kept as written; format the column as text before exporting",
+        ]
+    );
+    // A key cannot be kept damaged, nor a column that holds no identifiers.
+    for column in ["sku", "plain"] {
+        let toml = "name = \"k\"\nkey = [\"sku\"]\n[[columns]]\nname = \"sku\"\ntype = \"string\"\nrequired = true\n[[columns]]\nname = \"plain\"\ntype = \"string\"\n"
+        .replace(
+            &format!("name = \"{column}\"\ntype = \"string\"\n"),
+            &format!("name = \"{column}\"\ntype = \"string\"\ndamage = \"warn\"\n"),
+        );
+        let err = Schema::from_toml(&toml, "k.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("damage = \"warn\" is for identifier columns"),
+            "{err}"
+        );
+    }
 }

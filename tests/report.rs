@@ -29,6 +29,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
             rejected,
         }),
         not_utf8: None,
+        damaged: Vec::new(),
         written: Some(WriteCounts {
             inserted: valid,
             ..WriteCounts::default()
@@ -131,6 +132,7 @@ fn a_failed_chunk_is_partial_and_its_rows_are_unprocessed() {
         rows: 40,
         transformed: None,
         not_utf8: None,
+        damaged: Vec::new(),
         written: None,
     });
     let (report, _) = finish(b);
@@ -192,5 +194,30 @@ fn html_escapes_every_value_and_text_stays_plain() {
     assert!(
         text.contains("https://x/?a=1&b=\"2\""),
         "the text part is not HTML-escaped"
+    );
+}
+
+#[test]
+fn damaged_identifiers_kept_by_the_chunks_are_one_warning_per_column() {
+    use chute::rules::DamagedValues;
+    let damaged = |first_row, values| DamagedValues {
+        column: "Variant Barcode".into(),
+        damage: "in scientific notation".into(),
+        values,
+        first_row,
+    };
+    let mut b = ReportBuilder::new("r", source(), "products");
+    // Chunks report in any order; the warning names the file's first such row.
+    for (index, found) in [(1, damaged(120, 2)), (0, damaged(7, 1))] {
+        b.chunk(&ChunkTally {
+            damaged: vec![found],
+            ..done(index, 100, 0, 0)
+        });
+    }
+    let (report, _) = finish(b);
+    assert_eq!(report.status, Status::Succeeded);
+    assert_eq!(
+        report.warnings,
+        ["Variant Barcode: 3 values in scientific notation (first at row 7), kept as written; format the column as text before exporting"]
     );
 }

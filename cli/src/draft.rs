@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chute::error::Code;
 use chute::format::{delimiter_name, Delimiter, Format};
 use chute::input::{decode_all, Decoded, ReadAs};
 use chute::records::csv_reader;
-use chute::rules::{parse_cell, ColumnType, Constraints};
+use chute::rules::{parse_cell, parse_gtin, ColumnType, Constraints};
 use chute::schema::{fold_header, is_name_char, Schema};
 use chute::value::{trim, CellValue};
 use serde::Serialize;
@@ -30,7 +31,11 @@ records them.
 
 Types are inferred conservatively, with the library's own cell parsers: a column becomes integer, \
 decimal, boolean or timestamp only when every non-empty value in the sample parses as one. A \
-zero-padded column (`007`) or a mixed one stays a string, and a comment says why. A column is \
+zero-padded column (`007`) or a mixed one stays a string, and a comment says why. A column named \
+like a barcode (gtin, ean, upc, barcode) or whose values are all GTINs with their GS1 check digit \
+is `gtin`; values Excel put in scientific notation are counted in a comment (`chute check` then \
+rejects them). Other string columns named like identifiers (sku, mpn, id, code, part number) or \
+holding zero-padded digits get `identifier = true`. A column is \
 `required` when no value in the sample is empty. The key is --key COLUMN, else a guess: the first \
 column whose values are all present and distinct, marked as a guess. Aliases are left as comments \
 to fill in.
@@ -64,6 +69,8 @@ pub struct Drafted {
     /// A decimal column's most decimal places in the sample, drafted as its `scale`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
+    /// Drafted `identifier = true`: a string column of codes, checked for spreadsheet damage.
+    pub identifier: bool,
     /// Why a column that looked numeric (or anything else) stays a string, or other notes.
     pub notes: Vec<String>,
     /// Non-empty values seen, and distinct ones among them.
@@ -95,6 +102,87 @@ const CANDIDATES: [(ColumnType, &str); 4] = [
 fn is_zero_padded(value: &str) -> bool {
     let digits = value.strip_prefix(['-', '+']).unwrap_or(value).as_bytes();
     digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit()
+}
+
+/// A header's words, lower-cased: `Variant Barcode` → `variant`, `barcode`; `EAN-13` → `ean`, `13`.
+fn words(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A header that names a barcode: a word `gtin`, `ean`, `upc` or `barcode`, bare or with its length
+/// (`ean13`, `gtin14`).
+fn names_a_barcode(name: &str) -> bool {
+    words(name).iter().any(|w| {
+        let stem = w.trim_end_matches(|c: char| c.is_ascii_digit());
+        ["gtin", "ean", "upc", "barcode"].contains(&stem)
+    })
+}
+
+/// A header that names an identifier (`Variant SKU`, `mpn`, `product_id`, `Part Number`), the
+/// word found.
+fn identifier_word(name: &str) -> Option<String> {
+    let w = words(name);
+    w.iter()
+        .find(|w| ["sku", "mpn", "id", "code"].contains(&w.as_str()))
+        .cloned()
+        .or_else(|| {
+            w.windows(2)
+                .any(|p| p[0] == "part" && ["number", "no"].contains(&p[1].as_str()))
+                .then(|| "part number".to_string())
+        })
+}
+
+/// Whether a column is drafted `gtin`, and why: every sampled value is a GTIN with its GS1 check
+/// digit, or the header names a barcode and every value is a GTIN or one a spreadsheet damaged
+/// (drafted so, `chute check` rejects the damaged ones instead of storing them).
+fn gtin_notes(name: &str, vals: &[String]) -> Option<Vec<String>> {
+    let named = names_a_barcode(name);
+    let mut damaged = Vec::new();
+    for v in vals {
+        match parse_gtin(v) {
+            Ok(_) => {}
+            Err(e) if named && e.code == Code::SpreadsheetError => damaged.push(v),
+            Err(_) => return None,
+        }
+    }
+    if vals.len() == damaged.len() {
+        return None;
+    }
+    let mut notes = vec![if named {
+        "named like a barcode and its values are GTINs: gtin (stored as 14 digits)".to_string()
+    } else {
+        "every sampled value is a GTIN (8, 12, 13 or 14 digits, valid GS1 check digit): gtin"
+            .to_string()
+    }];
+    if let Some(first) = damaged.first() {
+        let n = damaged.len();
+        notes.push(format!(
+            "Excel damaged {n} sampled value{} (`{first}`): rejected as spreadsheet_error; format the column as text before exporting",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    Some(notes)
+}
+
+/// Why a string column is drafted `identifier = true`, if it is: its header names a barcode or an
+/// identifier, or its values are digit strings with leading zeros.
+fn identifier_note(name: &str, vals: &[String]) -> Option<String> {
+    let why = if names_a_barcode(name) {
+        "named like a barcode".to_string()
+    } else if let Some(word) = identifier_word(name) {
+        format!("named like an identifier (`{word}`)")
+    } else {
+        let padded = vals
+            .iter()
+            .find(|v| v.len() > 1 && v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit()))?;
+        format!("digit strings with leading zeros (`{padded}`)")
+    };
+    Some(format!(
+        "{why}: identifier = true, so a value a spreadsheet turned into a number (`3.65275E+11`) is rejected"
+    ))
 }
 
 /// A name that is a usable schema (and collection) name: letters, digits, `_` and `-`.
@@ -171,6 +259,8 @@ pub fn draft(
     }
     let mut seen_names = std::collections::HashSet::new();
     let mut columns = Vec::new();
+    // Noted for string columns, applied to those that are not the key (a key is an identifier).
+    let mut identifier_notes = std::collections::HashMap::new();
     for (i, column) in header.iter().enumerate() {
         if column.is_empty() || !seen_names.insert(fold_header(column)) {
             continue;
@@ -180,7 +270,20 @@ pub fn draft(
         let mut kind = "string";
         let mut scale = None;
         let mut notes = Vec::new();
-        if !vals.is_empty() {
+        let not_gtin = || {
+            vals.iter()
+                .find_map(|v| parse_gtin(v).err().map(|e| (v, e)))
+        };
+        if let Some(gtin) = gtin_notes(column, vals) {
+            kind = "gtin";
+            notes = gtin;
+        } else if let Some((v, e)) = names_a_barcode(column).then(not_gtin).flatten() {
+            // Not a number either: a barcode's digits are an identifier's.
+            let message = e.message;
+            notes.push(format!(
+                "stays a string although named like a barcode: `{v}` {message}"
+            ));
+        } else if !vals.is_empty() {
             let constraints = Constraints {
                 separator: "|".into(),
                 ..Constraints::default()
@@ -254,11 +357,17 @@ pub fn draft(
                 );
             }
         }
+        if kind == "string" {
+            if let Some(note) = identifier_note(column, vals) {
+                identifier_notes.insert(column.clone(), note);
+            }
+        }
         columns.push(Drafted {
             name: column.clone(),
             kind,
             required: empty[i] == 0 && !vals.is_empty(),
             scale,
+            identifier: false,
             notes,
             present: vals.len(),
             distinct,
@@ -339,6 +448,9 @@ pub fn draft(
                 c.kind = "string";
                 c.scale = None;
             }
+        } else if let Some(note) = identifier_notes.remove(&c.name) {
+            c.notes.push(note);
+            c.identifier = true;
         }
     }
     let mut draft = Draft {
@@ -415,6 +527,9 @@ fn to_toml(d: &Draft, format: &str, skipped: usize) -> String {
         }
         if c.required {
             t += "required = true\n";
+        }
+        if c.identifier {
+            t += "identifier = true\n";
         }
         let field_ok = !c
             .name

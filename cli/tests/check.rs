@@ -244,3 +244,31 @@ fn a_file_that_cannot_be_decoded_would_fail_its_run() {
         "{report}"
     );
 }
+
+#[test]
+fn a_schema_saying_damage_warn_keeps_excel_damaged_barcodes_and_warns_once_per_column() {
+    let dir = temp("damage-warn");
+    let file = dir.join("export.csv");
+    std::fs::write(
+        &file,
+        "sku,Variant Barcode\nA,036000291452\nB,3.65275E+11\nC,4.6347E+11\n",
+    )
+    .unwrap();
+    let schema = dir.join("export.toml");
+    std::fs::write(
+        &schema,
+        "name = \"export\"\nkey = [\"sku\"]\n\
+         [[columns]]\nname = \"sku\"\ntype = \"string\"\nrequired = true\n\
+         [[columns]]\nname = \"Variant Barcode\"\ntype = \"gtin\"\ndamage = \"warn\"\n",
+    )
+    .unwrap();
+    let report = json(&chute(&check_args(&file, "--schema-file", &schema)));
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(report["rows"]["valid"], 3, "{report}");
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            == "Variant Barcode: 2 values in scientific notation (first at row 2), kept as written; format the column as text before exporting"),
+        "{report}"
+    );
+}

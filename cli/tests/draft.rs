@@ -215,3 +215,76 @@ fn whole_numbers_with_decimals_and_bare_points_are_drafted_as_decimals_with_thei
     assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
     assert_eq!(report["rows"]["valid"], 3, "{report}");
 }
+
+#[test]
+fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
+    // Shopify's product CSV after a save in Excel: one barcode in scientific notation.
+    let file = temp("shopify").join("products_export.csv");
+    std::fs::write(
+        &file,
+        "Handle,Variant SKU,Variant Price,Variant Barcode,EAN-13,Supplier Code,ref,UPC\n\
+         shirt,SH-1,25,036000291452,,A1,0012,4006381333931\n\
+         shirt,SH-2,17.99,3.65275E+11,4006381333931,B2,0034,4006381333932\n\
+         mug,MG-1,9.5,3652750000129,,C3,0056,\n\
+         cap,CP-1,12,96385074,8712345678906,D4,0078,\n",
+    )
+    .unwrap();
+    let draft = json(&chute(&[
+        "--json",
+        "schema",
+        "draft",
+        file.to_str().unwrap(),
+        "--key",
+        "Variant SKU",
+    ]));
+    let column = |name: &str| {
+        let c = draft["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {draft}"));
+        (
+            c["type"].as_str().unwrap().to_string(),
+            c["identifier"] == true,
+        )
+    };
+    assert_eq!(column("Variant Barcode"), ("gtin".into(), false), "{draft}");
+    assert_eq!(column("EAN-13"), ("gtin".into(), false), "{draft}");
+    assert_eq!(column("Supplier Code"), ("string".into(), true), "{draft}");
+    assert_eq!(
+        column("ref"),
+        ("string".into(), true),
+        "zero-padded: {draft}"
+    );
+    assert_eq!(column("Handle"), ("string".into(), false), "{draft}");
+    // A mistyped check digit: not a GTIN column, and not a number either.
+    assert_eq!(column("UPC"), ("string".into(), true), "{draft}");
+    assert_eq!(column("Variant SKU"), ("string".into(), false), "the key");
+    let toml = draft["toml"].as_str().unwrap();
+    assert!(
+        toml.contains("# Excel damaged 1 sampled value (`3.65275E+11`)")
+            && toml.contains("format the column as text before exporting"),
+        "{toml}"
+    );
+    assert!(toml.contains("identifier = true"), "{toml}");
+    assert!(
+        toml.contains(
+            "# stays a string although named like a barcode: `4006381333932` ends in check digit 2"
+        ),
+        "{toml}"
+    );
+
+    let schema = file.with_file_name("products_export.toml");
+    std::fs::write(&schema, toml).unwrap();
+    let report = json(&chute(&check_args(&file, "--schema-file", &schema)));
+    assert_eq!(report["rows"]["valid"], 3, "{report}");
+    assert_eq!(report["errors_by_code"]["spreadsheet_error"], 1, "{report}");
+    let error = &report["errors"][0];
+    assert_eq!(error["code"], "spreadsheet_error", "{report}");
+    assert_eq!(error["column"], "Variant Barcode", "{report}");
+    assert!(
+        error["value"].as_str().unwrap().contains("3.65275E+11"),
+        "{report}"
+    );
+}

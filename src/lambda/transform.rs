@@ -82,6 +82,7 @@ pub async fn handle(
         duration_ms: elapsed_ms(started),
         rejected_rows: outcome.rejected,
         not_utf8: outcome.not_utf8,
+        damaged: outcome.damaged,
         import_budget_ms: input.import_budget_ms,
     };
     env.blob

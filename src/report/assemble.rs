@@ -116,6 +116,7 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
                 steps.slowest_chunk_ms = steps.slowest_chunk_ms.max(t.duration_ms + i.duration_ms);
                 tally.transformed = Some(t.counts);
                 tally.not_utf8 = t.not_utf8.clone();
+                tally.damaged = t.damaged.clone();
                 tally.written = Some(i.counts);
                 for row in &t.rejected_rows {
                     builder.rejected_row(row);
@@ -201,6 +202,7 @@ mod tests {
                 duration_ms: 10,
                 rejected_rows: Vec::new(),
                 not_utf8: None,
+                damaged: Vec::new(),
                 import_budget_ms: None,
             }),
             imported: Some(ImportRecord {

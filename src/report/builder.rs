@@ -9,6 +9,7 @@ use super::{
 use crate::error::Refusal;
 use crate::feed::RunFeed;
 use crate::input::NotUtf8Rows;
+use crate::rules::DamagedValues;
 use crate::run::{keep_sample, WriteCounts};
 use crate::transform::RejectedRow;
 
@@ -22,6 +23,7 @@ pub struct ReportBuilder {
     written: WriteCounts,
     /// Each chunk's rows that are not UTF-8, for the one hint the warnings get.
     not_utf8: Vec<NotUtf8Rows>,
+    damaged: Vec<DamagedValues>,
 }
 
 /// One line of rejects.csv.
@@ -61,6 +63,7 @@ impl ReportBuilder {
             unaccounted: Vec::new(),
             written: WriteCounts::default(),
             not_utf8: Vec::new(),
+            damaged: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl ReportBuilder {
         if let Some(found) = &tally.not_utf8 {
             self.not_utf8.push(found.clone());
         }
+        self.damaged.extend(tally.damaged.iter().cloned());
         match (&tally.transformed, &tally.written) {
             (Some(t), Some(w)) => {
                 r.rows.valid += w.inserted + w.updated + w.unchanged;
@@ -176,6 +180,11 @@ impl ReportBuilder {
         r.chunks.failed.sort_unstable();
         r.warnings
             .extend(NotUtf8Rows::merge(&self.not_utf8).map(|n| n.warning()));
+        r.warnings.extend(
+            DamagedValues::merge(&self.damaged)
+                .iter()
+                .map(DamagedValues::warning),
+        );
         r.written = Written::from(self.written);
         if self.written.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());

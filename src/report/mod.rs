@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Code, Position};
 use crate::feed::RunFeed;
 use crate::input::NotUtf8Rows;
+use crate::rules::DamagedValues;
 use crate::run::{TransformCounts, WriteCounts};
 
 pub use crate::run::{Difference, DIFFERENCE_SAMPLE};
@@ -233,6 +234,8 @@ pub struct ChunkTally {
     pub transformed: Option<TransformCounts>,
     /// Of the transform's `rejected`: rows that are not UTF-8, and what they decode as.
     pub not_utf8: Option<NotUtf8Rows>,
+    /// Damaged identifiers the transform kept as written (`damage = "warn"`).
+    pub damaged: Vec<DamagedValues>,
     pub written: Option<WriteCounts>,
 }
 

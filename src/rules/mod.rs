@@ -23,6 +23,7 @@
 //! assert_eq!(err.code, chute::Code::Constraint);
 //! ```
 
+mod damage;
 mod gtin;
 
 use std::borrow::Cow;
@@ -36,6 +37,7 @@ use crate::value::{
     MAX_DECIMAL_DIGITS,
 };
 
+pub use damage::{damage_of, Damage, DamagedValues};
 pub use gtin::{parse_gtin, GTIN_LENGTHS};
 
 /// Why one cell was refused.

@@ -14,6 +14,7 @@ use crate::error::Refusal;
 use crate::feed::Mode;
 use crate::input::{NotUtf8Rows, PlanInput};
 use crate::records::ChunkPlan;
+use crate::rules::DamagedValues;
 use crate::transform::RejectedRow;
 
 /// The plan details chunks need (`staging/<run>/plan.json`).
@@ -53,6 +54,9 @@ pub struct TransformRecord {
     /// Of `rejected`: rows that are not UTF-8, and what they decode as (the report's hint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_utf8: Option<NotUtf8Rows>,
+    /// Damaged identifiers kept as written (`damage = "warn"`), for the report's warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedValues>,
     /// The per-file import time budget, carried from the plan to the import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_budget_ms: Option<u64>,
@@ -258,11 +262,17 @@ mod tests {
                 first_row: 2,
                 decode_as: "windows-1252".into(),
             }),
+            damaged: vec![DamagedValues {
+                column: "gtin".into(),
+                damage: "in scientific notation".into(),
+                values: 2,
+                first_row: 4,
+            }],
             import_budget_ms: Some(7),
         };
         assert_eq!(
             serde_json::to_string(&transformed).unwrap(),
-            r#"{"run_id":"run","bucket":"b","key":"k","schema":"products","source":"erp","mode":"full","chunk":1,"rows":5,"valid":3,"duplicate":1,"rejected":1,"staged_key":"s","duration_ms":40,"rejected_rows":[{"row":2,"line":3,"issues":[{"column":"price","code":"type_error","message":"m","value":"x"}],"fields":["A"]}],"not_utf8":{"rows":1,"first_row":2,"decode_as":"windows-1252"},"import_budget_ms":7}"#
+            r#"{"run_id":"run","bucket":"b","key":"k","schema":"products","source":"erp","mode":"full","chunk":1,"rows":5,"valid":3,"duplicate":1,"rejected":1,"staged_key":"s","duration_ms":40,"rejected_rows":[{"row":2,"line":3,"issues":[{"column":"price","code":"type_error","message":"m","value":"x"}],"fields":["A"]}],"not_utf8":{"rows":1,"first_row":2,"decode_as":"windows-1252"},"damaged":[{"column":"gtin","damage":"in scientific notation","values":2,"first_row":4}],"import_budget_ms":7}"#
         );
 
         let imported = ImportRecord {
