@@ -17,8 +17,8 @@ fn run_with(csv: &str, options: PlanOptions) -> FileOutcome {
     let outcome = process(csv.as_bytes(), &Schema::products(), &options).expect("file accepted");
     assert_eq!(
         outcome.plan.rows,
-        outcome.valid() + outcome.rejected() + outcome.duplicate(),
-        "accounting: total = valid + rejected + duplicate"
+        outcome.valid() + outcome.rejected() + outcome.duplicate() + outcome.skipped(),
+        "accounting: total = valid + rejected + duplicate + skipped"
     );
     outcome
 }
@@ -599,5 +599,38 @@ fn identifiers_are_checked_for_spreadsheet_damage_and_gtins_for_their_check_digi
             ("A5".into(), "00000096385074".into(), "1.5E+3".into()),
         ],
         "a GTIN is stored in its 14-digit form; a column that holds no identifiers is left as written"
+    );
+}
+
+#[test]
+fn continuation_rows_are_skipped_not_rejected_imported_or_duplicates() {
+    let products = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/products.toml"
+    ))
+    .unwrap();
+    let table = "\n[continuation]\ncolumns = [\"description\", \"tags\"]\nreason = \"more text\"\n";
+    let schema = Schema::from_toml(&format!("{products}{table}"), "p.toml").unwrap();
+    let csv = format!(
+        "{HEADER}\nA,Lamp,,10,,1,home,,,,,\n,,second line,,,,,,,x|y,,\n,,third line,,,,,,,,,\n\
+         ,,,10,,,,,,,,\n,,,,,,,,,,,\nA,Lamp,,12,,1,home,,,,,\n"
+    );
+    let out = process(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+    // Two continuation rows; an empty key with a price, and an all-empty row, are still rejected.
+    assert_eq!(
+        (
+            out.plan.rows,
+            out.valid(),
+            out.skipped(),
+            out.rejected(),
+            out.duplicate()
+        ),
+        (6, 1, 2, 2, 1)
+    );
+    assert_eq!(documents(&out).len(), 1);
+    assert!(
+        issues(&out).iter().all(|i| i.0 == 4 || i.0 == 5),
+        "{:?}",
+        issues(&out)
     );
 }

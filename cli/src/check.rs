@@ -273,12 +273,16 @@ pub fn summary(r: &Report) -> String {
         out += &format!("  reason: {reason}\n");
     }
     out += &format!(
-        "  rows {}   valid {}   rejected {}   duplicate {}\n",
+        "  rows {}   valid {}   rejected {}   duplicate {}",
         thousands(r.rows.total),
         thousands(r.rows.valid),
         thousands(r.rows.rejected),
         thousands(r.rows.duplicate)
     );
+    if r.rows.skipped > 0 {
+        out += &format!("   skipped {}", thousands(r.rows.skipped));
+    }
+    out.push('\n');
     for w in &r.warnings {
         out += &format!("  warning: {w}\n");
     }

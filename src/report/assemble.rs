@@ -196,6 +196,7 @@ mod tests {
                     valid: staged,
                     duplicate: 0,
                     rejected: rows - staged,
+                    skipped: 0,
                 },
                 staged_key: "s".into(),
                 duration_ms: 10,

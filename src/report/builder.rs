@@ -101,6 +101,7 @@ impl ReportBuilder {
                 r.rows.valid += w.inserted + w.updated + w.unchanged;
                 r.rows.rejected += t.rejected + w.refused;
                 r.rows.duplicate += t.duplicate;
+                r.rows.skipped += t.skipped;
                 self.written += *w;
                 r.staged += t.valid;
                 let accounted = w.accounted();
@@ -176,6 +177,12 @@ impl ReportBuilder {
         r.chunks.failed.sort_unstable();
         r.warnings
             .extend(NotUtf8Rows::merge(&self.not_utf8).map(|n| n.warning()));
+        if r.rows.skipped > 0 {
+            r.warnings.push(format!(
+                "{} continuation rows skipped (rows with an empty key that fill only the schema's [continuation] columns)",
+                r.rows.skipped
+            ));
+        }
         r.written = Written::from(self.written);
         if self.written.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());

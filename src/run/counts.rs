@@ -44,8 +44,8 @@ impl AddAssign for WriteCounts {
     }
 }
 
-/// What transforming rows did: `rows = valid + duplicate + rejected`; `valid` rows became staged
-/// documents.
+/// What transforming rows did: `rows = valid + duplicate + rejected + skipped`; `valid` rows
+/// became staged documents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransformCounts {
     pub rows: u64,
@@ -53,6 +53,9 @@ pub struct TransformCounts {
     /// Rows superseded by a later valid occurrence of their key.
     pub duplicate: u64,
     pub rejected: u64,
+    /// Continuation rows the schema declares (counted, never imported); absent in older records.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl AddAssign for TransformCounts {
@@ -61,6 +64,7 @@ impl AddAssign for TransformCounts {
         self.valid += other.valid;
         self.duplicate += other.duplicate;
         self.rejected += other.rejected;
+        self.skipped += other.skipped;
     }
 }
 
@@ -71,6 +75,7 @@ impl From<&ChunkOutcome> for TransformCounts {
             valid: chunk.valid,
             duplicate: chunk.duplicate,
             rejected: chunk.rejected.len() as u64,
+            skipped: chunk.skipped,
         }
     }
 }
@@ -135,10 +140,11 @@ mod tests {
             rows: 3,
             valid: 2,
             duplicate: 0,
-            rejected: 1,
+            rejected: 0,
+            skipped: 1,
         };
         rows += rows;
-        assert_eq!((rows.rows, rows.valid, rows.rejected), (6, 4, 2));
+        assert_eq!((rows.rows, rows.valid, rows.skipped), (6, 4, 2));
     }
 
     #[test]

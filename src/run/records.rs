@@ -240,6 +240,7 @@ mod tests {
                 valid: 3,
                 duplicate: 1,
                 rejected: 1,
+                skipped: 0,
             },
             staged_key: "s".into(),
             duration_ms: 40,
