@@ -51,7 +51,7 @@ async fn a_shopify_export_skips_its_image_rows_and_rejects_an_excel_damaged_barc
     assert_eq!(xs.get_str("barcode").unwrap(), "00036000291452");
     assert_eq!(xs.get("price"), Some(&decimal("50")));
     assert_eq!(xs.get("cost"), Some(&decimal("25.5")));
-    assert_eq!(xs.get_bool("published").unwrap(), true);
+    assert!(xs.get_bool("published").unwrap());
     let s = by_sku(&docs, &format!("{p}-OBS-S"));
     assert_eq!(s.get_str("handle").unwrap(), "ocean-blue-shirt");
     assert_eq!(
