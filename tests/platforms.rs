@@ -41,7 +41,7 @@ async fn a_shopify_export_skips_its_image_rows_and_rejects_an_excel_damaged_barc
     assert_eq!(n(&run.report, "/rows/duplicate"), 0);
     let warnings = run.report["warnings"].to_string();
     assert!(
-        warnings.contains("3 continuation rows skipped"),
+        warnings.contains("3 continuation rows skipped (an image of the product above)"),
         "{warnings}"
     );
     let docs = documents_in("products", &p).await;

@@ -87,6 +87,7 @@ fn skipped_continuation_rows_succeed_with_a_warning_and_appear_in_the_json_only_
         .unwrap()
         .contains("skipped"));
     let mut b = ReportBuilder::new("r", source(), "shopify");
+    b.continuation("an image");
     let mut chunk = done(0, 4, 0, 0);
     let counts = chunk.transformed.as_mut().unwrap();
     (counts.valid, counts.skipped) = (3, 1);
@@ -105,7 +106,7 @@ fn skipped_continuation_rows_succeed_with_a_warning_and_appear_in_the_json_only_
         report
             .warnings
             .iter()
-            .any(|w| w.starts_with("1 continuation rows skipped")),
+            .any(|w| w == "1 continuation rows skipped (an image)"),
         "{:?}",
         report.warnings
     );

@@ -134,6 +134,9 @@ pub fn check_bytes(
         ..FileObject::default()
     };
     let mut builder = ReportBuilder::new("check", source, &schema.name);
+    if let Some(c) = &schema.continuation {
+        builder.continuation(&c.reason);
+    }
     let outcome = decoded.and_then(|decoded| {
         builder.warnings(&decoded.warnings);
         process_with_progress(

@@ -22,6 +22,8 @@ pub struct ReportBuilder {
     written: WriteCounts,
     /// Each chunk's rows that are not UTF-8, for the one hint the warnings get.
     not_utf8: Vec<NotUtf8Rows>,
+    /// The schema's reason for skipping continuation rows, quoted in their warning.
+    continuation: Option<String>,
 }
 
 /// One line of rejects.csv.
@@ -61,7 +63,13 @@ impl ReportBuilder {
             unaccounted: Vec::new(),
             written: WriteCounts::default(),
             not_utf8: Vec::new(),
+            continuation: None,
         }
+    }
+
+    /// The schema's `[continuation] reason`, quoted when rows were skipped.
+    pub fn continuation(&mut self, reason: &str) {
+        self.continuation = Some(reason.to_string());
     }
 
     /// The file's source and mode, and whether this is a dry run.
@@ -178,8 +186,11 @@ impl ReportBuilder {
         r.warnings
             .extend(NotUtf8Rows::merge(&self.not_utf8).map(|n| n.warning()));
         if r.rows.skipped > 0 {
+            let why = self.continuation.as_deref().unwrap_or(
+                "rows with an empty key that fill only the schema's [continuation] columns",
+            );
             r.warnings.push(format!(
-                "{} continuation rows skipped (rows with an empty key that fill only the schema's [continuation] columns)",
+                "{} continuation rows skipped ({why})",
                 r.rows.skipped
             ));
         }

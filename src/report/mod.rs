@@ -64,13 +64,9 @@ pub struct Rows {
     pub rejected: u64,
     pub duplicate: u64,
     /// Continuation rows the schema declares; left out at 0 so reports keep their shape.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::run::is_zero")]
     pub skipped: u64,
     pub unprocessed: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// The run's [`WriteCounts`] as the report shows them (refusals are among its errors, reactivated

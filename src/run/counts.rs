@@ -53,8 +53,9 @@ pub struct TransformCounts {
     /// Rows superseded by a later valid occurrence of their key.
     pub duplicate: u64,
     pub rejected: u64,
-    /// Continuation rows the schema declares (counted, never imported); absent in older records.
-    #[serde(default)]
+    /// Continuation rows the schema declares (counted, never imported); written only when
+    /// non-zero, so records keep their shape.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped: u64,
 }
 
@@ -78,6 +79,11 @@ impl From<&ChunkOutcome> for TransformCounts {
             skipped: chunk.skipped,
         }
     }
+}
+
+/// For counts serialised only when non-zero.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Field differences a dry run quotes (old → new of documents it would update), per chunk and
