@@ -30,6 +30,9 @@ impl FileOutcome {
     pub fn duplicate(&self) -> u64 {
         self.chunks.iter().map(|c| c.duplicate).sum()
     }
+    pub fn skipped(&self) -> u64 {
+        self.chunks.iter().map(|c| c.skipped).sum()
+    }
 
     /// Hands the header's warnings and every chunk to `builder` as the report function receives
     /// them from a run whose import inserted every staged document: a run's report without a

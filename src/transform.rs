@@ -70,6 +70,9 @@ pub struct ChunkOutcome {
     pub valid: u64,
     /// Valid rows superseded by a later occurrence of their key.
     pub duplicate: u64,
+    /// Continuation rows ([`crate::schema::Continuation`]): skipped, neither valid nor rejected.
+    #[serde(default)]
+    pub skipped: u64,
     pub rejected: Vec<RejectedRow>,
     /// Rejected rows that are not UTF-8, and what they decode as (the report's hint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,8 @@ pub struct RowRules<'s> {
     identifier_slots: Vec<usize>,
     /// Identifier columns whose damage is kept and counted instead (`damage = "warn"`).
     warn_slots: Vec<usize>,
+    /// Per header cell, whether a continuation row may fill it (`None`: the schema has none).
+    continuation_cells: Option<Vec<bool>>,
     layout: Vec<Node>,
     /// BSON of the defaults of columns missing from the header (applied on insert only); the
     /// same for every row, so written once.
@@ -179,6 +184,11 @@ impl<'s> RowRules<'s> {
         let warn_slots = schema.columns.iter().enumerate();
         let warn_slots = warn_slots.filter(|(_, c)| c.damage == Damage::Warn);
         let warn_slots = warn_slots.map(|(slot, _)| slot).collect();
+        let continuation_cells = schema.continuation.as_ref().map(|c| {
+            let columns =
+                |slot: &Option<usize>| slot.is_some_and(|s| c.columns.contains(&slots[s].0.name));
+            cell_slots.iter().map(columns).collect()
+        });
         let mut layout = Vec::new();
         let mut defaults_layout = Vec::new();
         let mut defaults = Vec::new();
@@ -207,9 +217,24 @@ impl<'s> RowRules<'s> {
             key_slots,
             identifier_slots,
             warn_slots,
+            continuation_cells,
             layout,
             insert_defaults,
         }
+    }
+
+    /// Whether a record is a continuation row: some cells filled, all of them continuation
+    /// columns (never a key column, so its key is empty).
+    pub fn is_continuation(&self, record: &csv::StringRecord) -> bool {
+        let Some(allowed) = &self.continuation_cells else {
+            return false;
+        };
+        let mut filled = record
+            .iter()
+            .enumerate()
+            .filter(|(_, text)| !trim(text).is_empty())
+            .peekable();
+        filled.peek().is_some() && filled.all(|(cell, _)| allowed.get(cell) == Some(&true))
     }
 
     /// Validates one record. On success `values` holds one optional value per slot (borrowing the
@@ -538,6 +563,10 @@ fn transform_into(
     let mut not_utf8 = NotUtf8::default();
     while let Some(located) = records.next(&mut record) {
         outcome.rows += 1;
+        if matches!(&located.fields, Fields::Text(text) if rules.is_continuation(text)) {
+            outcome.skipped += 1;
+            continue;
+        }
         let mut values = recycle(std::mem::take(&mut spare_values));
         let valid = match &located.fields {
             Fields::Text(text) => rules.check(text, &mut values, &mut issues),

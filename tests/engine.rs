@@ -17,8 +17,8 @@ fn run_with(csv: &str, options: PlanOptions) -> FileOutcome {
     let outcome = process(csv.as_bytes(), &Schema::products(), &options).expect("file accepted");
     assert_eq!(
         outcome.plan.rows,
-        outcome.valid() + outcome.rejected() + outcome.duplicate(),
-        "accounting: total = valid + rejected + duplicate"
+        outcome.valid() + outcome.rejected() + outcome.duplicate() + outcome.skipped(),
+        "accounting: total = valid + rejected + duplicate + skipped"
     );
     outcome
 }
@@ -711,4 +711,37 @@ fn damage_warn_keeps_damaged_identifiers_as_written_and_counts_them_across_chunk
             "{err}"
         );
     }
+}
+
+#[test]
+fn continuation_rows_are_skipped_not_rejected_imported_or_duplicates() {
+    let products = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/products.toml"
+    ))
+    .unwrap();
+    let table = "\n[continuation]\ncolumns = [\"description\", \"tags\"]\nreason = \"more text\"\n";
+    let schema = Schema::from_toml(&format!("{products}{table}"), "p.toml").unwrap();
+    let csv = format!(
+        "{HEADER}\nA,Lamp,,10,,1,home,,,,,\n,,second line,,,,,,,x|y,,\n,,third line,,,,,,,,,\n\
+         ,,,10,,,,,,,,\n,,,,,,,,,,,\nA,Lamp,,12,,1,home,,,,,\n"
+    );
+    let out = process(csv.as_bytes(), &schema, &PlanOptions::default()).unwrap();
+    // Two continuation rows; an empty key with a price, and an all-empty row, are still rejected.
+    assert_eq!(
+        (
+            out.plan.rows,
+            out.valid(),
+            out.skipped(),
+            out.rejected(),
+            out.duplicate()
+        ),
+        (6, 1, 2, 2, 1)
+    );
+    assert_eq!(documents(&out).len(), 1);
+    assert!(
+        issues(&out).iter().all(|i| i.0 == 4 || i.0 == 5),
+        "{:?}",
+        issues(&out)
+    );
 }

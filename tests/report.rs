@@ -27,6 +27,7 @@ fn done(index: u32, rows: u64, rejected: u64, duplicate: u64) -> ChunkTally {
             valid,
             duplicate,
             rejected,
+            skipped: 0,
         }),
         not_utf8: None,
         damaged: Vec::new(),
@@ -73,6 +74,42 @@ fn a_clean_run_succeeds() {
     assert_eq!(
         report.subject(),
         "[chute] SUCCEEDED products-2026-11-22.csv: 14 imported, 0 rejected"
+    );
+}
+
+#[test]
+fn skipped_continuation_rows_succeed_with_a_warning_and_appear_in_the_json_only_when_there() {
+    let (clean, _) = finish({
+        let mut b = ReportBuilder::new("r", source(), "shopify");
+        b.chunk(&done(0, 4, 0, 0));
+        b
+    });
+    assert!(!serde_json::to_string(&clean.rows)
+        .unwrap()
+        .contains("skipped"));
+    let mut b = ReportBuilder::new("r", source(), "shopify");
+    b.continuation("an image");
+    let mut chunk = done(0, 4, 0, 0);
+    let counts = chunk.transformed.as_mut().unwrap();
+    (counts.valid, counts.skipped) = (3, 1);
+    chunk.written.as_mut().unwrap().inserted = 3;
+    b.chunk(&chunk);
+    let (report, _) = finish(b);
+    assert_eq!(report.status, Status::Succeeded);
+    assert_eq!(
+        (report.rows.total, report.rows.valid, report.rows.skipped),
+        (4, 3, 1)
+    );
+    assert!(serde_json::to_string(&report.rows)
+        .unwrap()
+        .contains("\"skipped\":1"));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w == "1 continuation rows skipped (an image)"),
+        "{:?}",
+        report.warnings
     );
 }
 

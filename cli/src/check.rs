@@ -134,6 +134,9 @@ pub fn check_bytes(
         ..FileObject::default()
     };
     let mut builder = ReportBuilder::new("check", source, &schema.name);
+    if let Some(c) = &schema.continuation {
+        builder.continuation(&c.reason);
+    }
     let outcome = decoded.and_then(|decoded| {
         builder.warnings(&decoded.warnings);
         process_with_progress(
@@ -273,12 +276,16 @@ pub fn summary(r: &Report) -> String {
         out += &format!("  reason: {reason}\n");
     }
     out += &format!(
-        "  rows {}   valid {}   rejected {}   duplicate {}\n",
+        "  rows {}   valid {}   rejected {}   duplicate {}",
         thousands(r.rows.total),
         thousands(r.rows.valid),
         thousands(r.rows.rejected),
         thousands(r.rows.duplicate)
     );
+    if r.rows.skipped > 0 {
+        out += &format!("   skipped {}", thousands(r.rows.skipped));
+    }
+    out.push('\n');
     for w in &r.warnings {
         out += &format!("  warning: {w}\n");
     }

@@ -156,6 +156,7 @@ async fn read_plan(
     let record = Planned {
         header: stored.header,
         warnings: stored.warnings,
+        continuation: stored.continuation,
         validate_ms: plan.duration_ms,
         chunks,
     };

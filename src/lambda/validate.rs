@@ -157,6 +157,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
             format,
             staged,
         }),
+        continuation: schema.continuation.as_ref().map(|c| c.reason.clone()),
     };
     let plan_key = keys.plan();
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;

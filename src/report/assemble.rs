@@ -77,6 +77,8 @@ pub struct Planned {
     /// The file's header as written, for rejects.csv.
     pub header: Vec<String>,
     pub warnings: Vec<String>,
+    /// Why the schema's continuation rows are skipped ([`crate::run::PlanRecord::continuation`]).
+    pub continuation: Option<String>,
     pub validate_ms: u64,
     pub chunks: Vec<ChunkRecord>,
 }
@@ -103,6 +105,9 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
     if let Some(plan) = run.plan {
         steps.validate_ms = plan.validate_ms;
         builder.warnings(&plan.warnings);
+        if let Some(reason) = &plan.continuation {
+            builder.continuation(reason);
+        }
         header = plan.header;
         for chunk in &plan.chunks {
             let mut tally = ChunkTally {
@@ -197,6 +202,7 @@ mod tests {
                     valid: staged,
                     duplicate: 0,
                     rejected: rows - staged,
+                    skipped: 0,
                 },
                 staged_key: "s".into(),
                 duration_ms: 10,
@@ -244,6 +250,7 @@ mod tests {
                 warnings: vec!["unknown columns ignored: x".into()],
                 validate_ms: 5,
                 chunks,
+                ..Planned::default()
             }),
             failure: None,
             artifacts: Artifacts::default(),

@@ -24,6 +24,8 @@ pub struct ReportBuilder {
     /// Each chunk's rows that are not UTF-8, for the one hint the warnings get.
     not_utf8: Vec<NotUtf8Rows>,
     damaged: Vec<DamagedValues>,
+    /// The schema's reason for skipping continuation rows, quoted in their warning.
+    continuation: Option<String>,
 }
 
 /// One line of rejects.csv.
@@ -64,7 +66,13 @@ impl ReportBuilder {
             written: WriteCounts::default(),
             not_utf8: Vec::new(),
             damaged: Vec::new(),
+            continuation: None,
         }
+    }
+
+    /// The schema's `[continuation] reason`, quoted when rows were skipped.
+    pub fn continuation(&mut self, reason: &str) {
+        self.continuation = Some(reason.to_string());
     }
 
     /// The file's source and mode, and whether this is a dry run.
@@ -105,6 +113,7 @@ impl ReportBuilder {
                 r.rows.valid += w.inserted + w.updated + w.unchanged;
                 r.rows.rejected += t.rejected + w.refused;
                 r.rows.duplicate += t.duplicate;
+                r.rows.skipped += t.skipped;
                 self.written += *w;
                 r.staged += t.valid;
                 let accounted = w.accounted();
@@ -185,6 +194,15 @@ impl ReportBuilder {
                 .iter()
                 .map(DamagedValues::warning),
         );
+        if r.rows.skipped > 0 {
+            let why = self.continuation.as_deref().unwrap_or(
+                "rows with an empty key that fill only the schema's [continuation] columns",
+            );
+            r.warnings.push(format!(
+                "{} continuation rows skipped ({why})",
+                r.rows.skipped
+            ));
+        }
         r.written = Written::from(self.written);
         if self.written.reactivated > 0 && r.stale.is_none() {
             r.stale = Some(StaleReport::default());

@@ -56,14 +56,17 @@ pub struct FileObject {
     pub read_as: Option<crate::input::ReadAs>,
 }
 
-/// `total = valid + rejected + duplicate + unprocessed`; `unprocessed` counts rows of chunks that
-/// failed and is 0 otherwise.
+/// `total = valid + rejected + duplicate + skipped + unprocessed`; `unprocessed` counts rows of
+/// chunks that failed and is 0 otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rows {
     pub total: u64,
     pub valid: u64,
     pub rejected: u64,
     pub duplicate: u64,
+    /// Continuation rows the schema declares; left out at 0 so reports keep their shape.
+    #[serde(default, skip_serializing_if = "crate::run::is_zero")]
+    pub skipped: u64,
     pub unprocessed: u64,
 }
 

@@ -53,8 +53,8 @@ impl WriteCounts {
 }
 
 counts! {
-    /// What transforming rows did: `rows = valid + duplicate + rejected`; `valid` rows became staged
-    /// documents.
+    /// What transforming rows did: `rows = valid + duplicate + rejected + skipped`; `valid` rows
+    /// became staged documents.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
     pub struct TransformCounts {
         pub rows: u64,
@@ -62,6 +62,10 @@ counts! {
         /// Rows superseded by a later valid occurrence of their key.
         pub duplicate: u64,
         pub rejected: u64,
+        /// Continuation rows the schema declares (counted, never imported); written only when
+        /// non-zero, so records keep their shape.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        pub skipped: u64,
     }
 }
 
@@ -72,8 +76,14 @@ impl From<&ChunkOutcome> for TransformCounts {
             valid: chunk.valid,
             duplicate: chunk.duplicate,
             rejected: chunk.rejected.len() as u64,
+            skipped: chunk.skipped,
         }
     }
+}
+
+/// For counts serialised only when non-zero.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Field differences a dry run quotes (old → new of documents it would update), per chunk and
@@ -136,10 +146,11 @@ mod tests {
             rows: 3,
             valid: 2,
             duplicate: 0,
-            rejected: 1,
+            rejected: 0,
+            skipped: 1,
         };
         rows += rows;
-        assert_eq!((rows.rows, rows.valid, rows.rejected), (6, 4, 2));
+        assert_eq!((rows.rows, rows.valid, rows.skipped), (6, 4, 2));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod counts;
 pub mod keys;
 pub mod records;
 
-pub use counts::{keep_sample, Difference, TransformCounts, WriteCounts, DIFFERENCE_SAMPLE};
+pub use counts::{
+    is_zero, keep_sample, Difference, TransformCounts, WriteCounts, DIFFERENCE_SAMPLE,
+};
 pub use keys::RunKeys;
 pub use records::{ImportProgress, ImportRecord, PlanRecord, TransformRecord};

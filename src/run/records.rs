@@ -29,6 +29,10 @@ pub struct PlanRecord {
     /// decoded copy is; absent in plans stored before files other than plain CSV were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<PlanInput>,
+    /// The schema's reason for its continuation rows, for the report's warning (the schema as the
+    /// run read it, whatever changes before the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
 }
 
 /// What `transform` stores for a chunk (`staging/<run>/chunk-N.transform.json`, with the rejected
@@ -225,10 +229,11 @@ mod tests {
                     etag: "e".into(),
                 }),
             }),
+            continuation: Some("an image".into()),
         };
         assert_eq!(
             serde_json::to_string(&plan).unwrap(),
-            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}}}"#
+            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}},"continuation":"an image"}"#
         );
 
         let transformed = TransformRecord {
@@ -244,6 +249,7 @@ mod tests {
                 valid: 3,
                 duplicate: 1,
                 rejected: 1,
+                skipped: 0,
             },
             staged_key: "s".into(),
             duration_ms: 40,
