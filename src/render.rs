@@ -65,6 +65,7 @@ pub fn render(report: &Report, links: &[Link]) -> (String, String) {
     let numbers = context! {
         total => thousands(r.rows.total), valid => thousands(r.rows.valid), rejected => thousands(r.rows.rejected),
         duplicate => thousands(r.rows.duplicate), unprocessed => thousands(r.rows.unprocessed),
+        skipped => thousands(r.rows.skipped),
         inserted => thousands(r.written.inserted), updated => thousands(r.written.updated),
         unchanged => thousands(r.written.unchanged), merged => thousands(r.written.merged), rate => r.timings.rows_per_second.map(thousands),
     };

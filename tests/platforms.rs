@@ -44,6 +44,11 @@ async fn a_shopify_export_skips_its_image_rows_and_rejects_an_excel_damaged_barc
         warnings.contains("3 continuation rows skipped (an image of the product above)"),
         "{warnings}"
     );
+    let email = std::fs::read_to_string(run.out.join("email.html")).unwrap();
+    assert!(
+        email.contains(">skipped<"),
+        "the email counts them: {email}"
+    );
     let docs = documents_in("products", &p).await;
     assert_eq!(docs.len(), 3, "image rows are never imported: {docs:?}");
     let xs = by_sku(&docs, &format!("{p}-OBS-XS"));

@@ -272,3 +272,49 @@ fn a_schema_saying_damage_warn_keeps_excel_damaged_barcodes_and_warns_once_per_c
         "{report}"
     );
 }
+
+#[test]
+fn platform_exports_are_checked_with_the_shipped_schemas_as_a_run_counts_them() {
+    let shopify = root().join("samples/platforms/shopify_products.csv");
+    let out = chute(&[
+        "--json",
+        "check",
+        shopify.to_str().unwrap(),
+        "--schema",
+        "shopify",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(
+        (&report["rows"]["valid"], &report["rows"]["skipped"]),
+        (&3.into(), &3.into())
+    );
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("3 continuation rows skipped (an image of the product above)"),
+        "{report}"
+    );
+    let excel = std::fs::read_to_string(&shopify)
+        .unwrap()
+        .replace("036000291469", "3.65275E+11");
+    let damaged = file_with("platforms", "damaged.csv", excel);
+    let text = chute(&["check", damaged.to_str().unwrap(), "--schema", "shopify"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("skipped 3")
+            && text.contains("row 2 (line 3) Variant Barcode spreadsheet_error")
+            && text.contains("[3.65275E+11]"),
+        "{text}"
+    );
+    let woo = root().join("samples/platforms/woocommerce_products.csv");
+    let out = chute(&[
+        "--json",
+        "check",
+        woo.to_str().unwrap(),
+        "--schema",
+        "woocommerce",
+    ]);
+    assert_eq!(json(&out)["status"], "SUCCEEDED", "{out:?}");
+}

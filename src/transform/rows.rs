@@ -155,7 +155,7 @@ impl<'s> RowRules<'s> {
 
     /// Whether a record is a continuation row: some cells filled, all of them continuation
     /// columns (never a key column, so its key is empty).
-    pub fn is_continuation(&self, record: &csv::StringRecord) -> bool {
+    pub(super) fn is_continuation(&self, record: &csv::StringRecord) -> bool {
         let Some(allowed) = &self.continuation_cells else {
             return false;
         };
