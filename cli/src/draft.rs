@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chute::error::Code;
 use chute::format::{delimiter_name, Delimiter, Format};
 use chute::input::{decode_all, Decoded, ReadAs};
 use chute::records::csv_reader;
@@ -17,7 +16,12 @@ use chute::value::{trim, CellValue};
 use serde::Serialize;
 
 use crate::reading::ReadFlags;
+
+mod identifiers;
+mod sniff;
+
 use crate::{Failure, Outcome};
+use identifiers::{gtin_notes, identifier_note, names_a_barcode};
 
 pub const LONG_ABOUT: &str = "\
 Read a sample of a CSV (the first --rows rows, 100,000 by default) and print a schema TOML for it \
@@ -69,6 +73,9 @@ pub struct Drafted {
     /// A decimal column's most decimal places in the sample, drafted as its `scale`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
+    /// A list column's separator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separator: Option<&'static str>,
     /// Drafted `identifier = true`: a string column of codes, checked for spreadsheet damage.
     pub identifier: bool,
     /// Why a column that looked numeric (or anything else) stays a string, or other notes.
@@ -102,87 +109,6 @@ const CANDIDATES: [(ColumnType, &str); 4] = [
 fn is_zero_padded(value: &str) -> bool {
     let digits = value.strip_prefix(['-', '+']).unwrap_or(value).as_bytes();
     digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit()
-}
-
-/// A header's words, lower-cased: `Variant Barcode` → `variant`, `barcode`; `EAN-13` → `ean`, `13`.
-fn words(name: &str) -> Vec<String> {
-    name.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// A header that names a barcode: a word `gtin`, `ean`, `upc` or `barcode`, bare or with its length
-/// (`ean13`, `gtin14`).
-fn names_a_barcode(name: &str) -> bool {
-    words(name).iter().any(|w| {
-        let stem = w.trim_end_matches(|c: char| c.is_ascii_digit());
-        ["gtin", "ean", "upc", "barcode"].contains(&stem)
-    })
-}
-
-/// A header that names an identifier (`Variant SKU`, `mpn`, `product_id`, `Part Number`), the
-/// word found.
-fn identifier_word(name: &str) -> Option<String> {
-    let w = words(name);
-    w.iter()
-        .find(|w| ["sku", "mpn", "id", "code"].contains(&w.as_str()))
-        .cloned()
-        .or_else(|| {
-            w.windows(2)
-                .any(|p| p[0] == "part" && ["number", "no"].contains(&p[1].as_str()))
-                .then(|| "part number".to_string())
-        })
-}
-
-/// Whether a column is drafted `gtin`, and why: every sampled value is a GTIN with its GS1 check
-/// digit, or the header names a barcode and every value is a GTIN or one a spreadsheet damaged
-/// (drafted so, `chute check` rejects the damaged ones instead of storing them).
-fn gtin_notes(name: &str, vals: &[String]) -> Option<Vec<String>> {
-    let named = names_a_barcode(name);
-    let mut damaged = Vec::new();
-    for v in vals {
-        match parse_gtin(v) {
-            Ok(_) => {}
-            Err(e) if named && e.code == Code::SpreadsheetError => damaged.push(v),
-            Err(_) => return None,
-        }
-    }
-    if vals.len() == damaged.len() {
-        return None;
-    }
-    let mut notes = vec![if named {
-        "named like a barcode and its values are GTINs: gtin (stored as 14 digits)".to_string()
-    } else {
-        "every sampled value is a GTIN (8, 12, 13 or 14 digits, valid GS1 check digit): gtin"
-            .to_string()
-    }];
-    if let Some(first) = damaged.first() {
-        let n = damaged.len();
-        notes.push(format!(
-            "Excel damaged {n} sampled value{} (`{first}`): rejected as spreadsheet_error; format the column as text before exporting",
-            if n == 1 { "" } else { "s" }
-        ));
-    }
-    Some(notes)
-}
-
-/// Why a string column is drafted `identifier = true`, if it is: its header names a barcode or an
-/// identifier, or its values are digit strings with leading zeros.
-fn identifier_note(name: &str, vals: &[String]) -> Option<String> {
-    let why = if names_a_barcode(name) {
-        "named like a barcode".to_string()
-    } else if let Some(word) = identifier_word(name) {
-        format!("named like an identifier (`{word}`)")
-    } else {
-        let padded = vals
-            .iter()
-            .find(|v| v.len() > 1 && v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit()))?;
-        format!("digit strings with leading zeros (`{padded}`)")
-    };
-    Some(format!(
-        "{why}: identifier = true, so a value a spreadsheet turned into a number (`3.65275E+11`) is rejected"
-    ))
 }
 
 /// A name that is a usable schema (and collection) name: letters, digits, `_` and `-`.
@@ -219,7 +145,6 @@ pub fn draft(
     let bytes = decoded.csv.as_ref();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let delimiter = decoded.format.delimiter;
-    let numbers = decoded.format.numbers;
     let mut reader = csv_reader(delimiter, bytes);
     let mut first = csv::StringRecord::new();
     if !reader
@@ -257,6 +182,20 @@ pub fn draft(
             }
         }
     }
+    // No --decimal/--thousands: the number format the values need, if they agree on one.
+    let mut numbers = decoded.format.numbers;
+    let mut number_note = None;
+    if declared.numbers.is_plain() {
+        let named: Vec<(&str, &[String])> = header
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().map(Vec::as_slice))
+            .collect();
+        if let Some((found, why)) = sniff::number_format(&named) {
+            numbers = found;
+            number_note = Some(why);
+        }
+    }
     let mut seen_names = std::collections::HashSet::new();
     let mut columns = Vec::new();
     // Noted for string columns, applied to those that are not the key (a key is an identifier).
@@ -269,6 +208,7 @@ pub fn draft(
         let distinct = vals.iter().collect::<std::collections::HashSet<_>>().len();
         let mut kind = "string";
         let mut scale = None;
+        let mut separator = None;
         let mut notes = Vec::new();
         let not_gtin = || {
             vals.iter()
@@ -351,10 +291,13 @@ pub fn draft(
                     ));
                 }
             }
-            if kind == "string" && vals.iter().any(|v| v.contains('|')) {
-                notes.push(
-                    "values contain `|`: type = \"list\" would store them as an array".into(),
-                );
+            if let Some((sep, note)) = (kind == "string")
+                .then(|| sniff::list_separator(vals, delimiter))
+                .flatten()
+            {
+                kind = "list";
+                separator = Some(sep);
+                notes.push(note);
             }
         }
         if kind == "string" {
@@ -367,6 +310,7 @@ pub fn draft(
             kind,
             required: empty[i] == 0 && !vals.is_empty(),
             scale,
+            separator,
             identifier: false,
             notes,
             present: vals.len(),
@@ -447,6 +391,7 @@ pub fn draft(
                 ));
                 c.kind = "string";
                 c.scale = None;
+                c.separator = None;
             }
         } else if let Some(note) = identifier_notes.remove(&c.name) {
             c.notes.push(note);
@@ -464,7 +409,12 @@ pub fn draft(
         columns,
         toml: String::new(),
     };
-    draft.toml = to_toml(&draft, &format_table(declared, delimiter), skipped);
+    let read_with = Format {
+        numbers,
+        ..declared.clone()
+    };
+    let format = format_table(&read_with, delimiter, number_note.as_deref());
+    draft.toml = to_toml(&draft, &format, skipped);
     // The draft must load as a schema; a failure here is a bug in this function.
     Schema::from_toml(&draft.toml, "the draft")
         .map_err(|e| Failure(format!("the drafted schema does not load: {e}")))?;
@@ -472,14 +422,18 @@ pub fn draft(
 }
 
 /// The draft's `[format]`: the delimiter it was read with, and what the flags declared beyond the
-/// defaults, so `chute check` and a run read the file as the draft did.
-fn format_table(declared: &Format, delimiter: u8) -> String {
+/// defaults or what the values needed (`detected` says why), so `chute check` and a run read the
+/// file as the draft did.
+fn format_table(declared: &Format, delimiter: u8, detected: Option<&str>) -> String {
     let mut t = format!(
         "[format]\ndelimiter = {}\n",
         quote(&delimiter_name(delimiter))
     );
     if declared.encoding != Format::default().encoding {
         t += &format!("encoding = {}\n", quote(declared.encoding.name()));
+    }
+    if let Some(why) = detected {
+        t += &format!("# detected, no --decimal/--thousands given: {why}\n");
     }
     if declared.numbers.decimal != '.' {
         t += &format!(
@@ -524,6 +478,9 @@ fn to_toml(d: &Draft, format: &str, skipped: usize) -> String {
         t += &format!("type = {}\n", quote(c.kind));
         if let Some(scale) = c.scale {
             t += &format!("scale = {scale}  # the most decimal places in the sample\n");
+        }
+        if let Some(sep) = c.separator {
+            t += &format!("separator = {}\n", quote(sep));
         }
         if c.required {
             t += "required = true\n";

@@ -288,3 +288,41 @@ fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
         "{report}"
     );
 }
+
+#[test]
+fn a_decimal_comma_file_drafts_its_format_and_decimal_columns_and_passes() {
+    let file = temp("decimal-comma").join("preise.csv");
+    std::fs::write(
+        &file,
+        "sku;preis;gewicht;aktiv\nA1;1.234,50;0,5;TRUE\nA2;9,95;1,25;false\nA3;12;2;yes\n",
+    )
+    .unwrap();
+    let (toml, report) = draft_then_check(&file, "decimal-comma-check");
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    assert!(toml.contains("decimal = \",\""), "{toml}");
+    assert!(toml.contains("thousands = \".\""), "{toml}");
+    assert!(toml.contains("# detected"), "{toml}");
+    for column in ["preis", "gewicht"] {
+        let at = toml.find(&format!("name = \"{column}\"")).unwrap();
+        assert!(toml[at..].contains("type = \"decimal\""), "{toml}");
+    }
+    let at = toml.find("name = \"aktiv\"").unwrap();
+    assert!(toml[at..].contains("type = \"boolean\""), "{toml}");
+}
+
+#[test]
+fn consistent_separators_draft_a_list() {
+    let file = temp("tags").join("tagged.csv");
+    std::fs::write(
+        &file,
+        "sku,tags,note\nA1,a|b|c,plain\nA2,b|d,text\nA3,e|f,more\n",
+    )
+    .unwrap();
+    let (toml, report) = draft_then_check(&file, "tags-check");
+    assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
+    let at = toml.find("name = \"tags\"").unwrap();
+    assert!(toml[at..].contains("type = \"list\""), "{toml}");
+    assert!(toml[at..].contains("separator = \"|\""), "{toml}");
+    let at = toml.find("name = \"note\"").unwrap();
+    assert!(toml[at..].contains("type = \"string\""), "{toml}");
+}
