@@ -34,7 +34,11 @@ tab `|` that splits the header into the most columns unless --delimiter says. --
 records them.
 
 Types are inferred conservatively, with the library's own cell parsers: a column becomes integer, \
-decimal, boolean or timestamp only when every non-empty value in the sample parses as one. A \
+decimal, boolean or timestamp only when every non-empty value in the sample parses as one. \
+Without --decimal/--thousands, number columns that read only with a decimal comma (`9,95`) or \
+thousands separators (`1,234.50`) set the draft's [format], with a comment; `1,234` alone is \
+ambiguous and decides nothing. A column whose values mostly hold one of `|`, `;`, `, ` between \
+short items is a list with that separator. A \
 zero-padded column (`007`) or a mixed one stays a string, and a comment says why. A column named \
 like a barcode (gtin, ean, upc, barcode) or whose values are all GTINs with their GS1 check digit \
 is `gtin`; values Excel put in scientific notation are counted in a comment (`chute check` then \
