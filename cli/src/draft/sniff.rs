@@ -17,7 +17,7 @@ const FORMATS: [(char, Option<char>); 4] = [
 fn marked_number(v: &str) -> bool {
     let body = v.strip_prefix(['-', '+']).unwrap_or(v);
     body.bytes().any(|b| b.is_ascii_digit())
-        && body.contains(['.', ',', ' '])
+        && body.contains(['.', ',', ' ', '\u{a0}'])
         && body
             .chars()
             .all(|c| c.is_ascii_digit() || ['.', ',', ' ', '\u{a0}'].contains(&c))
@@ -128,6 +128,9 @@ mod tests {
         assert_eq!(f.decimal, ',');
         let plain = strings(&["1.5", "2"]);
         assert!(number_format(&[("x", &plain)]).is_none());
+        let spaced = strings(&["1\u{a0}234,56", "7"]);
+        let (f, _) = number_format(&[("n", &spaced)]).unwrap();
+        assert_eq!((f.decimal, f.thousands), (',', Some(' ')));
         let dates = strings(&["06.12.2026"]);
         assert!(number_format(&[("d", &dates)]).is_none());
     }
