@@ -20,6 +20,15 @@ fn draft_then_check(file: &Path, tag: &str) -> (String, serde_json::Value) {
     (toml, json(&out))
 }
 
+/// The drafted `[[columns]]` table of `column`.
+fn column_of<'t>(toml: &'t str, column: &str) -> &'t str {
+    let start = toml
+        .find(&format!("name = \"{column}\""))
+        .unwrap_or_else(|| panic!("no column {column} in {toml}"));
+    let rest = &toml[start..];
+    &rest[..rest.find("[[columns]]").unwrap_or(rest.len())]
+}
+
 #[test]
 fn checking_the_clean_sample_with_its_draft_succeeds() {
     let (toml, report) = draft_then_check(&root().join("samples/products.csv"), "products");
@@ -291,38 +300,42 @@ fn a_barcode_column_is_drafted_as_gtin_and_excel_damage_is_then_rejected() {
 
 #[test]
 fn a_decimal_comma_file_drafts_its_format_and_decimal_columns_and_passes() {
-    let file = temp("decimal-comma").join("preise.csv");
-    std::fs::write(
-        &file,
+    let file = file_with(
+        "decimal-comma",
+        "preise.csv",
         "sku;preis;gewicht;aktiv\nA1;1.234,50;0,5;TRUE\nA2;9,95;1,25;false\nA3;12;2;yes\n",
-    )
-    .unwrap();
+    );
     let (toml, report) = draft_then_check(&file, "decimal-comma-check");
     assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
     assert!(toml.contains("decimal = \",\""), "{toml}");
     assert!(toml.contains("thousands = \".\""), "{toml}");
     assert!(toml.contains("# detected"), "{toml}");
     for column in ["preis", "gewicht"] {
-        let at = toml.find(&format!("name = \"{column}\"")).unwrap();
-        assert!(toml[at..].contains("type = \"decimal\""), "{toml}");
+        assert!(
+            column_of(&toml, column).contains("type = \"decimal\""),
+            "{toml}"
+        );
     }
-    let at = toml.find("name = \"aktiv\"").unwrap();
-    assert!(toml[at..].contains("type = \"boolean\""), "{toml}");
+    assert!(
+        column_of(&toml, "aktiv").contains("type = \"boolean\""),
+        "{toml}"
+    );
 }
 
 #[test]
 fn consistent_separators_draft_a_list() {
-    let file = temp("tags").join("tagged.csv");
-    std::fs::write(
-        &file,
+    let file = file_with(
+        "tags",
+        "tagged.csv",
         "sku,tags,note\nA1,a|b|c,plain\nA2,b|d,text\nA3,e|f,more\n",
-    )
-    .unwrap();
+    );
     let (toml, report) = draft_then_check(&file, "tags-check");
     assert_eq!(report["status"], "SUCCEEDED", "{toml}\n{report}");
-    let at = toml.find("name = \"tags\"").unwrap();
-    assert!(toml[at..].contains("type = \"list\""), "{toml}");
-    assert!(toml[at..].contains("separator = \"|\""), "{toml}");
-    let at = toml.find("name = \"note\"").unwrap();
-    assert!(toml[at..].contains("type = \"string\""), "{toml}");
+    let tags = column_of(&toml, "tags");
+    assert!(tags.contains("type = \"list\""), "{toml}");
+    assert!(tags.contains("separator = \"|\""), "{toml}");
+    assert!(
+        column_of(&toml, "note").contains("type = \"string\""),
+        "{toml}"
+    );
 }
