@@ -161,7 +161,7 @@ impl Store {
         let collection = self.db.collection::<Document>(&run.schema.collection);
         let mut kept = 0;
         for batch in keys.chunks(500) {
-            let keys: Vec<Vec<Bson>> = batch
+            let values: Vec<Vec<Bson>> = batch
                 .iter()
                 .map(|cells| {
                     kinds
@@ -185,7 +185,7 @@ impl Store {
                 projection.insert(*field, 1);
             }
             let mut cursor = collection
-                .find(keys_filter(&fields, &keys))
+                .find(keys_filter(&fields, &values))
                 .projection(projection)
                 .await
                 .map_err(classify)?;

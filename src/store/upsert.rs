@@ -363,14 +363,13 @@ impl Store {
             .collect();
         let filter = keys_filter(key_fields, &keys);
         let mut found = Found::default();
+        // A composite key's filter is a superset of the batch's keys; the extra products are
+        // never looked up (rows find their product by their own key text).
         for stored in self
             .find_products(schema, key_fields, filter, projection.clone())
             .await?
         {
-            // A composite key's filter is a superset: only the batch's keys count.
-            if staged.iter().any(|d| d.key_text == stored.key_text) {
-                found.by_key.insert(stored.key_text.clone(), stored);
-            }
+            found.by_key.insert(stored.key_text.clone(), stored);
         }
         let unknown: Vec<&&StagedDoc> = staged
             .iter()
