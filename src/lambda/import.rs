@@ -14,7 +14,8 @@ use bson::DateTime;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, Env};
+use crate::app::Env;
+use crate::clock::elapsed_ms;
 use crate::error::Refusal;
 use crate::run::{keep_sample, ImportProgress, ImportRecord, TransformRecord};
 use crate::store::{WriteContext, WriteOutcome};

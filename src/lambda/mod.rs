@@ -19,9 +19,7 @@ use tracing::Instrument;
 
 use crate::error::ChuteError;
 
-// What every handler uses, from the rooms the command line shares.
-pub(crate) use crate::app::Env;
-pub(crate) use crate::clock::elapsed_ms;
+use crate::app::Env;
 
 pub use events::{
     ChunkInput, Failure, ReportInput, ReportOutput, RunInput, Started, Traced, TriggerOutput,

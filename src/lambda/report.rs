@@ -8,7 +8,8 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{stale, Env, ReportInput, ReportOutput, RunInput, ValidateOutput};
+use super::{stale, ReportInput, ReportOutput, RunInput, ValidateOutput};
+use crate::app::Env;
 use crate::error::ChuteError;
 use crate::feed::{Mode, RunFeed};
 use crate::input::ReadAs;

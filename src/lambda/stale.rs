@@ -5,7 +5,8 @@
 //! repeats what the ledger recorded ([`crate::store::Store::recorded_stale`]) instead of marking
 //! twice.
 
-use super::{Env, RunInput};
+use super::RunInput;
+use crate::app::Env;
 use crate::error::ChuteError;
 use crate::feed::{Mode, Stale};
 use crate::report::{stale_csv, RunRecord, StaleReport};

@@ -6,7 +6,9 @@ use std::time::Instant;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, ChunkInput, Env};
+use super::ChunkInput;
+use crate::app::Env;
+use crate::clock::elapsed_ms;
 use crate::dedup::rows_in_chunk;
 use crate::error::ChuteError;
 use crate::header::Header;

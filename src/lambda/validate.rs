@@ -7,7 +7,9 @@ use std::time::Instant;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{elapsed_ms, Env, RunInput, ValidateOutput};
+use super::{RunInput, ValidateOutput};
+use crate::app::Env;
+use crate::clock::elapsed_ms;
 use crate::dedup::Occurrences;
 use crate::error::{ChuteError, FileCode, FileError};
 use crate::input::{self, PlanInput, StagedCopy, Staging};
