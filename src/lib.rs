@@ -2,7 +2,8 @@
 //!
 //! The engine is pure, bytes in, documents and rejections out: [`schema`] describes a file,
 //! [`rules`] checks one cell into a [`value`], [`plan`] cuts the file into chunks over [`records`],
-//! [`dedup`] decides which repeated key wins, [`transform`] writes documents with [`bson_writer`],
+//! [`dedup`] decides which repeated key wins, [`delta`] diffs a feed against what its source last
+//! supplied, [`transform`] writes documents with [`bson_writer`],
 //! [`run`] declares what the steps record, [`report`] and [`render`] tell the outcome, and
 //! [`pipeline`] runs all of it over bytes in memory. [`settings`] reads the environment. The
 //! adapters (`store`, `blob`, `notify`, `workflow`, `secrets`) are thin layers over the MongoDB
@@ -20,6 +21,7 @@ pub mod blob;
 pub mod bson_writer;
 pub mod clock;
 pub mod dedup;
+pub mod delta;
 pub mod error;
 pub mod feed;
 pub mod format;

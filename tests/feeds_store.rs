@@ -423,7 +423,6 @@ async fn a_row_with_a_new_key_merges_into_the_one_product_its_match_field_finds(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
     use mongodb::event::command::CommandEvent;
-    use mongodb::event::EventHandler;
     use std::sync::mpsc;
     use std::sync::{Arc, Mutex};
 
@@ -436,9 +435,9 @@ async fn two_sources_writing_the_same_products_at_once_lose_nothing() {
     let finds = Arc::new(Mutex::new(0_usize));
     let mut config = StoreConfig::new(server.uri(), "chute_test");
     config.batch_size = 10;
-    config.command_events = Some(EventHandler::callback({
+    config.command_events = Some(std::sync::Arc::new({
         let (hold, finds) = (hold.clone(), finds.clone());
-        move |event| {
+        move |event: CommandEvent| {
             if let CommandEvent::Succeeded(done) = event {
                 if done.command_name == "find" {
                     *finds.lock().unwrap() += 1;

@@ -601,7 +601,6 @@ async fn observed_env(
 ) -> (Env, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use chute::store::{Store, StoreConfig};
     use mongodb::event::command::CommandEvent;
-    use mongodb::event::EventHandler;
     use std::sync::{Arc, Mutex};
 
     let env = env().await;
@@ -613,7 +612,7 @@ async fn observed_env(
         std::env::var("CHUTE_DATABASE").unwrap(),
     );
     config.batch_size = batch;
-    config.command_events = Some(EventHandler::callback(move |event| {
+    config.command_events = Some(std::sync::Arc::new(move |event: CommandEvent| {
         let CommandEvent::Started(started) = event else {
             return;
         };

@@ -20,7 +20,7 @@ use chute::pipeline::process;
 use chute::plan::PlanOptions;
 use chute::schema::Schema;
 use chute::store::{StaleRun, Store, StoreConfig, Supplied};
-use mongodb::event::{command::CommandEvent, EventHandler};
+use mongodb::event::command::CommandEvent;
 use support::{write_context, MongoServer};
 
 /// The commands the store sent, as (command name, command).
@@ -30,7 +30,7 @@ async fn observed_store(server: &MongoServer) -> (Store, Sent) {
     let sent: Sent = Arc::default();
     let seen = sent.clone();
     let mut config = StoreConfig::new(server.uri(), "chute_test");
-    config.command_events = Some(EventHandler::callback(move |event: CommandEvent| {
+    config.command_events = Some(std::sync::Arc::new(move |event: CommandEvent| {
         if let CommandEvent::Started(started) = event {
             seen.lock()
                 .unwrap()

@@ -320,7 +320,6 @@ async fn a_document_the_validator_refuses_is_reported_with_its_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
     use mongodb::event::command::CommandEvent;
-    use mongodb::event::EventHandler;
     use std::sync::mpsc;
     use std::sync::Mutex;
 
@@ -332,7 +331,7 @@ async fn a_server_restart_during_a_write_is_transient_and_the_retry_is_exact() {
     let mut config = StoreConfig::new(server.uri(), "chute_test");
     config.server_selection_timeout = std::time::Duration::from_secs(2);
     config.batch_size = 100;
-    config.command_events = Some(EventHandler::callback(move |event| {
+    config.command_events = Some(std::sync::Arc::new(move |event: CommandEvent| {
         if let CommandEvent::Succeeded(done) = event {
             if matches!(done.command_name.as_str(), "insert" | "update") {
                 // Only the first write blocks; the driver's task waits here until the kill.
@@ -439,15 +438,14 @@ async fn collection_setup_is_idempotent_and_builds_indexes() {
 #[tokio::test]
 async fn setup_changes_the_collection_only_when_the_schema_differs() {
     use mongodb::event::command::CommandEvent;
-    use mongodb::event::EventHandler;
     use std::sync::{Arc, Mutex};
 
     let server = MongoServer::start().await;
     let sent = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut config = StoreConfig::new(server.uri(), "chute_test");
-    config.command_events = Some(EventHandler::callback({
+    config.command_events = Some(std::sync::Arc::new({
         let sent = sent.clone();
-        move |event| {
+        move |event: CommandEvent| {
             if let CommandEvent::Started(started) = event {
                 sent.lock().unwrap().push(started.command_name);
             }

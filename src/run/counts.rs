@@ -53,6 +53,19 @@ impl WriteCounts {
 }
 
 counts! {
+    /// What the snapshot said of a chunk's staged documents (`new + changed + unchanged` are the
+    /// documents diffed; `unchanged` ones never reach the database) and the database commands the
+    /// import sent. All zero when delta is off but `commands`.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DeltaCounts {
+        pub new: u64,
+        pub changed: u64,
+        pub unchanged: u64,
+        pub commands: u64,
+    }
+}
+
+counts! {
     /// What transforming rows did: `rows = valid + duplicate + rejected + skipped`; `valid` rows
     /// became staged documents.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ pub mod keys;
 pub mod records;
 
 pub use counts::{
-    is_zero, keep_sample, Difference, TransformCounts, WriteCounts, DIFFERENCE_SAMPLE,
+    is_zero, keep_sample, DeltaCounts, Difference, TransformCounts, WriteCounts, DIFFERENCE_SAMPLE,
 };
 pub use keys::RunKeys;
 pub use records::{ImportProgress, ImportRecord, PlanRecord, TransformRecord};

@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{Difference, TransformCounts, WriteCounts};
+use super::counts::{DeltaCounts, Difference, TransformCounts, WriteCounts};
+use crate::delta::DeltaPlan;
 use crate::error::Refusal;
 use crate::feed::Mode;
 use crate::input::{NotUtf8Rows, PlanInput};
@@ -33,6 +34,10 @@ pub struct PlanRecord {
     /// run read it, whatever changes before the report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
+    /// Whether the run diffs against its source's snapshot ([`crate::delta`]); absent in plans
+    /// stored before delta import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaPlan>,
 }
 
 /// What `transform` stores for a chunk (`staging/<run>/chunk-N.transform.json`, with the rejected
@@ -93,6 +98,9 @@ pub struct ImportRecord {
     pub invocations: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
+    /// What the snapshot said of the chunk and the commands its import sent ([`crate::delta`]).
+    #[serde(default)]
+    pub delta: DeltaCounts,
 }
 
 fn yes() -> bool {
@@ -125,6 +133,9 @@ pub struct ImportProgress {
     pub duration_ms: u64,
     /// The chunk's completion: its import record is stored.
     pub finished: bool,
+    /// What the snapshot said of the chunk and the commands sent so far.
+    #[serde(default)]
+    pub delta: DeltaCounts,
 }
 
 impl ImportRecord {
@@ -146,6 +157,7 @@ impl ImportRecord {
             position: progress.documents,
             invocations: progress.invocations,
             refusals,
+            delta: progress.delta,
         }
     }
 }

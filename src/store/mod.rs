@@ -13,10 +13,13 @@ mod filters;
 mod ledger;
 mod paths;
 mod setup;
+mod snapshots;
 mod staged;
 mod stale;
 mod upsert;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bson::doc;
@@ -31,7 +34,8 @@ pub use classify::classify;
 pub use document::WriteContext;
 pub use ledger::{RunStart, RUNS};
 pub use setup::json_schema;
-pub use staged::split_staged;
+pub use snapshots::{snapshot_id, Lease, Manifest, Switched, LEASES, SNAPSHOTS};
+pub use staged::{digest_part, split_staged};
 pub use stale::{StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
 pub use upsert::{WriteOutcome, WriteProgress};
 
@@ -43,6 +47,9 @@ pub const DEFAULT_BATCH: usize = 1000;
 /// `maxIdleTimeMS`.
 pub const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
 
+/// A function shown every command event.
+pub type CommandWatcher = Arc<dyn Fn(CommandEvent) + Send + Sync>;
+
 /// Where the documents go and how the client behaves.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -52,7 +59,7 @@ pub struct StoreConfig {
     pub server_selection_timeout: Duration,
     pub batch_size: usize,
     /// Sees every command the driver sends and its reply (tests observe writes with it).
-    pub command_events: Option<EventHandler<CommandEvent>>,
+    pub command_events: Option<CommandWatcher>,
 }
 
 impl StoreConfig {
@@ -86,18 +93,38 @@ pub struct Store {
     client: Client,
     db: Database,
     batch_size: usize,
+    /// Commands sent since connecting: a run's database work is a figure like its time.
+    commands: Arc<AtomicU64>,
 }
 
 impl Store {
     /// Connects lazily (the first operation dials); fails only on a malformed URI.
     pub async fn connect(config: &StoreConfig) -> Result<Store, ChuteError> {
-        let client = Client::with_options(client_options(config).await?).map_err(classify)?;
+        let commands = Arc::new(AtomicU64::new(0));
+        let mut options = client_options(config).await?;
+        let counted = commands.clone();
+        let forward = config.command_events.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if matches!(event, CommandEvent::Started(_)) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(forward) = &forward {
+                forward(event);
+            }
+        }));
+        let client = Client::with_options(options).map_err(classify)?;
         let db = client.database(&config.database);
         Ok(Store {
             client,
             db,
             batch_size: config.batch_size.max(1),
+            commands,
         })
+    }
+
+    /// Commands this store sent so far (the driver's own handshakes and heartbeats excluded).
+    pub fn commands(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
     }
 
     pub fn database(&self) -> &Database {
@@ -140,7 +167,6 @@ async fn client_options(config: &StoreConfig) -> Result<ClientOptions, ChuteErro
     // guide (https://www.mongodb.com/docs/atlas/manage-connections-aws-lambda/) recommends
     // maxIdleTimeMS=60000 so the driver closes them instead. A URI's own value wins.
     options.max_idle_time.get_or_insert(MAX_IDLE_TIME);
-    options.command_event_handler = config.command_events.clone();
     Ok(options)
 }
 

@@ -148,3 +148,25 @@ pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
     }
     Ok(docs)
 }
+
+/// The digest entries ([`crate::delta::Entry`]: key text as the writer joins it, content hash,
+/// row) of a part of staged documents, unsorted.
+pub fn digest_part(
+    bytes: &[u8],
+    key_fields: &[&str],
+) -> Result<Vec<crate::delta::Entry>, ChuteError> {
+    split_staged(bytes)?
+        .into_iter()
+        .map(|raw| {
+            let doc = StagedDoc::parse(raw, key_fields)?;
+            let hash = crate::delta::entries::parse_hash(&doc.hash).ok_or_else(|| {
+                ChuteError::Fatal(format!("row {}: _import.hash is not hex", doc.position.row))
+            })?;
+            Ok(crate::delta::Entry::new(
+                doc.key_text,
+                hash,
+                doc.position.row,
+            ))
+        })
+        .collect()
+}
