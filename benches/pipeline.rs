@@ -138,6 +138,7 @@ fn import_probe(path: &str, uri: &str, docs: u64) {
             feed_source: "default".into(),
             mode: Mode::Incremental,
             at: bson::DateTime::now(),
+            reapply: false,
         };
         let outcome = store.upsert_stream(&schema, reader, &ctx).await.unwrap();
         assert_eq!(outcome.counts.inserted, count);
@@ -390,6 +391,7 @@ async fn import_rates(uri: &str, schema: &Schema, data: &[u8], docs: usize) -> (
         feed_source: "default".into(),
         mode: Mode::Incremental,
         at: bson::DateTime::now(),
+        reapply: false,
     };
     // Like the engine rates: the best of alternating rounds, each into freshly created collections,
     // so neither path is measured alone in a slow spell or always first.

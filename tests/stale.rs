@@ -180,7 +180,11 @@ async fn more_than_the_limit_marks_nothing_and_says_why_unless_forced() {
     catalogue(&store, "erp", 10, 4, None).await;
 
     let refused = mark(&store, &run(&schema, "erp", "r2", Stale::Deactivate)).await;
-    assert_eq!((refused.0.supplied, refused.0.marked), (10, 4));
+    assert_eq!(
+        (refused.0.supplied, refused.0.marked, refused.0.candidates),
+        (10, 0, 4),
+        "a refused marking reports its candidates, not a marked count"
+    );
     let reason = refused.0.refused_reason.unwrap();
     assert!(reason.contains("4 of the 10 products"), "{reason}");
     assert!(
@@ -325,7 +329,11 @@ async fn a_dry_run_predicts_from_the_file_keys_and_changes_nothing() {
 
     let supplied = supplying((8..20).map(|i| format!("P-{i:03}")));
     let (many, keys) = predict(&store, &run(&schema, "erp", "r9", Stale::Delete), &supplied).await;
-    assert_eq!(many.marked, 8);
+    assert_eq!(
+        (many.marked, many.candidates),
+        (0, 8),
+        "refused: candidates"
+    );
     assert_eq!(keys.len(), 8, "the CSV lists what would be stale");
     assert!(many
         .refused_reason
@@ -371,6 +379,7 @@ async fn a_dry_run_counts_a_product_its_file_merges_into_as_supplied() {
             feed_source: "erp".into(),
             mode,
             at: bson::DateTime::now(),
+            reapply: false,
         };
         let store = &store;
         let schema = &schema;

@@ -50,6 +50,7 @@ fn ctx(run: &str) -> WriteContext {
         feed_source: "default".into(),
         mode: Mode::Incremental,
         at: DateTime::now(),
+        reapply: false,
     }
 }
 

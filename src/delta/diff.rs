@@ -68,6 +68,8 @@ pub struct NextSnapshot<'a> {
     /// Candidates it did not mark (over `max_stale_percent`, or `keep`) stay, so the next refresh
     /// finds them again.
     pub marked: &'a HashSet<String>,
+    /// This run's index in the next snapshot's runs (see [`prune_runs`]).
+    pub run: u32,
 }
 
 /// The next snapshot: today's entries where this run wrote them (or found them unchanged), the
@@ -86,12 +88,36 @@ pub fn next_snapshot(base: Vec<Entry>, current: Vec<Entry>, next: &NextSnapshot)
         if next.kept.contains(&entry.key) {
             out.extend(old);
         } else {
-            entry.row = 0;
+            entry.run = next.run;
             out.push(entry);
         }
     }
     out.extend(b.filter(|old| !next.marked.contains(&old.key)));
     out
+}
+
+/// Drops from `runs` the runs no entry points at any more, renumbering the entries' `run`.
+pub fn prune_runs(entries: &mut [Entry], runs: Vec<String>) -> Vec<String> {
+    let mut used = vec![false; runs.len()];
+    for e in entries.iter() {
+        if let Some(u) = used.get_mut(e.run as usize) {
+            *u = true;
+        }
+    }
+    let mut renumber = vec![0u32; runs.len()];
+    let mut kept = Vec::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        if used[i] {
+            renumber[i] = kept.len() as u32;
+            kept.push(run);
+        }
+    }
+    for e in entries.iter_mut() {
+        if let Some(n) = renumber.get(e.run as usize) {
+            e.run = *n;
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -135,7 +161,10 @@ mod tests {
         let base = entries(&[("A", 1), ("B", 2), ("C", 3), ("D", 4)]);
         let current = entries(&[("A", 1), ("C", 30)]);
         let rejected: HashSet<String> = ["D".to_string()].into();
-        assert_eq!(stale_keys(&base, &current, &rejected), vec!["B".to_string()]);
+        assert_eq!(
+            stale_keys(&base, &current, &rejected),
+            vec!["B".to_string()]
+        );
     }
 
     #[test]
@@ -152,13 +181,25 @@ mod tests {
             &NextSnapshot {
                 kept: &kept,
                 marked: &marked,
+                run: 1,
             },
         );
         assert!(next.windows(2).all(|w| w[0] < w[1]), "sorted");
-        assert!(next.iter().all(|e| e.row == 0));
+        let run_of = |k: &str| next.iter().find(|e| e.key == k).unwrap().run;
+        assert_eq!((run_of("A"), run_of("B"), run_of("F")), (1, 0, 1));
         assert_eq!(
             keys(&next),
             vec![("A", 10), ("B", 2), ("D", 4), ("E", 5), ("F", 6)]
         );
+    }
+
+    #[test]
+    fn runs_no_entry_points_at_are_dropped() {
+        let mut v = entries(&[("A", 1), ("B", 2)]);
+        v[0].run = 2;
+        v[1].run = 2;
+        let runs = prune_runs(&mut v, vec!["r0".into(), "r1".into(), "r2".into()]);
+        assert_eq!(runs, vec!["r2".to_string()]);
+        assert!(v.iter().all(|e| e.run == 0));
     }
 }

@@ -14,7 +14,7 @@
 
 use std::cmp::Ordering;
 
-/// Entries per snapshot piece at most (about 40 MB of piece, 70 MB decoded). `CHUTE_SNAPSHOT_PIECE_ENTRIES`
+/// Entries per snapshot piece at most (about 60 MB of piece with 20-byte keys, 90 MB decoded). `CHUTE_SNAPSHOT_PIECE_ENTRIES`
 /// lowers it (tests use several pieces on small feeds).
 pub const PIECE_ENTRIES: u64 = 1_000_000;
 
@@ -25,13 +25,15 @@ const MAGIC: &[u8; 8] = b"chute-d1";
 
 /// One product as a source supplied it: its key text (as the writer joins it), the content hash
 /// of the staged document (`_import.hash`; 0 means "claimed, content unknown", which never equals
-/// a row's hash) and, in a chunk's digest, the row it came from (0 in a snapshot).
+/// a row's hash), the row it came from and, in a snapshot, which of the snapshot's runs
+/// ([`super::SnapshotBase::runs`]) staged that row (where `chute verify` finds its content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key_hash: u64,
     pub key: String,
     pub hash: u128,
     pub row: u64,
+    pub run: u32,
 }
 
 impl Entry {
@@ -41,6 +43,7 @@ impl Entry {
             key,
             hash,
             row,
+            run: 0,
         }
     }
 }
@@ -83,9 +86,9 @@ pub fn parse_hash(hex: &str) -> Option<u128> {
 }
 
 /// Sorted entries as bytes: a magic, the count, then per entry its key hash, content hash, row,
-/// key length and key (little-endian).
+/// run, key length and key (little-endian).
 pub fn encode(entries: &[Entry]) -> Vec<u8> {
-    let size: usize = entries.iter().map(|e| 34 + e.key.len()).sum();
+    let size: usize = entries.iter().map(|e| 38 + e.key.len()).sum();
     let mut out = Vec::with_capacity(16 + size);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -93,6 +96,7 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
         out.extend_from_slice(&e.key_hash.to_le_bytes());
         out.extend_from_slice(&e.hash.to_le_bytes());
         out.extend_from_slice(&e.row.to_le_bytes());
+        out.extend_from_slice(&e.run.to_le_bytes());
         let key = e.key.as_bytes();
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key);
@@ -120,6 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
         let key_hash = u64::from_le_bytes(take(8)?.try_into().unwrap());
         let hash = u128::from_le_bytes(take(16)?.try_into().unwrap());
         let row = u64::from_le_bytes(take(8)?.try_into().unwrap());
+        let run = u32::from_le_bytes(take(4)?.try_into().unwrap());
         let len = u16::from_le_bytes(take(2)?.try_into().unwrap()) as usize;
         let key = String::from_utf8(take(len)?.to_vec()).map_err(|e| e.to_string())?;
         entries.push(Entry {
@@ -127,6 +132,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
             key,
             hash,
             row,
+            run,
         });
     }
     if at != bytes.len() {

@@ -12,6 +12,8 @@ pub mod diff;
 pub mod entries;
 pub mod plan;
 
-pub use diff::{diff_chunk, next_snapshot, stale_keys, ChunkDiff, DeltaCounts, NextSnapshot};
+pub use diff::{
+    diff_chunk, next_snapshot, prune_runs, stale_keys, ChunkDiff, DeltaCounts, NextSnapshot,
+};
 pub use entries::{decode, encode, key_hash, piece_of, pieces_for, Entry, PIECE_ENTRIES};
-pub use plan::{DeltaPlan, SnapshotBase};
+pub use plan::{piece_key, DeltaPlan, SnapshotBase};

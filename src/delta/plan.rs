@@ -10,11 +10,16 @@ use serde::{Deserialize, Serialize};
 pub struct SnapshotBase {
     /// The run that committed it.
     pub run_id: String,
+    /// Where the pieces are: the bucket of the runs' files and artifacts, under `prefix`.
+    pub bucket: String,
     pub prefix: String,
     pub pieces: u32,
     pub entries: u64,
     /// The schema fingerprint the documents were hashed under.
     pub fingerprint: String,
+    /// The runs whose staged documents hold the entries' rows ([`super::Entry::run`] indexes it).
+    #[serde(default)]
+    pub runs: Vec<String>,
 }
 
 impl SnapshotBase {
@@ -78,10 +83,12 @@ mod tests {
     fn base(fingerprint: &str) -> SnapshotBase {
         SnapshotBase {
             run_id: "r1".into(),
+            bucket: "b".into(),
             prefix: "snapshots/products/erp/r1/".into(),
             pieces: 2,
             entries: 10,
             fingerprint: fingerprint.into(),
+            runs: vec!["r1".into()],
         }
     }
 

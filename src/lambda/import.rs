@@ -96,6 +96,7 @@ pub async fn handle(
         feed_source: input.feed_source.clone(),
         mode: input.mode,
         at: DateTime::now(),
+        reapply: false,
     };
     let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
     let step = store
@@ -116,6 +117,7 @@ pub async fn handle(
         invocations: before.invocations + 1,
         duration_ms: before.duration_ms + elapsed_ms(started),
         finished: step.finished,
+        delta: before.delta,
     };
     if !step.finished {
         // Refusals of this invocation go to S3 before the ledger names them: a crash between the

@@ -63,6 +63,7 @@ pub async fn handle(
         },
         dry_run: run.mode == Mode::DryRun,
         stale: None,
+        delta: None,
     };
     if let Some((stale, key)) = stale::mark(env, run, &record).await? {
         record.stale = Some(stale);

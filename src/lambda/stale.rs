@@ -113,6 +113,7 @@ async fn mark_stale(
     stored?;
     let marked = marked?;
     outcome.marked = marked.marked;
+    outcome.candidates = marked.candidates;
     outcome.deleted = marked.deleted;
     outcome.refused_reason = marked.refused_reason;
     outcome.sample = marked.sample;

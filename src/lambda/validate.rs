@@ -160,6 +160,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
             staged,
         }),
         continuation: schema.continuation.as_ref().map(|c| c.reason.clone()),
+        delta: None,
     };
     let plan_key = keys.plan();
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;

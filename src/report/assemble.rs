@@ -1,7 +1,8 @@
 //! The report of a run from what each of its steps recorded.
 
 use super::{
-    Artifacts, ChunkTally, FileObject, Report, ReportBuilder, StaleReport, StepTimings, Timings,
+    Artifacts, ChunkTally, DeltaReport, FileObject, Report, ReportBuilder, StaleReport,
+    StepTimings, Timings,
 };
 use crate::error::FileError;
 use crate::feed::RunFeed;
@@ -27,6 +28,8 @@ pub struct RunRecord {
     /// The stale marking of a full refresh, once every chunk was written (see
     /// [`RunRecord::complete`]).
     pub stale: Option<StaleReport>,
+    /// What delta import did (filled by the report step once the snapshot is committed or not).
+    pub delta: Option<DeltaReport>,
 }
 
 impl RunRecord {
@@ -152,6 +155,7 @@ pub fn assemble(run: RunRecord, finished: bson::DateTime) -> (Report, Vec<u8>) {
         steps,
     };
     let (mut report, rejects) = builder.finish(timings, run.artifacts, &header);
+    report.delta = run.delta;
     report.timings.rows_per_second = super::rate(report.rows.total, duration_ms);
     (report, rejects)
 }
@@ -222,6 +226,7 @@ mod tests {
                 position: staged,
                 invocations: 1,
                 refusals: Vec::new(),
+                delta: Default::default(),
             }),
         }
     }

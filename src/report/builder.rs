@@ -49,6 +49,7 @@ impl ReportBuilder {
                 rows: Rows::default(),
                 written: Written::default(),
                 stale: None,
+                delta: None,
                 differences: Vec::new(),
                 staged: 0,
                 errors: Vec::new(),

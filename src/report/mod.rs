@@ -100,12 +100,39 @@ impl From<WriteCounts> for Written {
 pub struct StaleReport {
     pub policy: String,
     pub marked: u64,
+    /// Products found stale but not marked, because the run refused to (`refused_reason`).
+    #[serde(default, skip_serializing_if = "crate::run::is_zero")]
+    pub candidates: u64,
     pub deleted: u64,
     pub reactivated: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_reason: Option<String>,
     /// The first stale keys; the stale.csv artifact lists them all.
     pub sample: Vec<String>,
+}
+
+/// What delta import did for a run: whether it diffed against its source's snapshot, what the
+/// snapshot said of the rows, the database commands the run sent, and what became of the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaReport {
+    /// `on`: rows were diffed against the snapshot of `base_run`; `off`: every row went to the
+    /// database (the full path), `reason` says why.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_run: Option<String>,
+    /// Staged rows whose key the snapshot lacked, had with other content, had with the same
+    /// content (never sent to the database).
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Keys a full refresh found stale by the snapshots (candidates, before the guards).
+    pub stale: u64,
+    /// Database commands the run sent (validate, every import invocation, the report step).
+    pub commands: u64,
+    /// The snapshot after the run: `committed (N products)`, or why it was not advanced.
+    pub snapshot: String,
 }
 
 /// One rejected cell (or row), as quoted in the report.
@@ -209,6 +236,9 @@ pub struct Report {
     /// Present for a full refresh, or when the file brought stale products back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<StaleReport>,
+    /// What delta import did ([`crate::delta`]); absent for runs that stopped before a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
     /// Dry run: the first [`DIFFERENCE_SAMPLE`] field differences of documents it would update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<Difference>,

@@ -207,6 +207,15 @@ mod tests {
         assert_eq!(&serde_json::from_slice::<T>(&json).unwrap(), record);
     }
 
+    fn delta() -> DeltaCounts {
+        DeltaCounts {
+            new: 1,
+            changed: 2,
+            unchanged: 3,
+            commands: 4,
+        }
+    }
+
     /// Each record's JSON, byte for byte, from a value with every field set: the ASL, stored
     /// records of earlier runs and the report read these names and nesting.
     #[test]
@@ -242,10 +251,15 @@ mod tests {
                 }),
             }),
             continuation: Some("an image".into()),
+            delta: Some(DeltaPlan {
+                base: None,
+                off: Some("why".into()),
+                fingerprint: "f".into(),
+            }),
         };
         assert_eq!(
             serde_json::to_string(&plan).unwrap(),
-            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}},"continuation":"an image"}"#
+            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}},"continuation":"an image","delta":{"off":"why","fingerprint":"f"}}"#
         );
 
         let transformed = TransformRecord {
@@ -304,10 +318,11 @@ mod tests {
             position: 3,
             invocations: 2,
             refusals: vec![refusal()],
+            delta: delta(),
         };
         assert_eq!(
             serde_json::to_string(&imported).unwrap(),
-            r#"{"run_id":"run","chunk":1,"inserted":1,"updated":2,"unchanged":3,"refused":4,"reactivated":5,"merged":6,"differences":[{"key":"A-1","field":"price","old":"1","new":null}],"duration_ms":60,"replayed":true,"finished":true,"position":3,"invocations":2,"refusals":[{"row":4,"line":5,"code":121,"message":"Document failed validation"}]}"#
+            r#"{"run_id":"run","chunk":1,"inserted":1,"updated":2,"unchanged":3,"refused":4,"reactivated":5,"merged":6,"differences":[{"key":"A-1","field":"price","old":"1","new":null}],"duration_ms":60,"replayed":true,"finished":true,"position":3,"invocations":2,"refusals":[{"row":4,"line":5,"code":121,"message":"Document failed validation"}],"delta":{"new":1,"changed":2,"unchanged":3,"commands":4}}"#
         );
 
         let progress = ImportProgress {
@@ -320,10 +335,11 @@ mod tests {
             invocations: 2,
             duration_ms: 60,
             finished: true,
+            delta: delta(),
         };
         assert_eq!(
             serde_json::to_string(&progress).unwrap(),
-            r#"{"documents":3,"bytes":300,"staged_etag":"e","inserted":1,"updated":2,"unchanged":3,"refused":4,"reactivated":5,"merged":6,"differences":[{"key":"A-1","field":"price","old":"1","new":null}],"refusal_parts":[0],"invocations":2,"duration_ms":60,"finished":true}"#
+            r#"{"documents":3,"bytes":300,"staged_etag":"e","inserted":1,"updated":2,"unchanged":3,"refused":4,"reactivated":5,"merged":6,"differences":[{"key":"A-1","field":"price","old":"1","new":null}],"refusal_parts":[0],"invocations":2,"duration_ms":60,"finished":true,"delta":{"new":1,"changed":2,"unchanged":3,"commands":4}}"#
         );
         // The ledger holds it as BSON: the same fields, read back whole.
         let stored = bson::to_document(&progress).unwrap();
@@ -344,7 +360,8 @@ mod tests {
                 "refusal_parts",
                 "invocations",
                 "duration_ms",
-                "finished"
+                "finished",
+                "delta"
             ]
         );
         assert_eq!(

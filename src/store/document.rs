@@ -44,6 +44,9 @@ pub struct WriteContext {
     pub feed_source: String,
     pub mode: Mode,
     pub at: DateTime,
+    /// Write every row even where its content hash equals the source's last one (`chute verify
+    /// --repair` restoring a product edited by hand).
+    pub reapply: bool,
 }
 
 /// `_import`: the run and row that wrote the product's fields.

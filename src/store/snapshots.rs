@@ -163,11 +163,7 @@ impl Store {
             Err(e) if is_duplicate(&e) => {}
             Err(e) => return Err(classify(e)),
         }
-        let Some(held) = leases
-            .find_one(doc! {"_id": &id})
-            .await
-            .map_err(classify)?
-        else {
+        let Some(held) = leases.find_one(doc! {"_id": &id}).await.map_err(classify)? else {
             // Released in between: try once more next time round (the state machine retries).
             return Err(ChuteError::Transient(format!(
                 "the lease of {id} changed hands while it was taken"

@@ -57,6 +57,8 @@ pub struct StaleMarked {
     pub supplied: u64,
     /// Claims found stale (for `keep`, counted only).
     pub marked: u64,
+    /// Claims found stale but left as they were: the marking was refused (`refused_reason`).
+    pub candidates: u64,
     /// Documents deleted (`delete`, when no other source supplies them).
     pub deleted: u64,
     /// Why nothing was marked although claims were stale.
@@ -103,7 +105,7 @@ impl Store {
         }
         marked.refused_reason = refusal(run, stale, supplied, candidates);
         if marked.refused_reason.is_some() {
-            marked.marked = stale;
+            marked.candidates = stale;
             return Ok(marked);
         }
         if run.policy == Stale::Keep {
@@ -253,6 +255,9 @@ impl Store {
         )
         .await?;
         marked.refused_reason = refusal(run, marked.marked, total, marked.marked);
+        if marked.refused_reason.is_some() {
+            marked.candidates = std::mem::take(&mut marked.marked);
+        }
         Ok(marked)
     }
 

@@ -31,6 +31,7 @@ pub fn write_context(
         feed_source: source.to_string(),
         mode,
         at: bson::DateTime::now(),
+        reapply: false,
     }
 }
 
