@@ -77,7 +77,7 @@ pub fn piece_of(key_hash: u64, pieces: u32) -> u32 {
 /// `per_piece` on average, at most [`MAX_PIECES`].
 pub fn pieces_for(entries: u64, per_piece: u64) -> u32 {
     let wanted = entries.div_ceil(per_piece.max(1)).max(1);
-    (wanted.next_power_of_two() as u32).min(MAX_PIECES)
+    wanted.next_power_of_two().min(u64::from(MAX_PIECES)) as u32
 }
 
 /// The hex `_import.hash` of a staged document as a number.
