@@ -16,6 +16,7 @@ mod setup;
 mod snapshots;
 mod staged;
 mod stale;
+mod stale_keys;
 mod upsert;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +37,7 @@ pub use ledger::{RunStart, RUNS};
 pub use setup::json_schema;
 pub use snapshots::{snapshot_id, Lease, Manifest, Switched, LEASES, SNAPSHOTS};
 pub use staged::{digest_part, split_staged};
-pub use stale::{StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
+pub use stale::{refusal as stale_refusal, StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
 pub use upsert::{WriteOutcome, WriteProgress};
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
