@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from stack_settings import ROOT, client, load, say
+from stack_settings import ROOT, client, load, say, stack_dir
 
 RAW_BATCH = 1000
 MARK_START, MARK_END = "<!-- delta-bench:start -->", "<!-- delta-bench:end -->"
@@ -165,6 +165,47 @@ def idle_command_rate(db, seconds):
 
 
 # ---------------------------------------------------------------------------------------------
+# The functions' memory
+
+
+def function_pids():
+    """The shim's function processes: name -> pids (STACK/pids/fn-NAME.pid, fn-NAME-K.pid)."""
+    found = {}
+    for path in (stack_dir() / "pids").glob("fn-*.pid"):
+        name = re.sub(r"-\d+$", "", path.stem[3:])
+        try:
+            found.setdefault(name, []).append(int(path.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def reset_peaks():
+    """Resets every function process's peak RSS (VmHWM) so the next reading is one run's."""
+    for pids in function_pids().values():
+        for pid in pids:
+            try:
+                pathlib.Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
+
+
+def peaks():
+    """Peak RSS in MB per function, the largest of its processes (since reset_peaks)."""
+    out = {}
+    for name, pids in function_pids().items():
+        for pid in pids:
+            try:
+                status = pathlib.Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+            if m:
+                out[name] = max(out.get(name, 0), round(int(m.group(1)) / 1024))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # One run
 
 
@@ -205,9 +246,11 @@ def run_local(label, path, source, timeout, work):
 
 def measure_run(label, path, source, prefix, db, timeout, work, before_state, keep_docs=None):
     collection = db["products"]
+    reset_peaks()
     ops_before = opcounters(db)
     report, wall = run_local(label, path, source, timeout, work)
     ops = minus(opcounters(db), ops_before)
+    memory = peaks()
     say(f"run {label}: {report['status']} in {wall:.1f} s; reading the feed's documents")
     after_state = feed_state(collection, prefix, source, keep_docs)
     changes = compare(before_state, after_state)
@@ -226,6 +269,7 @@ def measure_run(label, path, source, prefix, db, timeout, work, before_state, ke
         "stale": report.get("stale"),
         "delta": delta,
         "opcounters": ops,
+        "peak_rss_mb": memory,
         "documents": {k: len(v) for k, v in changes.items()},
     }
     return figures, after_state, changes
@@ -378,8 +422,8 @@ def render(result):
         f"through the local stack (debug builds of the functions, SecantusDB) on this {result['cpus']}-core machine; "
         f"the server counted {result['idle_commands_per_s']:.2f} commands/s with no run going (heartbeats).",
         "",
-        "| run | wall | import phase | written (ins / upd / unch) | stale marked | delta (status: new / changed / unchanged / stale) | chute's commands | server: reads + writes | server: commands (est. heartbeats) | documents modified (`_rev` / `at`) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | wall | import phase | written (ins / upd / unch) | stale marked | delta (status: new / changed / unchanged / stale) | chute's commands | server: reads + writes | server: commands (est. heartbeats) | documents modified (`_rev` / `at`) | peak RSS: transform / import / report |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {"first": "first import", "same": "same file again", "changed": "1 % changed, 0.5 % removed"}
     for r in runs:
@@ -398,7 +442,8 @@ def render(result):
             f"{fmt(w.get('inserted'))} / {fmt(w.get('updated'))} / {fmt(w.get('unchanged'))} | "
             f"{fmt((r['stale'] or {}).get('marked'))} | {delta} | {fmt(d.get('commands') if d else None)} | "
             f"{rw:,} (ins {ops['insert']}, query {ops['query']}, upd {ops['update']}, del {ops['delete']}, getmore {ops['getmore']}) | "
-            f"{ops['command']:,} (~{r['heartbeats_estimated']:,}) | {modified:,} ({docs['rev']:,} / {docs['at']:,}) |"
+            f"{ops['command']:,} (~{r['heartbeats_estimated']:,}) | {modified:,} ({docs['rev']:,} / {docs['at']:,}) | "
+            + " / ".join(f"{r['peak_rss_mb'].get(f, '—')} MB" for f in ("transform", "import", "report")) + " |"
         )
     raw = result.get("raw") or {}
     first = runs[0]
