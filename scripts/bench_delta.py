@@ -445,7 +445,7 @@ def fmt(n):
     return f"{n:,}" if isinstance(n, int) else str(n)
 
 
-def load(figures):
+def load_text(figures):
     pair = figures.get("load")
     return f"{pair[0]} → {pair[1]}" if pair else "—"
 
@@ -482,20 +482,20 @@ def render(result):
             f"{rw:,} (ins {ops['insert']}, query {ops['query']}, upd {ops['update']}, del {ops['delete']}, getmore {ops['getmore']}) / "
             f"{ops['command']:,} (~{r['heartbeats_estimated']:,}) | {modified:,} ({docs['rev']:,} / {docs['at']:,}) | "
             + " / ".join(f"{r['peak_rss_mb'].get(f, '—')} MB" for f in ("transform", "import", "report"))
-            + f" | {load(r)} |"
+            + f" | {load_text(r)} |"
         )
     raw = result.get("raw") or {}
     first = runs[0]
     first_rate = round(first["written"]["inserted"] / (first["import_ms"] / 1000)) if first["import_ms"] else None
     lines += ["", "| import vs raw `insert_many` (same validator and indexes, batches of 1,000, unordered) | docs/s | first import is | load before → after |",
               "|---|---|---|---|",
-              f"| first import (import phase, {first['written']['inserted']:,} inserted) | {fmt(first_rate)} | | {load(first)} |"]
+              f"| first import (import phase, {first['written']['inserted']:,} inserted) | {fmt(first_rate)} | | {load_text(first)} |"]
     for kind, text in (("stored", "raw insert_many of the documents as the first run stored them"),
                        ("staged", "raw insert_many of the documents as its transform staged them (as `scripts/bench`)")):
         if kind in raw:
             rate = raw[kind]["docs_per_s"]
             ratio = f"{first_rate / rate:.2f}× (target ≥ 0.9×: {'met' if first_rate / rate >= 0.9 else '**missed**'})" if first_rate else "—"
-            lines.append(f"| {text} | {rate:,} | {ratio} | {load(raw[kind])} |")
+            lines.append(f"| {text} | {rate:,} | {ratio} | {load_text(raw[kind])} |")
     lines += ["", "| check | expected | measured | |", "|---|---|---|---|"]
     for c in result["checks"]:
         verdict = "met" if c["met"] else ("**missed**" if c["kind"] == "exact" else "**missed** (target)")
