@@ -17,6 +17,7 @@ use super::metrics::Metrics;
 use crate::app::Env;
 use crate::clock::elapsed_ms;
 use crate::error::Refusal;
+use crate::feed::Mode;
 use crate::run::{
     keep_sample, DeltaCounts, ImportProgress, ImportRecord, PlanRecord, TransformRecord,
 };
@@ -89,6 +90,16 @@ pub async fn handle(
         };
     }
     let schema = env.config.schema(&input.schema)?;
+    if input.mode != Mode::DryRun {
+        store
+            .renew_lease(
+                &schema.collection,
+                &input.feed_source,
+                &input.run_id,
+                env.config.lease_expiry(),
+            )
+            .await?;
+    }
     // Delta: the rows the source's snapshot has with the same content never reach the database.
     let plan: PlanRecord = env.blob.get_json(&input.bucket, &keys.plan()).await?;
     let diff = match plan.delta.as_ref().and_then(|d| d.base.as_ref()) {
