@@ -236,3 +236,34 @@ async fn two_full_refreshes_of_one_source_started_together_call_nothing_missing(
     assert_eq!(docs.len(), 1500);
     assert!(docs.values().all(|d| d.get_bool("active").unwrap_or(true)));
 }
+
+#[tokio::test]
+async fn a_file_asking_for_a_reapply_takes_the_full_path_and_says_why() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (p, source) = (unique("DR"), unique("reapply"));
+    let csv = catalogue(&p, 300, |i| 2.0 + i as f64, |_| false);
+    let incremental = ["--source", source.as_str()];
+    succeeded(&run::run_local("all.csv", &csv, &incremental));
+    let delta_run = run::run_local("all.csv", &csv, &incremental);
+    succeeded(&delta_run);
+    assert_eq!(delta_run.report["delta"]["status"], "on");
+    assert_eq!(n(&delta_run.report, "/delta/unchanged"), 300);
+
+    let reapplied = run::run_local(
+        "all.csv",
+        &csv,
+        &["--source", source.as_str(), "--meta", "chute-mode=reapply"],
+    );
+    succeeded(&reapplied);
+    let delta = &reapplied.report["delta"];
+    assert_eq!(delta["status"], "off", "{delta}");
+    assert!(delta["reason"]
+        .as_str()
+        .unwrap()
+        .contains("chute-mode: reapply"));
+    assert_eq!(reapplied.report["feed"]["mode"], "incremental");
+    // Every row went to the database, which found each as stored.
+    assert_eq!(n(&reapplied.report, "/delta/unchanged"), 0);
+    assert_eq!(n(&reapplied.report, "/written/unchanged"), 300);
+    assert!(delta["snapshot"].as_str().unwrap().starts_with("committed"));
+}

@@ -31,7 +31,9 @@ pub async fn decide(
         .snapshot(&schema.collection, source)
         .await?
         .map(|m| m.current);
-    let plan = DeltaPlan::decide(&schema.fingerprint, current, reapply);
+    let reapply_days = schema.feed.for_source(source).reapply_days;
+    let now = bson::DateTime::now().timestamp_millis();
+    let plan = DeltaPlan::decide(&schema.fingerprint, current, reapply, reapply_days, now);
     if let Some(base) = &plan.base {
         for p in 0..base.pieces {
             if let Err(e) = env.blob.head(&base.bucket, &base.piece_key(p)).await {
@@ -208,6 +210,10 @@ pub async fn commit(
         entries: entries.len() as u64,
         fingerprint: plan.fingerprint.clone(),
         runs,
+        applied_at_ms: match &plan.base {
+            Some(base) => base.applied_at_ms,
+            None => bson::DateTime::now().timestamp_millis(),
+        },
     };
     let mut rest = entries.as_slice();
     for p in 0..pieces {
