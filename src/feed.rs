@@ -87,6 +87,17 @@ pub enum Stale {
     Keep,
 }
 
+impl Stale {
+    /// The policy's name in schemas and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stale::Deactivate => "deactivate",
+            Stale::Delete => "delete",
+            Stale::Keep => "keep",
+        }
+    }
+}
+
 /// The settings of one source of a schema, after its overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourcePolicy {

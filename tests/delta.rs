@@ -267,3 +267,63 @@ async fn a_file_asking_for_a_reapply_takes_the_full_path_and_says_why() {
     assert_eq!(n(&reapplied.report, "/written/unchanged"), 300);
     assert!(delta["snapshot"].as_str().unwrap().starts_with("committed"));
 }
+
+#[tokio::test]
+async fn a_damaged_snapshot_turns_delta_off_and_the_run_takes_the_full_path() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (p, source) = (unique("DX"), unique("damaged"));
+    let csv = catalogue(&p, 200, |i| 3.0 + i as f64, |_| false);
+    let args = full(&source);
+    let first = run::run_local("all.csv", &csv, &args);
+    succeeded(&first);
+    // Cut the snapshot's piece short, as a bad copy or a hand edit of the bucket would.
+    stack().export();
+    let env = chute::app::Env::load().await.unwrap();
+    let manifest = stack()
+        .database()
+        .await
+        .collection::<Document>("chute_snapshots")
+        .find_one(doc! {"_id": format!("products/{source}")})
+        .await
+        .unwrap()
+        .unwrap();
+    let current = manifest.get_document("current").unwrap();
+    let piece = format!("{}piece-000-of-001.bin", current.get_str("prefix").unwrap());
+    let bucket = current.get_str("bucket").unwrap();
+    let bytes = env.blob.get(bucket, &piece).await.unwrap();
+    env.blob
+        .put(
+            bucket,
+            &piece,
+            bytes[..bytes.len() / 2].to_vec(),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+
+    let again = run::run_local("all.csv", &csv, &args);
+    succeeded(&again);
+    let delta = &again.report["delta"];
+    assert_eq!(delta["status"], "off", "{delta}");
+    let reason = delta["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot be read") && reason.contains("piece 0"),
+        "{reason}"
+    );
+    assert_eq!(
+        n(&again.report, "/written/unchanged"),
+        200,
+        "every row to the database"
+    );
+    assert_eq!(
+        n(&again.report, "/stale/marked"),
+        0,
+        "nothing called missing"
+    );
+    assert!(delta["snapshot"].as_str().unwrap().starts_with("committed"));
+    // The fresh snapshot is whole again: the next run diffs.
+    let third = run::run_local("all.csv", &csv, &args);
+    succeeded(&third);
+    assert_eq!(third.report["delta"]["status"], "on");
+    assert_eq!(n(&third.report, "/delta/unchanged"), 200);
+}

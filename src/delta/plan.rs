@@ -24,6 +24,10 @@ pub struct SnapshotBase {
     /// milliseconds: `reapply_days` counts from it.
     #[serde(default)]
     pub applied_at_ms: i64,
+    /// Each piece's size as written: a piece found with another size (truncated, replaced) turns
+    /// delta off instead of being trusted.
+    #[serde(default)]
+    pub piece_bytes: Vec<u64>,
 }
 
 impl SnapshotBase {
@@ -108,6 +112,7 @@ mod tests {
             fingerprint: fingerprint.into(),
             runs: vec!["r1".into()],
             applied_at_ms: 0,
+            piece_bytes: vec![1, 1],
         }
     }
 

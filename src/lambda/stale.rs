@@ -62,7 +62,7 @@ async fn mark_stale(
     let schema = env.config.schema(&run.schema)?;
     let policy = schema.feed.for_source(&run.feed_source);
     let mut outcome = StaleReport {
-        policy: stale_name(policy.stale).to_string(),
+        policy: policy.stale.as_str().to_string(),
         ..StaleReport::default()
     };
     if !record.complete() {
@@ -210,12 +210,4 @@ async fn supplied(
         supplied.add_staged(schema, &staged)?;
     }
     Ok(supplied)
-}
-
-pub(super) fn stale_name(stale: Stale) -> &'static str {
-    match stale {
-        Stale::Deactivate => "deactivate",
-        Stale::Delete => "delete",
-        Stale::Keep => "keep",
-    }
 }
