@@ -177,7 +177,7 @@ pub async fn commit(
         let finished = stale
             .refused_reason
             .as_deref()
-            .is_none_or(|r| !r.contains("did not finish"));
+            .is_none_or(|r| !r.starts_with(crate::report::STALE_UNFINISHED));
         let all_marked = marked_all(stale) || (stale.refused_reason.is_none() && stale.marked == 0);
         if !finished || (plan.base.is_none() && !all_marked) {
             return Ok(format!(

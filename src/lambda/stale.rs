@@ -32,7 +32,8 @@ pub async fn mark(
         Err(e) => Ok(Some((
             StaleReport {
                 refused_reason: Some(format!(
-                    "the stale marking did not finish: {}",
+                    "{}: {}",
+                    crate::report::STALE_UNFINISHED,
                     crate::error::redact(&e.to_string())
                 )),
                 ..StaleReport::default()
