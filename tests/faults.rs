@@ -224,6 +224,7 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
     Stack::up();
     let prefix = unique("K");
+    let source = unique("killed");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
     let shim_from = stack().log("shim").lines().count();
@@ -231,7 +232,8 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     // handler finished a chunk and before Lambda heard of it, the invocation is lost with the
     // process, and the rows of that chunk are already written. Nothing depends on timing.
     assert!(stack().tools(&["hold", "import"]));
-    let run = start_run(&file, &["--chunk-bytes", "20000"]);
+    let args = ["--chunk-bytes", "20000", "--source", &source];
+    let run = start_run(&file, &args);
     let holder = loop {
         if let Some(p) = stack().processes("import").into_iter().find(|p| p.holding) {
             break p;
@@ -242,6 +244,11 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     assert!(
         (1..rows as u64).contains(&written),
         "one chunk written, the rest not yet: {written} of {rows}"
+    );
+    assert_eq!(
+        snapshot_run(&source).await,
+        None,
+        "no snapshot before the run commits"
     );
     // SIGKILL exactly the import process this stack runs, as a crashed sandbox dies: the shim fails
     // the invocation it held with Runtime.ExitError (as Lambda does) and starts a new process, and
@@ -267,6 +274,23 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
         "a new process took over"
     );
     every_row_once(&report, &prefix, rows).await;
+    // Committed once every chunk was in, and true to the database: the same rows again are all
+    // skipped.
+    assert_eq!(
+        snapshot_run(&source).await.as_deref(),
+        report["run_id"].as_str()
+    );
+    let again = write_csv(&format!("{prefix}-again.csv"), &prefix, rows, |i| {
+        format!("{i}")
+    });
+    let again = report_of(
+        Stack::script("run-local")
+            .arg(&again)
+            .args(args)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
 }
 
 #[tokio::test]
