@@ -540,7 +540,10 @@ def cleanup(env, db, prefix, source):
     say(f"cleaning up: products {prefix}*, source {source}'s snapshot, lease and indexes")
     db["products"].delete_many(prefix_filter(prefix))
     manifest = db["chute_snapshots"].find_one({"_id": f"products/{source}"})
-    prefixes = [m["prefix"] for m in (manifest or {}).values() if isinstance(m, dict) and m.get("prefix")]
+    # Every snapshot the source committed (replaced ones are not deleted by chute yet) lives under
+    # <snapshot prefix><collection>/<source>/<run>/: the source's folder is one level up.
+    prefixes = {m["prefix"].rstrip("/").rsplit("/", 1)[0] + "/"
+                for m in (manifest or {}).values() if isinstance(m, dict) and m.get("prefix")}
     db["chute_snapshots"].delete_one({"_id": f"products/{source}"})
     db["chute_leases"].delete_one({"_id": f"products/{source}"})
     for index in db["products"].list_indexes():
