@@ -33,13 +33,15 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 
-from stack_settings import ROOT, client, load, say, stack_dir
+from stack_settings import ACCOUNT, REGION, ROOT, client, function_health, load, say, stack_dir
 
 RAW_BATCH = 1000
 MARK_START, MARK_END = "<!-- delta-bench:start -->", "<!-- delta-bench:end -->"
@@ -60,8 +62,9 @@ def make_files(rows, tag, work):
     say(f"generating {rows:,} products with scripts/generate-products")
     subprocess.run([sys.executable, str(ROOT / "scripts/generate-products"), str(rows), str(generated)], check=True)
     old_prefix, new_prefix = f"M{rows}-", f"D{tag}-"
-    first = work / "feed.csv"
-    changed_file = work / "feed-changed.csv"
+    # Run ids start with the file's name: bench-<tag>-… names this benchmark's runs alone.
+    first = work / f"bench-{tag}.csv"
+    changed_file = work / f"bench-{tag}-changed.csv"
     changed, dropped, keys = set(), set(), []
     with generated.open() as src, first.open("w") as out, changed_file.open("w") as out_changed:
         header = src.readline()
@@ -250,8 +253,12 @@ def run_local(label, path, source, timeout, work):
 
         relaying = threading.Thread(target=relay, daemon=True)
         relaying.start()
-        stdout = process.stdout.read()
-        process.wait()
+        try:
+            stdout = process.stdout.read()
+            process.wait()
+        except BaseException:
+            process.terminate()
+            raise
         relaying.join()
     wall = time.monotonic() - started
     if process.returncode not in (0, 1):
@@ -537,7 +544,30 @@ def update_readme(path, table):
 def cleanup(env, db, prefix, source):
     """Removes what the benchmark left: its products, its source's snapshot record, lease, pieces
     and per-source indexes (every benchmark uses a source and keys of its own)."""
-    say(f"cleaning up: products {prefix}*, source {source}'s snapshot, lease and indexes")
+    say(f"cleaning up: products {prefix}*, source {source}'s snapshot, lease and indexes "
+        "(deleting the products takes SecantusDB a few minutes at 200,000)")
+    # An interrupted benchmark leaves its run going in the stack: stop it before deleting under it.
+    sfn = client("stepfunctions", env)
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:chute"
+    tag = prefix[1:-1]  # the keys' prefix is D<tag>-, the files bench-<tag>…
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING"):
+        for execution in page["executions"]:
+            if execution["name"].startswith(f"bench-{tag}"):
+                sfn.stop_execution(executionArn=execution["executionArn"], cause="scripts/bench --delta interrupted")
+                say(f"stopped run {execution['name']}")
+    # A stopped execution does not end the invocation a function holds for it: wait for those, or
+    # they would write products after the delete.
+    waited = time.monotonic()
+    while True:
+        held = [f"{name} ({s['inflight'].get('run')})" for name, f in (function_health(env) or {}).items()
+                for s in f.get("sandboxes", []) if (s.get("inflight") or {}).get("run", "").startswith(f"bench-{tag}")]
+        if not held:
+            break
+        if time.monotonic() - waited > 900:
+            say(f"warning: invocations of the benchmark's runs still in flight after 900 s: {', '.join(held)}")
+            break
+        say(f"waiting for the invocations in flight to end: {', '.join(held)}")
+        time.sleep(10)
     db["products"].delete_many(prefix_filter(prefix))
     manifest = db["chute_snapshots"].find_one({"_id": f"products/{source}"})
     # Every snapshot the source committed (replaced ones are not deleted by chute yet) lives under
@@ -554,6 +584,10 @@ def cleanup(env, db, prefix, source):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["CHUTE_BUCKET"], Prefix=p):
             for o in page.get("Contents", []):
                 s3.delete_object(Bucket=env["CHUTE_BUCKET"], Key=o["Key"])
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main():
@@ -582,9 +616,19 @@ def main():
 
     import pymongo
 
-    env = load()
+    try:
+        env = load()
+    except OSError as e:
+        say(f"error: no local stack settings ({e}); start it with scripts/stack up")
+        return 1
     db = pymongo.MongoClient(env["CHUTE_MONGODB_URI"], serverSelectionTimeoutMS=10000)[env["CHUTE_DATABASE"]]
-    db.command("ping")
+    try:
+        db.command("ping")
+    except pymongo.errors.PyMongoError as e:
+        say(f"error: the stack's MongoDB does not answer at {env['CHUTE_MONGODB_URI']} ({e}); scripts/stack status")
+        return 1
+    # SIGTERM (a killed benchmark) unwinds like Ctrl-C, so the cleanup below still runs.
+    signal.signal(signal.SIGTERM, interrupted)
     tag = format(int(time.time()), "x")
     source = f"bench-delta-{tag}"
     work = pathlib.Path(tempfile.mkdtemp(prefix="chute-bench-delta-"))
@@ -646,6 +690,13 @@ def main():
         return 0
     except BenchError as e:
         say(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except Exception as e:
+        traceback.print_exc()
+        say(f"error: {e!r}")
         return 1
     finally:
         if not args.keep and prefix:
