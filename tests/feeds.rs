@@ -140,9 +140,9 @@ async fn a_refresh_missing_forty_percent_marks_nothing_and_says_why() {
     let p = unique("FT");
     let source = unique("trunc");
     let full = ["--source", source.as_str(), "--mode", "full"];
-    succeeded(&run_local("all.csv", &rows(&p, 0..20), &full));
+    succeeded(&run_local("forty.csv", &rows(&p, 0..20), &full));
 
-    let truncated = run_local("all.csv", &rows(&p, 0..12), &full);
+    let truncated = run_local("forty.csv", &rows(&p, 0..12), &full);
     assert_eq!(truncated.code, 0, "{}", truncated.stderr);
     assert_eq!(
         truncated.report["status"], "PARTIAL",
@@ -166,7 +166,7 @@ async fn a_refresh_missing_forty_percent_marks_nothing_and_says_why() {
     // The same file forced: the eight are marked.
     let mut forced = full.to_vec();
     forced.push("--force-stale");
-    let forced = run_local("all.csv", &rows(&p, 0..12), &forced);
+    let forced = run_local("forty.csv", &rows(&p, 0..12), &forced);
     succeeded(&forced);
     assert_eq!(n(&forced.report, "/stale/marked"), 8);
     assert_eq!(skus(&documents(&p).await, true).len(), 8);
