@@ -292,25 +292,11 @@ impl Store {
         }
         let request = scope.request;
         let schema = request.schema;
-        let key_fields = schema.key_fields();
-        let keys: Vec<Vec<Bson>> = batch
+        let keys: Vec<&str> = batch
             .iter()
-            .map(|item| {
-                scope.entries[item.index]
-                    .key
-                    .split(KEY_SEPARATOR)
-                    .map(Bson::from)
-                    .collect()
-            })
+            .map(|item| scope.entries[item.index].key.as_str())
             .collect();
-        let filter = keys_filter(&key_fields, &keys);
-        // A composite key's filter is a superset: products are matched by their own key text.
-        let found: HashMap<String, Document> = self
-            .find_products(schema, &key_fields, filter, None)
-            .await?
-            .into_iter()
-            .map(|s| (s.key_text, s.doc))
-            .collect();
+        let found = self.products_by_key(schema, &keys).await?;
         let mut again = Vec::new();
         let mut reapplied = 0;
         let mut unrepairable = 0;
@@ -361,6 +347,31 @@ impl Store {
                 .map(|r| format!("row {}: {}", r.position.row, r.message)),
         );
         Ok(())
+    }
+
+    /// The stored products of `keys` (key texts, parts joined as the writer joins them), by key
+    /// text: one `find` of the key fields' `$in`s ([`keys_filter`]), the key index's shape.
+    pub async fn products_by_key(
+        &self,
+        schema: &Schema,
+        keys: &[&str],
+    ) -> Result<HashMap<String, Document>, ChuteError> {
+        let key_fields = schema.key_fields();
+        // Key columns are strings (the schema refuses others), so a key's parts are its values.
+        let values: Vec<Vec<Bson>> = keys
+            .iter()
+            .map(|k| k.split(KEY_SEPARATOR).map(Bson::from).collect())
+            .collect();
+        let filter = keys_filter(&key_fields, &values);
+        // A composite key's filter is a superset: only the products of `keys` are kept.
+        let wanted: HashSet<&str> = keys.iter().copied().collect();
+        Ok(self
+            .find_products(schema, &key_fields, filter, None)
+            .await?
+            .into_iter()
+            .filter(|s| wanted.contains(s.key_text.as_str()))
+            .map(|s| (s.key_text, s.doc))
+            .collect())
     }
 
     /// Where run `run_id`'s staged rows are, if still anywhere.
