@@ -14,6 +14,9 @@ pub const TRANSIENT: &str = "Chute.Transient";
 pub const INVALID_FILE: &str = "Chute.InvalidFile";
 /// `errorType` of everything else: retrying would fail the same way.
 pub const FATAL: &str = "Chute.Fatal";
+/// `errorType` of a run whose source another run is importing: the state machine retries it
+/// for a while (the other run finishes), then reports the run failed with the holder's name.
+pub const SOURCE_BUSY: &str = "Chute.SourceBusy";
 
 /// Declares a code enum whose variants serialise to, and `as_str` gives, one stable string each,
 /// written once.
@@ -217,6 +220,9 @@ pub enum ChuteError {
     },
     #[error("{0}")]
     Fatal(String),
+    /// Another run of the file's source holds its lease ([`crate::store::Lease`]).
+    #[error("{0}")]
+    SourceBusy(String),
 }
 
 impl ChuteError {
@@ -225,6 +231,7 @@ impl ChuteError {
         match self {
             ChuteError::Transient(_) => TRANSIENT,
             ChuteError::InvalidFile(_) => INVALID_FILE,
+            ChuteError::SourceBusy(_) => SOURCE_BUSY,
             _ => FATAL,
         }
     }

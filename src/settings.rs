@@ -60,6 +60,15 @@ pub struct Config {
     /// `CHUTE_IMPORT_BUDGET_MS`: caps the time one import invocation writes for (testing and
     /// tuning); unset, the budget comes from the invocation's deadline only.
     pub import_budget_ms: Option<u64>,
+    /// `CHUTE_SNAPSHOT_PREFIX` (default `snapshots/`): where delta import keeps each source's
+    /// snapshot pieces, in the bucket of the files ([`crate::delta`]).
+    pub snapshot_prefix: String,
+    /// `CHUTE_SNAPSHOT_PIECE_ENTRIES` (default [`crate::delta::PIECE_ENTRIES`]): the most products
+    /// a snapshot piece holds on average; tests lower it to use several pieces on small feeds.
+    pub snapshot_piece_entries: u64,
+    /// `CHUTE_LEASE_SECONDS` (default 6 hours): how long a run holds its source's lease at most,
+    /// so a run whose report step failed for good frees its source then.
+    pub lease: Duration,
 }
 
 /// The largest chunk size accepted: a chunk is held in the transform's memory.
@@ -175,6 +184,13 @@ impl Config {
             import_budget_ms: var("CHUTE_IMPORT_BUDGET_MS")
                 .map(|_| number("CHUTE_IMPORT_BUDGET_MS", 0))
                 .transpose()?,
+            snapshot_prefix: var("CHUTE_SNAPSHOT_PREFIX").unwrap_or_else(|| "snapshots/".into()),
+            snapshot_piece_entries: number(
+                "CHUTE_SNAPSHOT_PIECE_ENTRIES",
+                crate::delta::PIECE_ENTRIES,
+            )?
+            .max(1),
+            lease: Duration::from_secs(number("CHUTE_LEASE_SECONDS", 6 * 3600)?),
         })
     }
 
@@ -192,6 +208,12 @@ impl Config {
             Some(dir) => Schema::load(dir, name)?,
             None => Schema::built_in(name)?,
         })
+    }
+
+    /// `<snapshot prefix><collection>/<source>/<run>/`: where run `run_id` writes the snapshot it
+    /// commits for `source`'s products in `collection`.
+    pub fn snapshot_prefix(&self, collection: &str, source: &str, run_id: &str) -> String {
+        format!("{}{collection}/{source}/{run_id}/", self.snapshot_prefix)
     }
 
     /// The S3 keys of run `run_id`'s objects, under the configured prefixes.

@@ -7,4 +7,6 @@ mod context;
 mod start;
 
 pub use context::Env;
-pub use start::{mode_of, run_id, run_input, wanted, ObjectRef, RunInput, WANTED_SUFFIXES};
+pub use start::{
+    is_reapply, mode_of, run_id, run_input, wanted, ObjectRef, RunInput, WANTED_SUFFIXES,
+};

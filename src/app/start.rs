@@ -106,8 +106,8 @@ pub fn mode_of(
 ) -> Result<(Mode, bool), FileError> {
     let refuse = |why: String| FileError::new(FileCode::Settings, why);
     let mode = match info.metadata.get("chute-mode") {
-        Some(text) => Mode::from_metadata(text).map_err(refuse)?,
-        None => config
+        Some(text) if !is_reapply(text) => Mode::from_metadata(text).map_err(refuse)?,
+        _ => config
             .schema(schema)
             .map(|s| s.feed.for_source(source).mode)
             .unwrap_or_default(),
@@ -125,6 +125,12 @@ pub fn mode_of(
         },
     };
     Ok((mode, force_stale))
+}
+
+/// Whether object metadata `chute-mode` asks for a full re-apply: the source's configured mode,
+/// every row sent to the database whatever its snapshot says ([`crate::delta`]).
+pub fn is_reapply(mode: &str) -> bool {
+    mode.trim().eq_ignore_ascii_case("reapply")
 }
 
 /// Names of files that start runs (any case). The name only filters what is dropped beside the

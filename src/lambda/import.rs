@@ -17,7 +17,9 @@ use super::metrics::Metrics;
 use crate::app::Env;
 use crate::clock::elapsed_ms;
 use crate::error::Refusal;
-use crate::run::{keep_sample, ImportProgress, ImportRecord, TransformRecord};
+use crate::run::{
+    keep_sample, DeltaCounts, ImportProgress, ImportRecord, PlanRecord, TransformRecord,
+};
 use crate::store::{WriteContext, WriteOutcome};
 
 /// Left of the invocation's time when the import stops starting batches: one batch (1,000
@@ -56,6 +58,7 @@ pub async fn handle(
     };
     let budget = budget(event.context.deadline, epoch_ms(), cap);
     let store = env.store().await?;
+    let commands = store.commands();
     let keys = env.config.keys(&input.run_id);
     let record_key = keys.import_record(input.chunk);
     let recorded = store.chunk_progress(&input.run_id, input.chunk).await?;
@@ -86,6 +89,14 @@ pub async fn handle(
         };
     }
     let schema = env.config.schema(&input.schema)?;
+    // Delta: the rows the source's snapshot has with the same content never reach the database.
+    let plan: PlanRecord = env.blob.get_json(&input.bucket, &keys.plan()).await?;
+    let diff = match plan.delta.as_ref().and_then(|d| d.base.as_ref()) {
+        Some(base) => Some(
+            super::delta::chunk_diff(env, &input.bucket, &input.run_id, input.chunk, base).await?,
+        ),
+        None => None,
+    };
     let staged = env
         .blob
         .reader_from(&input.bucket, &input.staged_key, before.bytes, &staged_etag)
@@ -100,7 +111,14 @@ pub async fn handle(
     };
     let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
     let step = store
-        .upsert_stream_until(&schema, staged, &ctx, before.documents, out_of_time)
+        .upsert_stream_until(
+            &schema,
+            staged,
+            &ctx,
+            before.documents,
+            diff.as_ref(),
+            out_of_time,
+        )
         .await?;
     let outcome = &step.outcome;
     let mut counts = before.counts;
@@ -117,7 +135,10 @@ pub async fn handle(
         invocations: before.invocations + 1,
         duration_ms: before.duration_ms + elapsed_ms(started),
         finished: step.finished,
-        delta: before.delta,
+        delta: DeltaCounts {
+            commands: before.delta.commands,
+            ..diff.map(|d| d.counts).unwrap_or_default()
+        },
     };
     if !step.finished {
         // Refusals of this invocation go to S3 before the ledger names them: a crash between the
@@ -129,6 +150,7 @@ pub async fn handle(
                 .await?;
             progress.refusal_parts.push(before.documents);
         }
+        progress.delta.commands += store.commands() - commands + 1;
         store
             .record_progress(&input.run_id, input.chunk, &progress)
             .await?;
@@ -158,6 +180,8 @@ pub async fn handle(
     }
     refusals.extend(outcome.refusals.iter().cloned());
     refusals.sort_by_key(|r| r.position);
+    // This invocation's commands, the ledger write below included.
+    progress.delta.commands += store.commands() - commands + 1;
     // The record first, then its completion in the ledger: a finished chunk has a record to replay.
     let mut record = ImportRecord::of(&input.run_id, input.chunk, &progress, refusals);
     env.blob

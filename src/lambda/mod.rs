@@ -1,9 +1,10 @@
 //! Lambda glue: [`serve`] (the runtime loop and the error mapping), [`events`] (what passes
 //! between states) and [`metrics`] (EMF lines). One module per function holds its handler
-//! ([`stale`] holds the report step's stale marking); `functions/<name>/src/main.rs` only calls
+//! ([`stale`] holds the report step's stale marking, [`delta`] the snapshot's moves); `functions/<name>/src/main.rs` only calls
 //! [`serve`] with it. The settings and clients the handlers share with the command line are in
 //! [`crate::app`].
 
+pub mod delta;
 pub mod events;
 pub mod import;
 pub mod metrics;

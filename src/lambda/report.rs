@@ -5,10 +5,12 @@
 //! run-finished event ([`crate::run_event`]). The report is stored before the email is tried, and
 //! an email or event failure is recorded or logged, never fatal.
 
+use std::collections::HashSet;
+
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
 use super::metrics::Metrics;
-use super::{stale, ReportInput, ReportOutput, RunInput, ValidateOutput};
+use super::{delta, stale, ReportInput, ReportOutput, RunInput, ValidateOutput};
 use crate::app::Env;
 use crate::error::ChuteError;
 use crate::feed::{Mode, RunFeed};
@@ -16,8 +18,8 @@ use crate::input::ReadAs;
 use crate::notify::Email;
 use crate::render::{render, Link};
 use crate::report::{
-    assemble, failure_reason, Artifacts, ChunkRecord, EmailOutcome, EmailStatus, FileObject,
-    Planned, Report, RunRecord,
+    assemble, failure_reason, Artifacts, ChunkRecord, DeltaReport, EmailOutcome, EmailStatus,
+    FileObject, Planned, Report, RunRecord,
 };
 use crate::run::{ImportRecord, PlanRecord, TransformRecord};
 
@@ -65,11 +67,18 @@ pub async fn handle(
         stale: None,
         delta: None,
     };
-    if let Some((stale, key)) = stale::mark(env, run, &record).await? {
+    let commands = match env.store().await {
+        Ok(store) => store.commands(),
+        Err(_) => 0,
+    };
+    let mut stale_found = Vec::new();
+    if let Some((stale, key, found)) = stale::mark(env, run, &record).await? {
         record.stale = Some(stale);
         artifacts.stale = key;
         record.artifacts = artifacts.clone();
+        stale_found = found;
     }
+    record.delta = finish_delta(env, run, &record, stale_found, commands).await;
     let (mut report, rejects) = assemble(record, bson::DateTime::now());
 
     let links = links(env, &run.bucket, &artifacts).await;
@@ -130,6 +139,62 @@ pub async fn handle(
     })
 }
 
+/// Commits the run's snapshot (when it may: [`delta::commit`]), gives the source's lease back and
+/// returns the report's delta section. A failure here never fails the report: a snapshot not
+/// advanced only costs the next run more writes.
+async fn finish_delta(
+    env: &Env,
+    run: &RunInput,
+    record: &RunRecord,
+    stale_found: Vec<String>,
+    commands_before: u64,
+) -> Option<DeltaReport> {
+    let plan = record.plan.as_ref()?.delta.clone()?;
+    let store = match env.store().await {
+        Ok(store) => store,
+        Err(e) => {
+            let snapshot = format!("not advanced: {e}");
+            return delta::report(record, stale_found.len() as u64, 0, snapshot);
+        }
+    };
+    let found = stale_found.len() as u64;
+    let marked: HashSet<String> = match &record.stale {
+        Some(stale) if delta::marked_all(stale) => stale_found.into_iter().collect(),
+        _ => HashSet::new(),
+    };
+    let committed = match env.config.schema(&run.schema) {
+        Ok(schema) => {
+            delta::commit(
+                env,
+                store,
+                record,
+                &schema,
+                &plan,
+                record.stale.as_ref(),
+                &marked,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let snapshot = committed.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "snapshot not committed");
+        format!("not advanced: {}", crate::error::redact(&e.to_string()))
+    });
+    if run.mode != Mode::DryRun {
+        if let Ok(schema) = env.config.schema(&run.schema) {
+            if let Err(e) = store
+                .release_lease(&schema.collection, &run.feed_source, &run.run_id)
+                .await
+            {
+                tracing::warn!(error = %e, "the source's lease was not released; it expires");
+            }
+        }
+    }
+    let commands = store.commands().saturating_sub(commands_before);
+    delta::report(record, found, commands, snapshot)
+}
+
 /// The stored plan and what each of its chunks recorded (a chunk whose step failed left nothing).
 async fn read_plan(
     env: &Env,
@@ -161,6 +226,8 @@ async fn read_plan(
         continuation: stored.continuation,
         validate_ms: plan.duration_ms,
         chunks,
+        delta: stored.delta,
+        validate_commands: stored.commands,
     };
     Ok((record, stored.input.map(|i| i.read_as)))
 }

@@ -11,7 +11,7 @@ use crate::error::ChuteError;
 use crate::feed::{Mode, Stale};
 use crate::report::{stale_csv, RunRecord, StaleReport};
 use crate::schema::join_key;
-use crate::store::{StaleRun, Store, Supplied};
+use crate::store::{stale_refusal, StaleMarked, StaleRun, Store, Supplied, STALE_SAMPLE};
 use crate::transform::STAGING_PART_BYTES;
 
 /// What the run's stale marking did and the key of its `stale.csv`; `None` when the run is no full
@@ -22,7 +22,7 @@ pub async fn mark(
     env: &Env,
     run: &RunInput,
     record: &RunRecord,
-) -> Result<Option<(StaleReport, Option<String>)>, ChuteError> {
+) -> Result<Option<(StaleReport, Option<String>, Vec<String>)>, ChuteError> {
     if !(run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?)) {
         return Ok(None);
     }
@@ -38,6 +38,7 @@ pub async fn mark(
                 ..StaleReport::default()
             },
             None,
+            Vec::new(),
         ))),
     }
 }
@@ -49,14 +50,15 @@ fn full_by_configuration(env: &Env, run: &RunInput) -> Result<bool, ChuteError> 
 }
 
 /// A full refresh's stale products, marked once every chunk was written (else nothing is marked
-/// and the report says why), the keys streamed into `stale.csv`; returns the outcome and the CSV's
-/// key. A retried or redriven report repeats what the ledger recorded. A dry run predicts them
-/// from the keys its staged documents supply, and marks nothing.
+/// and the report says why), the keys streamed into `stale.csv`; returns the outcome, the CSV's
+/// key and, for a delta run, the stale keys the snapshots gave. A retried or redriven report
+/// repeats what the ledger recorded. A dry run predicts them, and marks nothing: a delta run from
+/// the snapshots alone, otherwise from the keys its staged documents supply.
 async fn mark_stale(
     env: &Env,
     run: &RunInput,
     record: &RunRecord,
-) -> Result<(StaleReport, Option<String>), ChuteError> {
+) -> Result<(StaleReport, Option<String>, Vec<String>), ChuteError> {
     let schema = env.config.schema(&run.schema)?;
     let policy = schema.feed.for_source(&run.feed_source);
     let mut outcome = StaleReport {
@@ -67,8 +69,20 @@ async fn mark_stale(
         outcome.refused_reason = Some(
             "nothing marked stale: the full refresh did not import every row it staged".into(),
         );
-        return Ok((outcome, None));
+        return Ok((outcome, None, Vec::new()));
     }
+    let base = record
+        .plan
+        .as_ref()
+        .and_then(|p| p.delta.as_ref())
+        .and_then(|d| d.base.as_ref());
+    let (by_snapshot, supplied_before) = match base {
+        Some(base) => {
+            let (keys, supplied) = super::delta::stale_keys(env, record, &schema, base).await?;
+            (Some(keys), supplied)
+        }
+        None => (None, 0),
+    };
     let store = env.store().await?;
     let key = env.config.keys(&run.run_id).stale();
     let dry_run = run.mode == Mode::DryRun;
@@ -80,10 +94,11 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
+    let found = by_snapshot.clone().unwrap_or_default();
     if !dry_run {
         if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
             drop_if_deleting(store, &stale_run, &recorded).await?;
-            return Ok((recorded, Some(key)));
+            return Ok((recorded, Some(key), found));
         }
     }
     let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
@@ -91,17 +106,28 @@ async fn mark_stale(
     // Rows the file has but the transform rejected still supply their products.
     let rejected = record.rejected_keys(&schema);
     let marking = async {
-        if dry_run {
-            let mut supplied = supplied(env, run, record, &schema).await?;
-            supplied.keys.extend(
-                rejected
-                    .iter()
-                    .map(|k| join_key(k.iter().map(String::as_str))),
-            );
-            store.predict_stale(&stale_run, &supplied, keys_tx).await
-        } else {
-            store.keep_rejected_claims(&stale_run, &rejected).await?;
-            store.mark_stale(&stale_run, keys_tx).await
+        match (by_snapshot, dry_run) {
+            (Some(stale), true) => {
+                predict_from_snapshot(&stale_run, &stale, supplied_before, keys_tx).await
+            }
+            (Some(stale), false) => {
+                store
+                    .mark_stale_keys(&stale_run, &stale, supplied_before, keys_tx)
+                    .await
+            }
+            (None, true) => {
+                let mut supplied = supplied(env, run, record, &schema).await?;
+                supplied.keys.extend(
+                    rejected
+                        .iter()
+                        .map(|k| join_key(k.iter().map(String::as_str))),
+                );
+                store.predict_stale(&stale_run, &supplied, keys_tx).await
+            }
+            (None, false) => {
+                store.keep_rejected_claims(&stale_run, &rejected).await?;
+                store.mark_stale(&stale_run, keys_tx).await
+            }
         }
     };
     let (marked, (), stored) = tokio::join!(
@@ -121,7 +147,35 @@ async fn mark_stale(
         store.record_stale(&run.run_id, &outcome).await?;
         drop_if_deleting(store, &stale_run, &outcome).await?;
     }
-    Ok((outcome, Some(key)))
+    Ok((outcome, Some(key), found))
+}
+
+/// A dry run's stale products by the snapshots: no database read at all. The guard decides
+/// whether the real run would mark them or only report them as candidates.
+async fn predict_from_snapshot(
+    run: &StaleRun<'_>,
+    stale: &[String],
+    supplied: u64,
+    keys: tokio::sync::mpsc::Sender<Vec<String>>,
+) -> Result<StaleMarked, ChuteError> {
+    let count = stale.len() as u64;
+    let mut marked = StaleMarked {
+        supplied,
+        refused_reason: stale_refusal(run, count, supplied, count),
+        sample: stale.iter().take(STALE_SAMPLE).cloned().collect(),
+        ..StaleMarked::default()
+    };
+    if marked.refused_reason.is_some() {
+        marked.candidates = count;
+    } else {
+        marked.marked = count;
+    }
+    for batch in stale.chunks(1000) {
+        if keys.send(batch.to_vec()).await.is_err() {
+            break;
+        }
+    }
+    Ok(marked)
 }
 
 /// Under `delete`, drops the claims the marking tagged, once its outcome is recorded: a retry
@@ -158,7 +212,7 @@ async fn supplied(
     Ok(supplied)
 }
 
-fn stale_name(stale: Stale) -> &'static str {
+pub(super) fn stale_name(stale: Stale) -> &'static str {
     match stale {
         Stale::Deactivate => "deactivate",
         Stale::Delete => "delete",

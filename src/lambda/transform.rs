@@ -10,9 +10,11 @@ use super::ChunkInput;
 use crate::app::Env;
 use crate::clock::elapsed_ms;
 use crate::dedup::rows_in_chunk;
+use crate::delta::encode;
 use crate::error::ChuteError;
 use crate::header::Header;
 use crate::run::{PlanRecord, TransformRecord};
+use crate::store::digest_part;
 use crate::transform::{transform_chunk_parts, RowRules, STAGING_PART_BYTES};
 
 pub async fn handle(
@@ -41,29 +43,50 @@ pub async fn handle(
     // Rows are turned into documents on a blocking thread while this task uploads the staged
     // parts as they fill: one part in the channel, one uploading, one filling.
     let (parts, received) = tokio::sync::mpsc::channel(1);
+    // Each part's documents also go into the chunk's digest (key, content hash, row), which the
+    // import diffs against the source's snapshot ([`crate::delta`]).
     let transformed = tokio::task::spawn_blocking(move || {
         let rules = RowRules::new(&schema, &header, format);
-        transform_chunk_parts(
+        let key_fields = schema.key_fields();
+        let mut digest = Ok(Vec::new());
+        let outcome = transform_chunk_parts(
             &rules,
             &chunk,
             &bytes,
             &superseded,
             STAGING_PART_BYTES,
             |part| {
+                if let Ok(entries) = &mut digest {
+                    match digest_part(&part, &key_fields) {
+                        Ok(more) => entries.extend(more),
+                        Err(e) => digest = Err(e),
+                    }
+                }
                 // Fails only when the upload gave up; its error is the one reported.
                 let _ = parts.blocking_send(part);
             },
-        )
+        );
+        (outcome, digest)
     });
     let uploaded = env
         .blob
         .put_parts(&input.bucket, &staged_key, "application/bson", received)
         .await;
-    let outcome = transformed.await.map_err(|e| ChuteError::Stopped {
+    let (outcome, digest) = transformed.await.map_err(|e| ChuteError::Stopped {
         what: format!("chunk {} transform", chunk.index),
         source: e.into(),
     })?;
     uploaded?;
+    let mut digest = digest?;
+    digest.sort_unstable();
+    env.blob
+        .put(
+            &input.bucket,
+            &keys.digest(chunk.index),
+            encode(&digest),
+            "application/octet-stream",
+        )
+        .await?;
     if outcome.rows != chunk.rows {
         return Err(ChuteError::Fatal(format!(
             "chunk {} held {} rows; the plan says {}",

@@ -12,10 +12,11 @@ use crate::app::Env;
 use crate::clock::elapsed_ms;
 use crate::dedup::Occurrences;
 use crate::error::{ChuteError, FileCode, FileError};
+use crate::feed::Mode;
 use crate::input::{self, PlanInput, StagedCopy, Staging};
 use crate::plan::{plan, FingerprintSet, PlanOptions};
 use crate::run::PlanRecord;
-use crate::store::RunStart;
+use crate::store::{RunStart, Store};
 use crate::transform::{RowRules, STAGING_PART_BYTES};
 
 pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateOutput, Diagnostic> {
@@ -23,6 +24,7 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
     let started = Instant::now();
     let schema = env.config.schema(&input.schema)?;
     let store = env.store().await?;
+    let commands = store.commands();
     store
         .start_run(&RunStart {
             run_id: &input.run_id,
@@ -37,6 +39,9 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
         .await?;
     if let Some(refused) = &input.refused {
         return Err(ChuteError::from(refused.clone()).into());
+    }
+    if input.mode != Mode::DryRun {
+        take_lease(env, store, &schema.collection, input).await?;
     }
     store.ensure_collection(&schema).await?;
 
@@ -60,6 +65,8 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
         .with_metadata(&info.metadata)
         .map_err(ChuteError::from)?;
     let sheet = info.metadata.get("chute-sheet").cloned();
+    let delta =
+        super::delta::decide(env, store, &schema, &input.feed_source, &info.metadata).await?;
     let body = env
         .blob
         .stream(&input.bucket, &input.key, Some(&input.etag))
@@ -160,7 +167,8 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
             staged,
         }),
         continuation: schema.continuation.as_ref().map(|c| c.reason.clone()),
-        delta: None,
+        delta: Some(delta),
+        commands: store.commands() - commands,
     };
     let plan_key = keys.plan();
     env.blob.put_json(&input.bucket, &plan_key, &stored).await?;
@@ -191,4 +199,33 @@ pub async fn handle(env: &Env, event: LambdaEvent<RunInput>) -> Result<ValidateO
         superseded_rows: superseded.len() as u64,
         duration_ms,
     })
+}
+
+/// Takes the lease of the file's source, so no other run of it interleaves with this one (their
+/// snapshots would each miss the other's rows). Held: `Chute.SourceBusy`, which the state machine
+/// retries for a while before it reports the run failed with this message.
+async fn take_lease(
+    env: &Env,
+    store: &Store,
+    collection: &str,
+    input: &RunInput,
+) -> Result<(), ChuteError> {
+    let expires = bson::DateTime::from_millis(
+        bson::DateTime::now().timestamp_millis() + env.config.lease.as_millis() as i64,
+    );
+    match store
+        .take_lease(collection, &input.feed_source, &input.run_id, expires)
+        .await?
+    {
+        Ok(()) => Ok(()),
+        Err(holder) => Err(ChuteError::SourceBusy(format!(
+            "source '{}' is being imported into {collection} by run {} (since {}); runs of one \
+             source never interleave. This file was not imported: upload it again once that run \
+             reported (its lease expires at {} if it never does)",
+            input.feed_source,
+            holder.run_id,
+            holder.since.try_to_rfc3339_string().unwrap_or_default(),
+            holder.expires.try_to_rfc3339_string().unwrap_or_default(),
+        ))),
+    }
 }

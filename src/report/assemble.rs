@@ -84,6 +84,10 @@ pub struct Planned {
     pub continuation: Option<String>,
     pub validate_ms: u64,
     pub chunks: Vec<ChunkRecord>,
+    /// Whether the run diffed against its source's snapshot ([`crate::delta`]).
+    pub delta: Option<crate::delta::DeltaPlan>,
+    /// Database commands validate sent.
+    pub validate_commands: u64,
 }
 
 /// One chunk: the records its steps stored, `None` where the step did not finish.

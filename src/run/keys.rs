@@ -51,6 +51,12 @@ impl<'a> RunKeys<'a> {
         self.chunk(chunk, "bson")
     }
 
+    /// `staging/<run>/chunk-00007.digest`: the chunk's `(key, content hash, row)` entries, sorted
+    /// ([`crate::delta::entries`]).
+    pub fn digest(&self, chunk: u32) -> String {
+        self.chunk(chunk, "digest")
+    }
+
     /// `staging/<run>/chunk-00007.transform.json`: the [`super::TransformRecord`].
     pub fn transform_record(&self, chunk: u32) -> String {
         self.chunk(chunk, "transform.json")
@@ -99,6 +105,7 @@ mod tests {
         assert_eq!(keys.chunk_list(), "staging/run/chunks.json");
         assert_eq!(keys.decoded_input(), "staging/run/input.csv");
         assert_eq!(keys.staged(7), "staging/run/chunk-00007.bson");
+        assert_eq!(keys.digest(7), "staging/run/chunk-00007.digest");
         assert_eq!(
             keys.transform_record(7),
             "staging/run/chunk-00007.transform.json"

@@ -38,6 +38,9 @@ pub struct PlanRecord {
     /// stored before delta import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<DeltaPlan>,
+    /// Database commands validate sent (the ledger entry, the collection set-up, the lease).
+    #[serde(default)]
+    pub commands: u64,
 }
 
 /// What `transform` stores for a chunk (`staging/<run>/chunk-N.transform.json`, with the rejected
@@ -256,10 +259,11 @@ mod tests {
                 off: Some("why".into()),
                 fingerprint: "f".into(),
             }),
+            commands: 3,
         };
         assert_eq!(
             serde_json::to_string(&plan).unwrap(),
-            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}},"continuation":"an image","delta":{"off":"why","fingerprint":"f"}}"#
+            r#"{"header":["sku"],"chunks":[{"index":0,"start":4,"end":10,"first_row":1,"first_line":2,"rows":3}],"superseded":[2],"warnings":["w"],"input":{"read_as":{"format":"csv","compression":"gzip","encoding":"UTF-8","delimiter":",","numbers":"1234.56","sheet":"S"},"delimiter":44,"numbers":{"decimal":".","thousands":null},"staged":{"key":"k","etag":"e"}},"continuation":"an image","delta":{"off":"why","fingerprint":"f"},"commands":3}"#
         );
 
         let transformed = TransformRecord {

@@ -154,27 +154,12 @@ impl Store {
     ) -> Result<u64, ChuteError> {
         let run_field = format!("_sources.{}.run_id", run.feed_source);
         let fields = run.schema.key_fields();
-        let kinds: Vec<_> = run
-            .schema
-            .key
-            .iter()
-            .map(|k| run.schema.column(k).map(|c| c.kind))
-            .collect();
         let collection = self.db.collection::<Document>(&run.schema.collection);
         let mut kept = 0;
         for batch in keys.chunks(500) {
             let values: Vec<Vec<Bson>> = batch
                 .iter()
-                .map(|cells| {
-                    kinds
-                        .iter()
-                        .zip(cells)
-                        .map(|(kind, cell)| match (kind, cell.parse::<i64>()) {
-                            (Some(ColumnType::Integer), Ok(n)) => Bson::Int64(n),
-                            _ => Bson::String(cell.clone()),
-                        })
-                        .collect()
-                })
+                .map(|cells| key_values(run.schema, cells))
                 .collect();
             let wanted: HashSet<String> = batch
                 .iter()
@@ -262,7 +247,11 @@ impl Store {
     }
 
     /// The per-source indexes the stale scan and its tag count use; safe to repeat.
-    async fn ensure_stale_indexes(&self, schema: &Schema, source: &str) -> Result<(), ChuteError> {
+    pub(super) async fn ensure_stale_indexes(
+        &self,
+        schema: &Schema,
+        source: &str,
+    ) -> Result<(), ChuteError> {
         let indexes = ["run_id", "stale_run"].map(|field| {
             IndexModel::builder()
                 .keys(doc! {format!("_sources.{source}.{field}"): 1})
@@ -290,7 +279,6 @@ impl Store {
         claim: &str,
         range: Document,
     ) -> Result<(), ChuteError> {
-        let run_field = format!("{claim}.run_id");
         let products = self.db.collection::<Document>(&run.schema.collection);
         let now = DateTime::now();
         loop {
@@ -302,22 +290,7 @@ impl Store {
             }
             let statements: Vec<Document> = batch
                 .iter()
-                .map(|d| {
-                    let previous = lookup(d, &run_field).cloned().unwrap_or(Bson::Null);
-                    let mut set = doc! {
-                        format!("{claim}.stale_run"): run.run_id,
-                        format!("{claim}.stale_since"): now,
-                        format!("{claim}.last_run_id"): previous.clone(),
-                    };
-                    if run.policy == Stale::Deactivate && !supplied_elsewhere(d, run.feed_source) {
-                        set.insert("active", false);
-                        set.insert("stale_since", now);
-                    }
-                    doc! {
-                        "q": {"_id": d.get("_id").cloned().unwrap_or(Bson::Null), &run_field: previous},
-                        "u": {"$set": set, "$unset": {&run_field: ""}, "$inc": {"_rev": 1_i64}},
-                    }
-                })
+                .map(|d| tag_statement(run, claim, d, now))
                 .collect();
             self.run_write(
                 doc! {"update": &run.schema.collection, "updates": statements, "ordered": false},
@@ -328,7 +301,7 @@ impl Store {
 
     /// Sends the keys of the documents matching `filter` that are `wanted` (given the document's
     /// key and `also` fields, and its key text) to `keys`, batch by batch, counting them.
-    async fn list_keys(
+    pub(super) async fn list_keys(
         &self,
         schema: &Schema,
         also: &[&str],
@@ -436,7 +409,7 @@ impl Store {
     }
 
     /// An unordered write command whose every statement must succeed.
-    async fn run_write(&self, command: Document) -> Result<Document, ChuteError> {
+    pub(super) async fn run_write(&self, command: Document) -> Result<Document, ChuteError> {
         let reply = self.db.run_command(command).await.map_err(classify)?;
         if let Ok(errors) = reply.get_array("writeErrors") {
             return Err(ChuteError::Transient(format!(
@@ -457,6 +430,48 @@ impl Store {
     }
 }
 
+/// A key's cells as the documents store them: integer key columns as numbers, the rest as
+/// written.
+pub(super) fn key_values(schema: &Schema, cells: &[String]) -> Vec<Bson> {
+    schema
+        .key
+        .iter()
+        .zip(cells)
+        .map(
+            |(column, cell)| match (schema.column(column).map(|c| c.kind), cell.parse::<i64>()) {
+                (Some(ColumnType::Integer), Ok(n)) => Bson::Int64(n),
+                _ => Bson::String(cell.clone()),
+            },
+        )
+        .collect()
+}
+
+/// The statement tagging `product`'s claim (`claim` = `_sources.<source>`) as stale for `run`:
+/// conditional on the claim's run id as read, so a claim re-supplied in between is left alone;
+/// under `deactivate` the product goes inactive unless another source still supplies it.
+pub(super) fn tag_statement(
+    run: &StaleRun<'_>,
+    claim: &str,
+    product: &Document,
+    now: DateTime,
+) -> Document {
+    let run_field = format!("{claim}.run_id");
+    let previous = lookup(product, &run_field).cloned().unwrap_or(Bson::Null);
+    let mut set = doc! {
+        format!("{claim}.stale_run"): run.run_id,
+        format!("{claim}.stale_since"): now,
+        format!("{claim}.last_run_id"): previous.clone(),
+    };
+    if run.policy == Stale::Deactivate && !supplied_elsewhere(product, run.feed_source) {
+        set.insert("active", false);
+        set.insert("stale_since", now);
+    }
+    doc! {
+        "q": {"_id": product.get("_id").cloned().unwrap_or(Bson::Null), &run_field: previous},
+        "u": {"$set": set, "$unset": {&run_field: ""}, "$inc": {"_rev": 1_i64}},
+    }
+}
+
 /// Whether another source still supplies the product (its claim is not stale): then a refresh
 /// of `source` that no longer lists it tags only its own claim, and the product stays active.
 fn supplied_elsewhere(product: &Document, source: &str) -> bool {
@@ -473,13 +488,13 @@ fn supplied_elsewhere(product: &Document, source: &str) -> bool {
 /// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
 /// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
 /// Whether `source` is the only source of the product `doc` (with `_sources` projected).
-fn only_source(doc: &Document, source: &str) -> bool {
+pub(super) fn only_source(doc: &Document, source: &str) -> bool {
     doc.get_document("_sources")
         .map(|s| s.keys().all(|k| k == source))
         .unwrap_or(true)
 }
 
-fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
+pub fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
     if supplied == 0 || fresh == 0 || run.force {
         return None;
     }
@@ -551,7 +566,7 @@ impl Supplied {
     }
 }
 
-async fn send(keys: &Sender<Vec<String>>, batch: Vec<String>) -> Result<(), ChuteError> {
+pub(super) async fn send(keys: &Sender<Vec<String>>, batch: Vec<String>) -> Result<(), ChuteError> {
     keys.send(batch)
         .await
         .map_err(|_| ChuteError::Fatal("the stale key list stopped reading".into()))

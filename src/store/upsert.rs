@@ -18,6 +18,8 @@ use super::filters::keys_filter;
 use super::paths::{bson_text, key_text, lookup};
 use super::staged::{read_staged, split_staged, StagedDoc};
 use super::Store;
+use crate::delta::entries::parse_hash;
+use crate::delta::ChunkDiff;
 use crate::error::{ChuteError, Refusal};
 use crate::feed::Mode;
 use crate::run::{keep_sample, Difference, WriteCounts, DIFFERENCE_SAMPLE};
@@ -96,7 +98,7 @@ impl Store {
         ctx: &WriteContext,
     ) -> Result<WriteOutcome, ChuteError> {
         Ok(self
-            .upsert_stream_until(schema, staged, ctx, 0, || false)
+            .upsert_stream_until(schema, staged, ctx, 0, None, || false)
             .await?
             .outcome)
     }
@@ -106,12 +108,15 @@ impl Store {
     /// asking, so it stops only with documents left: `finished` is false exactly then, and
     /// `documents`/`bytes` say how much of the stream was written (whole batches), where the next
     /// call resumes. `skipped` (documents before the stream's start) only names places in errors.
+    /// Documents `unchanged` says the source's snapshot has with the same content are counted
+    /// `unchanged` and never reach the database (no read, no write: [`crate::delta`]).
     pub async fn upsert_stream_until(
         &self,
         schema: &Schema,
         mut staged: impl AsyncRead + Unpin,
         ctx: &WriteContext,
         skipped: u64,
+        unchanged: Option<&ChunkDiff>,
         out_of_time: impl Fn() -> bool,
     ) -> Result<WriteProgress, ChuteError> {
         let key_fields = schema.key_fields();
@@ -133,9 +138,10 @@ impl Store {
                 return Ok(progress);
             }
             let docs = split_staged(&batch)?;
-            progress
-                .outcome
-                .add(self.upsert_batch(schema, &key_fields, &docs, ctx).await?);
+            progress.outcome.add(
+                self.upsert_batch(schema, &key_fields, &docs, ctx, unchanged)
+                    .await?,
+            );
             progress.documents += in_batch as u64;
             progress.bytes += batch.len() as u64;
         }
@@ -150,6 +156,7 @@ impl Store {
         key_fields: &[&str],
         batch: &[&RawDocument],
         ctx: &WriteContext,
+        unchanged: Option<&ChunkDiff>,
     ) -> Result<WriteOutcome, ChuteError> {
         let staged: Vec<StagedDoc> = batch
             .iter()
@@ -157,7 +164,17 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let match_fields = schema.match_fields();
         let mut outcome = WriteOutcome::default();
-        let mut pending: Vec<&StagedDoc> = staged.iter().collect();
+        let mut pending: Vec<&StagedDoc> = Vec::with_capacity(staged.len());
+        for doc in &staged {
+            let same = unchanged.is_some_and(|diff| {
+                parse_hash(&doc.hash).is_some_and(|hash| diff.is_unchanged(&doc.key_text, hash))
+            });
+            if same {
+                outcome.counts.unchanged += 1;
+            } else {
+                pending.push(doc);
+            }
+        }
         for _ in 0..MAX_ROUNDS {
             if pending.is_empty() {
                 break;

@@ -1,0 +1,312 @@
+//! Delta import's moves ([`crate::delta`] holds the rules): validate decides whether the run
+//! diffs and against which snapshot; the import diffs its chunk piece by piece; the report step
+//! finds a full refresh's stale keys from the snapshots and, once the run committed (every chunk
+//! imported, the stale step done), writes the next snapshot and switches to it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::app::{is_reapply, Env};
+use crate::delta::{
+    decode, diff_chunk, encode, next_snapshot, piece_of, pieces_for, prune_runs, ChunkDiff,
+    DeltaPlan, Entry, NextSnapshot, SnapshotBase,
+};
+use crate::error::ChuteError;
+use crate::feed::{Mode, Stale};
+use crate::report::{DeltaReport, RunRecord, StaleReport};
+use crate::schema::{join_key, Schema};
+use crate::store::{Store, Switched};
+
+/// Validate's decision: the source's current snapshot unless it is missing, was taken under
+/// another schema fingerprint, or the file asks for `chute-mode: reapply`; a snapshot whose
+/// pieces cannot all be found turns delta off too (the reason says which).
+pub async fn decide(
+    env: &Env,
+    store: &Store,
+    schema: &Schema,
+    source: &str,
+    metadata: &HashMap<String, String>,
+) -> Result<DeltaPlan, ChuteError> {
+    let reapply = metadata.get("chute-mode").is_some_and(|m| is_reapply(m));
+    let current = store
+        .snapshot(&schema.collection, source)
+        .await?
+        .map(|m| m.current);
+    let plan = DeltaPlan::decide(&schema.fingerprint, current, reapply);
+    if let Some(base) = &plan.base {
+        for p in 0..base.pieces {
+            if let Err(e) = env.blob.head(&base.bucket, &base.piece_key(p)).await {
+                return Ok(DeltaPlan::off(
+                    &schema.fingerprint,
+                    format!(
+                        "the snapshot of run {} cannot be read (piece {p}: {e})",
+                        base.run_id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Piece `p` of `base`.
+async fn piece(env: &Env, base: &SnapshotBase, p: u32) -> Result<Vec<Entry>, ChuteError> {
+    let key = base.piece_key(p);
+    let bytes = env.blob.get(&base.bucket, &key).await?;
+    decode(&bytes).map_err(|e| ChuteError::Unreadable {
+        what: format!("snapshot piece s3://{}/{key}", base.bucket),
+        source: e.into(),
+    })
+}
+
+/// Chunk `chunk`'s digest, as its transform stored it.
+async fn digest(
+    env: &Env,
+    bucket: &str,
+    run_id: &str,
+    chunk: u32,
+) -> Result<Vec<Entry>, ChuteError> {
+    let key = env.config.keys(run_id).digest(chunk);
+    let bytes = env.blob.get(bucket, &key).await?;
+    decode(&bytes).map_err(|e| ChuteError::Unreadable {
+        what: format!("chunk digest s3://{bucket}/{key}"),
+        source: e.into(),
+    })
+}
+
+/// What the snapshot says of one chunk, reading only the pieces its keys fall in, one at a time.
+pub async fn chunk_diff(
+    env: &Env,
+    bucket: &str,
+    run_id: &str,
+    chunk: u32,
+    base: &SnapshotBase,
+) -> Result<ChunkDiff, ChuteError> {
+    let current = digest(env, bucket, run_id, chunk).await?;
+    let mut diff = ChunkDiff::default();
+    let mut rest = current.as_slice();
+    while let Some(first) = rest.first() {
+        let p = piece_of(first.key_hash, base.pieces);
+        let end = rest.partition_point(|e| piece_of(e.key_hash, base.pieces) == p);
+        diff_chunk(&rest[..end], &piece(env, base, p).await?, &mut diff);
+        rest = &rest[end..];
+    }
+    Ok(diff)
+}
+
+/// Every entry of `base`, in order.
+async fn load_base(env: &Env, base: &SnapshotBase) -> Result<Vec<Entry>, ChuteError> {
+    let mut entries = Vec::with_capacity(base.entries as usize);
+    for p in 0..base.pieces {
+        entries.extend(piece(env, base, p).await?);
+    }
+    Ok(entries)
+}
+
+/// Every chunk's digest of the run, merged in order.
+async fn load_current(
+    env: &Env,
+    bucket: &str,
+    record: &RunRecord,
+) -> Result<Vec<Entry>, ChuteError> {
+    let mut entries = Vec::new();
+    for chunk in record.plan.iter().flat_map(|p| &p.chunks) {
+        entries.extend(digest(env, bucket, &record.run_id, chunk.index).await?);
+    }
+    entries.sort_unstable();
+    Ok(entries)
+}
+
+/// The keys of the rows the file has but the transform rejected (they still supply their product).
+fn rejected_keys(record: &RunRecord, schema: &Schema) -> HashSet<String> {
+    record
+        .rejected_keys(schema)
+        .iter()
+        .map(|k| join_key(k.iter().map(String::as_str)))
+        .collect()
+}
+
+/// A full refresh's stale keys by the snapshots: in the snapshot, not listed by the file's staged
+/// rows nor by its rejected ones. Returns them with the snapshot's size.
+pub async fn stale_keys(
+    env: &Env,
+    record: &RunRecord,
+    schema: &Schema,
+    base: &SnapshotBase,
+) -> Result<(Vec<String>, u64), ChuteError> {
+    let base_entries = load_base(env, base).await?;
+    let current = load_current(env, &record.source.bucket, record).await?;
+    let stale = crate::delta::stale_keys(&base_entries, &current, &rejected_keys(record, schema));
+    Ok((stale, base_entries.len() as u64))
+}
+
+/// Writes the run's next snapshot and makes it current, when the run committed: not a dry run,
+/// every chunk imported, and for a full refresh a finished stale step (one taken by the full
+/// path must also have marked every stale product, or the snapshot would forget the claims it
+/// left). `marked` are the keys the stale step marked. Returns what became of the snapshot.
+pub async fn commit(
+    env: &Env,
+    store: &Store,
+    record: &RunRecord,
+    schema: &Schema,
+    plan: &DeltaPlan,
+    stale: Option<&StaleReport>,
+    marked: &HashSet<String>,
+) -> Result<String, ChuteError> {
+    let source = &record.feed.source;
+    if record.dry_run {
+        return Ok("unchanged (a dry run)".into());
+    }
+    if !record.complete() {
+        return Ok("not advanced: the run did not import every row".into());
+    }
+    if record.feed.mode == Mode::Full {
+        let Some(stale) = stale else {
+            return Ok("not advanced: the stale step did not run".into());
+        };
+        let finished = stale
+            .refused_reason
+            .as_deref()
+            .is_none_or(|r| !r.contains("did not finish"));
+        let all_marked = marked_all(stale) || (stale.refused_reason.is_none() && stale.marked == 0);
+        if !finished || (plan.base.is_none() && !all_marked) {
+            return Ok(format!(
+                "not advanced: {}",
+                stale
+                    .refused_reason
+                    .as_deref()
+                    .unwrap_or("the full path kept stale products a snapshot would forget")
+            ));
+        }
+    }
+    let bucket = &record.source.bucket;
+    let current = load_current(env, bucket, record).await?;
+    let refused = refused_keys(record, &current);
+    let (base_entries, mut runs) = match &plan.base {
+        Some(base) => (load_base(env, base).await?, base.runs.clone()),
+        None => (fallback_base(record, schema), Vec::new()),
+    };
+    let run = runs.len() as u32;
+    runs.push(record.run_id.clone());
+    let mut entries = next_snapshot(
+        base_entries,
+        current,
+        &NextSnapshot {
+            kept: &refused,
+            marked,
+            run,
+        },
+    );
+    let runs = prune_runs(&mut entries, runs);
+    let pieces = pieces_for(entries.len() as u64, env.config.snapshot_piece_entries);
+    let next = SnapshotBase {
+        run_id: record.run_id.clone(),
+        bucket: bucket.clone(),
+        prefix: env
+            .config
+            .snapshot_prefix(&schema.collection, source, &record.run_id),
+        pieces,
+        entries: entries.len() as u64,
+        fingerprint: plan.fingerprint.clone(),
+        runs,
+    };
+    let mut rest = entries.as_slice();
+    for p in 0..pieces {
+        let end = rest.partition_point(|e| piece_of(e.key_hash, pieces) == p);
+        let bytes = encode(&rest[..end]);
+        env.blob
+            .put(
+                bucket,
+                &next.piece_key(p),
+                bytes,
+                "application/octet-stream",
+            )
+            .await?;
+        rest = &rest[end..];
+    }
+    let based_on = plan.base.as_ref().map(|b| b.run_id.as_str());
+    Ok(
+        match store
+            .switch_snapshot(&schema.collection, source, based_on, &next)
+            .await?
+        {
+            Switched::Committed { .. } | Switched::Already => format!(
+                "committed ({} products in {} piece{})",
+                next.entries,
+                pieces,
+                if pieces == 1 { "" } else { "s" }
+            ),
+            Switched::Conflict { current } => format!(
+                "not advanced: the current snapshot is run {}'s, not the one this run diffed against",
+                current.as_deref().unwrap_or("none")
+            ),
+        },
+    )
+}
+
+/// The base a full-path run's next snapshot starts from: nothing, but for a full refresh the
+/// keys of its rejected rows (their claims were kept, so the snapshot must know them; their
+/// content is unknown, so the next run writes them).
+fn fallback_base(record: &RunRecord, schema: &Schema) -> Vec<Entry> {
+    if record.feed.mode != Mode::Full {
+        return Vec::new();
+    }
+    let mut entries: Vec<Entry> = rejected_keys(record, schema)
+        .into_iter()
+        .map(|key| Entry::new(key, 0, 0))
+        .collect();
+    entries.sort_unstable();
+    entries
+}
+
+/// The keys of the staged rows the database refused (their snapshot entry stays as it was).
+fn refused_keys(record: &RunRecord, current: &[Entry]) -> HashSet<String> {
+    let rows: HashSet<u64> = record
+        .plan
+        .iter()
+        .flat_map(|p| &p.chunks)
+        .filter_map(|c| c.imported.as_ref())
+        .flat_map(|i| &i.refusals)
+        .map(|r| r.position.row)
+        .collect();
+    if rows.is_empty() {
+        return HashSet::new();
+    }
+    current
+        .iter()
+        .filter(|e| rows.contains(&e.row))
+        .map(|e| e.key.clone())
+        .collect()
+}
+
+/// Whether a full refresh's stale step marked (tagged or dropped) the stale keys it found.
+pub fn marked_all(stale: &StaleReport) -> bool {
+    stale.refused_reason.is_none() && stale.policy != super::stale::stale_name(Stale::Keep)
+}
+
+/// The report's delta section: the plan's decision, the chunks' counts, the run's commands and
+/// what became of the snapshot.
+pub fn report(
+    record: &RunRecord,
+    stale: u64,
+    commands: u64,
+    snapshot: String,
+) -> Option<DeltaReport> {
+    let planned = record.plan.as_ref()?;
+    let plan = planned.delta.as_ref()?;
+    let mut delta = DeltaReport {
+        status: if plan.base.is_some() { "on" } else { "off" }.into(),
+        reason: plan.off.clone(),
+        base_run: plan.base.as_ref().map(|b| b.run_id.clone()),
+        stale,
+        commands: planned.validate_commands + commands,
+        snapshot,
+        ..DeltaReport::default()
+    };
+    for imported in planned.chunks.iter().filter_map(|c| c.imported.as_ref()) {
+        delta.new += imported.delta.new;
+        delta.changed += imported.delta.changed;
+        delta.unchanged += imported.delta.unchanged;
+        delta.commands += imported.delta.commands;
+    }
+    Some(delta)
+}

@@ -1,0 +1,132 @@
+//! Stale marking of a delta run: the stale keys come from the snapshots ([`crate::delta`]), so
+//! the database is asked only about them (by key, in batches, on the key index) instead of
+//! scanning the source's claims for run ids a delta run never restamps. Tags, guards, policies and
+//! the redrive count are [`super::stale`]'s.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bson::{doc, DateTime, Document};
+use tokio::sync::mpsc::Sender;
+
+use super::classify::classify;
+use super::filters::keys_filter;
+use super::paths::{key_text, lookup};
+use super::stale::{key_values, only_source, refusal, send, tag_statement};
+use super::{StaleMarked, StaleRun, Store};
+use crate::error::ChuteError;
+use crate::feed::{check_source_name, Stale};
+use crate::schema::KEY_SEPARATOR;
+
+/// Keys asked for per `find`.
+const KEYS_PER_FIND: usize = 500;
+
+impl Store {
+    /// Marks `stale` (keys the source's snapshot has and this full refresh does not list) under
+    /// `run.policy`, `supplied` being the snapshot's size (for `max_stale_percent`). Every stale
+    /// key goes to `keys` for the CSV, marked or not. A redrive finds the claims it tagged and
+    /// counts them again.
+    pub async fn mark_stale_keys(
+        &self,
+        run: &StaleRun<'_>,
+        stale: &[String],
+        supplied: u64,
+        keys: Sender<Vec<String>>,
+    ) -> Result<StaleMarked, ChuteError> {
+        check_source_name(run.feed_source).map_err(ChuteError::Config)?;
+        let mut marked = StaleMarked {
+            supplied,
+            ..StaleMarked::default()
+        };
+        if stale.is_empty() {
+            return Ok(marked);
+        }
+        let count = stale.len() as u64;
+        marked.refused_reason = refusal(run, count, supplied, count);
+        if marked.refused_reason.is_some() || run.policy == Stale::Keep {
+            for batch in stale.chunks(self.batch_size) {
+                send(&keys, batch.to_vec()).await?;
+            }
+            marked.sample = stale.iter().take(super::STALE_SAMPLE).cloned().collect();
+            if marked.refused_reason.is_some() {
+                marked.candidates = count;
+            } else {
+                marked.marked = count;
+            }
+            return Ok(marked);
+        }
+        self.ensure_stale_indexes(run.schema, run.feed_source)
+            .await?;
+        let claim = format!("_sources.{}", run.feed_source);
+        let tag_field = format!("{claim}.stale_run");
+        for batch in stale.chunks(KEYS_PER_FIND) {
+            self.tag_keys(run, &claim, batch).await?;
+        }
+        let deleting = run.policy == Stale::Delete;
+        let only_here = AtomicU64::new(0);
+        let also: &[&str] = if deleting { &["_sources"] } else { &[] };
+        self.list_keys(
+            run.schema,
+            also,
+            doc! {&tag_field: run.run_id},
+            |doc, _| {
+                if deleting && only_source(doc, run.feed_source) {
+                    only_here.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            },
+            &keys,
+            &mut marked,
+        )
+        .await?;
+        marked.deleted = only_here.into_inner();
+        Ok(marked)
+    }
+
+    /// Tags the claims of the products with keys `batch` that still carry a run id (one `find` on
+    /// the key index, one `update` by `_id`).
+    async fn tag_keys(
+        &self,
+        run: &StaleRun<'_>,
+        claim: &str,
+        batch: &[String],
+    ) -> Result<(), ChuteError> {
+        let fields = run.schema.key_fields();
+        let wanted: HashSet<&str> = batch.iter().map(String::as_str).collect();
+        let values: Vec<_> = batch
+            .iter()
+            .map(|key| {
+                let cells: Vec<String> = key.split(KEY_SEPARATOR).map(str::to_string).collect();
+                key_values(run.schema, &cells)
+            })
+            .collect();
+        let mut projection = doc! {"_id": 1, "_sources": 1};
+        for field in &fields {
+            projection.insert(*field, 1);
+        }
+        let mut cursor = self
+            .db
+            .collection::<Document>(&run.schema.collection)
+            .find(keys_filter(&fields, &values))
+            .projection(projection)
+            .await
+            .map_err(classify)?;
+        let run_field = format!("{claim}.run_id");
+        let now = DateTime::now();
+        let mut statements = Vec::new();
+        while cursor.advance().await.map_err(classify)? {
+            let product: Document = cursor.deserialize_current().map_err(classify)?;
+            let claimed = lookup(&product, &run_field).is_some();
+            if claimed && wanted.contains(key_text(&product, &fields).as_str()) {
+                statements.push(tag_statement(run, claim, &product, now));
+            }
+        }
+        if !statements.is_empty() {
+            self.run_write(
+                doc! {"update": &run.schema.collection, "updates": statements, "ordered": false},
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
