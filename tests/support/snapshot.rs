@@ -60,6 +60,7 @@ pub fn stage(schema: &Schema, csv: &str, chunk_bytes: u64) -> (PlanRecord, Vec<V
         input: None,
         continuation: None,
         delta: None,
+        commands: 0,
     };
     (plan, staged)
 }
