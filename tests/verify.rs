@@ -233,12 +233,29 @@ async fn hand_edits_are_listed_and_repaired_and_expired_staging_is_checked_by_cl
         repair: true,
         ..request
     };
+    // A run of the source under way: the comparison says so, a repair writes nothing.
+    let hour = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() + 3_600_000);
+    let taken = store
+        .take_lease("catalog", "erp", "r3", hour)
+        .await
+        .unwrap();
+    assert!(taken.is_ok());
+    let busy = store.verify_source(&blob, &request).await.unwrap().unwrap();
+    assert_eq!((busy.running.as_deref(), busy.drifted), (Some("r3"), 4));
+    let refused = store.verify_source(&blob, &repairing).await.unwrap_err();
+    assert!(
+        matches!(&refused, chute::ChuteError::SourceBusy(m) if m.contains("run r3")),
+        "{refused}"
+    );
+    assert!(product(&store, "P0012").await.is_none(), "nothing written");
+    store.release_lease("catalog", "erp", "r3").await.unwrap();
     let repaired = store
         .verify_source(&blob, &repairing)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(repaired.drifted, 4, "the repair pass reports what it found");
+    assert_eq!(repaired.running, None);
     let r = repaired.repaired.as_ref().unwrap();
     assert_eq!(
         (
@@ -253,6 +270,15 @@ async fn hand_edits_are_listed_and_repaired_and_expired_staging_is_checked_by_cl
     );
 
     let after = store.verify_source(&blob, &request).await.unwrap().unwrap();
+    assert_eq!(
+        after.running, None,
+        "the repair gave the source's lease back"
+    );
+    assert!(store
+        .take_lease("catalog", "erp", "r4", hour)
+        .await
+        .unwrap()
+        .is_ok());
     assert_eq!(
         drifts(&after),
         vec![(

@@ -34,7 +34,9 @@ checked only, and the output says so.
 the importer's writer as their run (precedence still decides each field; a missing document is \
 inserted again), then the source is verified again and both results are printed. A product whose \
 staged row is gone cannot be repaired here: a file with object metadata chute-mode: reapply \
-restores it.
+restores it. A repair holds the source's lease while it writes, like a run: it is refused while a \
+run of the source is under way (a plain verify notes such a run: its writes show as drift until \
+it commits its snapshot).
 
 OUTPUT
     one line per drift (key, kind, field, stored value, snapshot value, run and row), then the \
@@ -44,8 +46,8 @@ pieces whose checksums differ, then a summary with counts and time. --json print
 EXIT STATUS
     0   no drift, or every drift repaired
     1   drift found (and not repaired, or some left after --repair)
-    2   usage error, no snapshot of the source, or an environment problem (MongoDB or S3 \
-unreachable, an unreadable snapshot)
+    2   usage error, no snapshot of the source, a run of the source under way (--repair), or an \
+environment problem (MongoDB or S3 unreachable, an unreadable snapshot)
 
 EXAMPLES
     eval \"$(scripts/stack env)\"
@@ -153,6 +155,12 @@ fn render_one(v: &Verified) -> String {
     }
     if v.unlisted > 0 {
         out += &format!("... and {} more drifts not listed\n", v.unlisted);
+    }
+    if let Some(run) = &v.running {
+        out += &format!(
+            "note: run {run} of this source is under way: its writes show as drift until it \
+             commits its snapshot\n"
+        );
     }
     let differing: Vec<String> = v
         .pieces

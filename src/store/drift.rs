@@ -267,6 +267,10 @@ pub struct Verified {
     pub claims_only: Vec<ClaimsOnly>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repaired: Option<Repaired>,
+    /// A run of the source under way (it holds the source's lease): its writes show as drift
+    /// until it commits its snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<String>,
     pub duration_ms: u64,
 }
 

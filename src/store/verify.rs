@@ -23,6 +23,7 @@ use super::drift::{
     claim_hash, classify, database_term, snapshot_term, Expected, PieceCheck, Repaired, Verified,
 };
 use super::filters::keys_filter;
+use super::snapshots::{snapshot_id, LEASES};
 use super::staged::{read_staged, StagedDoc};
 use super::Store;
 use crate::blob::Blob;
@@ -80,12 +81,84 @@ struct RunScope<'a> {
     entries: &'a [Entry],
 }
 
+/// How long a repair holds its source's lease at most (if `chute verify --repair` dies, the
+/// source is free again then).
+const REPAIR_LEASE_MS: i64 = 3600 * 1000;
+
 const GONE: &str = "staging expires after StagingRetentionDays";
 
 impl Store {
     /// Compares `request.source`'s current snapshot with the database; `None` when the source
     /// has no snapshot in the schema's collection.
+    ///
+    /// A repair holds the source's lease ([`Store::take_lease`]) while it writes, so no run of the
+    /// source interleaves with it (a run under way: [`ChuteError::SourceBusy`], nothing written);
+    /// a plain comparison notes a run under way instead ([`Verified::running`]), whose writes may
+    /// show as drift until it commits its snapshot.
     pub async fn verify_source(
+        &self,
+        blob: &Blob,
+        request: &VerifyRequest<'_>,
+    ) -> Result<Option<Verified>, ChuteError> {
+        let collection = &request.schema.collection;
+        if !request.repair {
+            let running = self.lease_holder(collection, request.source).await?;
+            let mut verified = self.compare(blob, request).await?;
+            if let Some(v) = verified.as_mut() {
+                v.running = running;
+            }
+            return Ok(verified);
+        }
+        let holder = format!("chute-verify-repair-{}", DateTime::now().timestamp_millis());
+        let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + REPAIR_LEASE_MS);
+        if let Err(lease) = self
+            .take_lease(collection, request.source, &holder, expires)
+            .await?
+        {
+            return Err(ChuteError::SourceBusy(format!(
+                "source '{}' is being imported into {collection} by run {} (since {}): a repair \
+                 would interleave with it; repair once that run reported",
+                request.source,
+                lease.run_id,
+                lease.since.try_to_rfc3339_string().unwrap_or_default()
+            )));
+        }
+        let compared = self.compare(blob, request).await;
+        let released = self
+            .release_lease(collection, request.source, &holder)
+            .await;
+        let compared = compared?;
+        released?;
+        Ok(compared)
+    }
+
+    /// The run holding `source`'s lease in `collection`, if one does and its lease is unexpired.
+    async fn lease_holder(
+        &self,
+        collection: &str,
+        source: &str,
+    ) -> Result<Option<String>, ChuteError> {
+        let lease = self
+            .db
+            .collection::<Document>(LEASES)
+            .find_one(bson::doc! {"_id": snapshot_id(collection, source)})
+            .await
+            .map_err(super::classify)?;
+        let Some(lease) = lease else {
+            return Ok(None);
+        };
+        let unexpired = lease
+            .get_datetime("expires")
+            .is_ok_and(|expires| *expires > DateTime::now());
+        Ok(lease
+            .get_str("run_id")
+            .ok()
+            .filter(|_| unexpired)
+            .map(str::to_string))
+    }
+
+    /// [`Store::verify_source`]'s comparison (and repair).
+    async fn compare(
         &self,
         blob: &Blob,
         request: &VerifyRequest<'_>,
