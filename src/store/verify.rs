@@ -248,18 +248,18 @@ impl Store {
     ) -> Result<(), ChuteError> {
         // Entries checked by claim only, with why.
         let mut claims_only: Vec<(String, Vec<usize>)> = Vec::new();
-        let chunks = match staged {
+        let (chunks, wanted) = match staged {
             RunStaged::Gone(reason) => {
                 claims_only.push((reason.clone(), indexes.to_vec()));
-                &[][..]
+                (&[][..], &[][..])
             }
-            RunStaged::Chunks { chunks, .. } => chunks.as_slice(),
+            RunStaged::Chunks { chunks, .. } => (chunks.as_slice(), indexes),
         };
         let entries = scope.entries;
         let mut per_chunk: BTreeMap<usize, HashMap<u64, usize>> = BTreeMap::new();
         let mut unknown = Vec::new();
         let mut not_staged = Vec::new();
-        for &i in indexes.iter().filter(|_| !chunks.is_empty()) {
+        for &i in wanted {
             let e = &entries[i];
             if e.hash == 0 {
                 unknown.push(i);
