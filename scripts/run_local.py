@@ -1,5 +1,5 @@
 """The one-command local run: scripts/run-local FILE [--out DIR] [--schema NAME] [--chunk-bytes N] [--import-budget-ms MS] [--team T]
-[--source NAME] [--mode incremental|full] [--dry-run] [--force-stale] [--meta KEY=VALUE]
+[--source NAME] [--mode incremental|full] [--dry-run] [--reapply] [--force-stale] [--meta KEY=VALUE]
 
 Prints only the report JSON on stdout; progress goes to stderr. It talks to the services with boto3
 (the real AWS SDK for Python) through the endpoints in STACK/local.env. While it follows a run it
@@ -75,6 +75,8 @@ def run(args):
         metadata["chute-mode"] = "dry-run"
     elif args.mode:
         metadata["chute-mode"] = args.mode
+    elif args.reapply:
+        metadata["chute-mode"] = "reapply"
     if args.force_stale:
         metadata["chute-force-stale"] = "true"
     for pair in args.meta or []:
@@ -316,6 +318,7 @@ def main():
     r.add_argument("--source", help="the feed source that sent the file (chute-source); default: the team folder, else 'default'")
     r.add_argument("--mode", choices=["incremental", "full"], help="override the source's configured mode (chute-mode)")
     r.add_argument("--dry-run", action="store_true", help="run everything but the writes (chute-mode: dry-run); the report says what would change")
+    r.add_argument("--reapply", action="store_true", help="send every row to the database whatever the source's snapshot says (chute-mode: reapply; the source's configured mode)")
     r.add_argument("--force-stale", action="store_true", help="a full refresh marks its stale products even above max_stale_percent (chute-force-stale: true)")
     r.add_argument("--meta", action="append", metavar="KEY=VALUE", help="object metadata, repeatable (chute-encoding=windows-1252, chute-delimiter=auto, …)")
     r.add_argument("--timeout", type=int, default=0, help="give up after this many seconds even while the run progresses (default: never)")

@@ -87,6 +87,17 @@ pub enum Stale {
     Keep,
 }
 
+impl Stale {
+    /// The policy's name in schemas and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stale::Deactivate => "deactivate",
+            Stale::Delete => "delete",
+            Stale::Keep => "keep",
+        }
+    }
+}
+
 /// The settings of one source of a schema, after its overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourcePolicy {
@@ -94,6 +105,9 @@ pub struct SourcePolicy {
     pub stale: Stale,
     /// Above this share of the source's products going stale, a full refresh marks nothing.
     pub max_stale_percent: u8,
+    /// `reapply_days`: a run takes the full path (every row to the database, whatever the
+    /// snapshot says) when the last one that did is this many days old ([`crate::delta`]).
+    pub reapply_days: Option<u16>,
 }
 
 impl Default for SourcePolicy {
@@ -102,6 +116,7 @@ impl Default for SourcePolicy {
             mode: Mode::Incremental,
             stale: Stale::Deactivate,
             max_stale_percent: 10,
+            reapply_days: None,
         }
     }
 }
@@ -126,6 +141,7 @@ impl Feed {
             policy.mode = o.mode.unwrap_or(policy.mode);
             policy.stale = o.stale.unwrap_or(policy.stale);
             policy.max_stale_percent = o.max_stale_percent.unwrap_or(policy.max_stale_percent);
+            policy.reapply_days = o.reapply_days.or(policy.reapply_days);
         }
         policy
     }
@@ -151,6 +167,7 @@ impl Feed {
         defaults.stale = feed.stale.unwrap_or(defaults.stale);
         defaults.max_stale_percent =
             percent(feed.max_stale_percent, "[feed]")?.unwrap_or(defaults.max_stale_percent);
+        defaults.reapply_days = days(feed.reapply_days, "[feed]")?;
         for (i, name) in feed.precedence.iter().enumerate() {
             check_source_name(name).map_err(|e| invalid(format!("precedence: {e}")))?;
             if feed.precedence[..i].contains(name) {
@@ -177,6 +194,7 @@ impl Feed {
                     mode: spec.mode,
                     stale: spec.stale,
                     max_stale_percent: percent(spec.max_stale_percent, &table)?,
+                    reapply_days: days(spec.reapply_days, &table)?,
                 },
             );
         }
@@ -201,6 +219,17 @@ fn percent(value: Option<i64>, table: &str) -> Result<Option<u8>, SchemaError> {
                     "{table} max_stale_percent {p} is not a percentage (0 to 100)"
                 ))
             })
+        })
+        .transpose()
+}
+
+fn days(value: Option<i64>, table: &str) -> Result<Option<u16>, SchemaError> {
+    value
+        .map(|d| {
+            u16::try_from(d)
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| invalid(format!("{table} reapply_days {d} is not 1 to 3650")))
         })
         .transpose()
 }
@@ -230,6 +259,7 @@ struct Overrides {
     mode: Option<Mode>,
     stale: Option<Stale>,
     max_stale_percent: Option<u8>,
+    reapply_days: Option<u16>,
 }
 
 /// The `[feed]` table as written.
@@ -239,6 +269,7 @@ pub(crate) struct FeedSpec {
     mode: Option<Mode>,
     stale: Option<Stale>,
     max_stale_percent: Option<i64>,
+    reapply_days: Option<i64>,
     #[serde(default)]
     precedence: Vec<String>,
     #[serde(default)]
@@ -253,6 +284,7 @@ pub(crate) struct SourceSpec {
     mode: Option<Mode>,
     stale: Option<Stale>,
     max_stale_percent: Option<i64>,
+    reapply_days: Option<i64>,
     #[serde(default, rename = "format")]
     _format: Option<serde::de::IgnoredAny>,
 }
@@ -282,7 +314,8 @@ mod tests {
             SourcePolicy {
                 mode: Mode::Incremental,
                 stale: Stale::Deactivate,
-                max_stale_percent: 10
+                max_stale_percent: 10,
+                reapply_days: None,
             }
         );
         assert_eq!(feed.rank("anyone"), 0);

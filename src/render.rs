@@ -182,6 +182,41 @@ mod tests {
     }
 
     #[test]
+    fn the_delta_and_refused_stale_candidates_are_told() {
+        let (mut report, _) = ReportBuilder::new("run-2", FileObject::default(), "products")
+            .finish(Timings::default(), Default::default(), &[]);
+        report.delta = Some(crate::report::DeltaReport {
+            status: "on".into(),
+            base_run: Some("run-1".into()),
+            new: 1,
+            changed: 2,
+            unchanged: 3,
+            stale: 4,
+            commands: 9,
+            snapshot: "committed (6 products in 1 piece)".into(),
+            ..Default::default()
+        });
+        report.stale = Some(StaleReport {
+            policy: "deactivate".into(),
+            candidates: 4,
+            refused_reason: Some("nothing marked stale: too many".into()),
+            ..StaleReport::default()
+        });
+        let (html, text) = render(&report, &[]);
+        let told =
+            "1 new, 2 changed, 3 unchanged (never sent to the database), 4 stale by the snapshot";
+        for page in [&html, &text] {
+            assert!(page.contains(told), "{page}");
+            assert!(page.contains("run-1"), "{page}");
+            assert!(page.contains("4 found stale, not marked"), "{page}");
+        }
+        assert!(
+            text.contains("0 marked stale (4 found stale, not marked)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_css_is_inlined_into_style_attributes() {
         let (html, _) = rendered(None);
         assert!(!html.contains("<style"), "{html}");

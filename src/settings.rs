@@ -66,8 +66,9 @@ pub struct Config {
     /// `CHUTE_SNAPSHOT_PIECE_ENTRIES` (default [`crate::delta::PIECE_ENTRIES`]): the most products
     /// a snapshot piece holds on average; tests lower it to use several pieces on small feeds.
     pub snapshot_piece_entries: u64,
-    /// `CHUTE_LEASE_SECONDS` (default 6 hours): how long a run holds its source's lease at most,
-    /// so a run whose report step failed for good frees its source then.
+    /// `CHUTE_LEASE_SECONDS` (default 30 minutes): how long a source's lease outlives the last
+    /// step that renewed it (validate, every import invocation, the report), so a run that died
+    /// without its report frees its source then. Longer than any one invocation (15 minutes).
     pub lease: Duration,
 }
 
@@ -190,7 +191,7 @@ impl Config {
                 crate::delta::PIECE_ENTRIES,
             )?
             .max(1),
-            lease: Duration::from_secs(number("CHUTE_LEASE_SECONDS", 6 * 3600)?),
+            lease: Duration::from_secs(number("CHUTE_LEASE_SECONDS", 1800)?),
         })
     }
 
@@ -214,6 +215,13 @@ impl Config {
     /// commits for `source`'s products in `collection`.
     pub fn snapshot_prefix(&self, collection: &str, source: &str, run_id: &str) -> String {
         format!("{}{collection}/{source}/{run_id}/", self.snapshot_prefix)
+    }
+
+    /// When a lease taken or renewed now expires.
+    pub fn lease_expiry(&self) -> bson::DateTime {
+        bson::DateTime::from_millis(
+            bson::DateTime::now().timestamp_millis() + self.lease.as_millis() as i64,
+        )
     }
 
     /// The S3 keys of run `run_id`'s objects, under the configured prefixes.

@@ -42,7 +42,9 @@ async fn a_clean_file_is_imported_and_a_rerun_changes_nothing() {
          {p}-1,Desk lamp,19.90,eur,12,Home,Lumo,a|b|a,2026-11-01,no\n\
          {p}-2,Chair,149,,3,Office,,,,\n"
     );
-    let run = run_local("clean.csv", &csv, &[]);
+    // One source for both runs: the rerun is that source sending the same file again.
+    let source = unique("clean");
+    let run = run_local("clean.csv", &csv, &["--source", &source]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["status"], "SUCCEEDED");
     assert_eq!(
@@ -89,7 +91,7 @@ async fn a_clean_file_is_imported_and_a_rerun_changes_nothing() {
         "[chute] SUCCEEDED clean.csv: 2 imported, 0 rejected"
     );
 
-    let again = run_local("clean.csv", &csv, &[]);
+    let again = run_local("clean.csv", &csv, &["--source", &source]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_ne!(
         again.report["run_id"], run.report["run_id"],
@@ -102,6 +104,11 @@ async fn a_clean_file_is_imported_and_a_rerun_changes_nothing() {
             n(&again.report, "/written/updated")
         ),
         (2, 0, 0)
+    );
+    assert_eq!(
+        again.report["delta"]["unchanged"], 2,
+        "the snapshot skipped both: {}",
+        again.report
     );
     assert_eq!(documents(&p).await.len(), 2);
 }

@@ -224,6 +224,7 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
     Stack::up();
     let prefix = unique("K");
+    let source = unique("killed");
     let rows = 3000;
     let file = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
     let shim_from = stack().log("shim").lines().count();
@@ -231,7 +232,8 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     // handler finished a chunk and before Lambda heard of it, the invocation is lost with the
     // process, and the rows of that chunk are already written. Nothing depends on timing.
     assert!(stack().tools(&["hold", "import"]));
-    let run = start_run(&file, &["--chunk-bytes", "20000"]);
+    let args = ["--chunk-bytes", "20000", "--source", &source];
+    let run = start_run(&file, &args);
     let holder = loop {
         if let Some(p) = stack().processes("import").into_iter().find(|p| p.holding) {
             break p;
@@ -242,6 +244,11 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
     assert!(
         (1..rows as u64).contains(&written),
         "one chunk written, the rest not yet: {written} of {rows}"
+    );
+    assert_eq!(
+        snapshot_run(&source).await,
+        None,
+        "no snapshot before the run commits"
     );
     // SIGKILL exactly the import process this stack runs, as a crashed sandbox dies: the shim fails
     // the invocation it held with Runtime.ExitError (as Lambda does) and starts a new process, and
@@ -267,6 +274,23 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
         "a new process took over"
     );
     every_row_once(&report, &prefix, rows).await;
+    // Committed once every chunk was in, and true to the database: the same rows again are all
+    // skipped.
+    assert_eq!(
+        snapshot_run(&source).await.as_deref(),
+        report["run_id"].as_str()
+    );
+    let again = write_csv(&format!("{prefix}-again.csv"), &prefix, rows, |i| {
+        format!("{i}")
+    });
+    let again = report_of(
+        Stack::script("run-local")
+            .arg(&again)
+            .args(args)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
 }
 
 #[tokio::test]
@@ -367,4 +391,134 @@ async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+/// The run the source's current snapshot was committed by (`chute_snapshots`).
+async fn snapshot_run(source: &str) -> Option<String> {
+    stack()
+        .database()
+        .await
+        .collection::<Document>("chute_snapshots")
+        .find_one(doc! {"_id": format!("products/{source}")})
+        .await
+        .unwrap()
+        .and_then(|m| {
+            m.get_document("current")
+                .ok()?
+                .get_str("run_id")
+                .ok()
+                .map(str::to_string)
+        })
+}
+
+#[tokio::test]
+async fn mongodb_killed_mid_delta_run_never_advances_the_snapshot_past_the_database() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    Stack::up();
+    let prefix = unique("K");
+    let source = unique("kill");
+    let rows = 3000;
+    let args = [
+        "--chunk-bytes",
+        "20000",
+        "--source",
+        &source,
+        "--mode",
+        "full",
+    ];
+    let seed = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| format!("{i}"));
+    let seeded = report_of(
+        Stack::script("run-local")
+            .arg(&seed)
+            .args(args)
+            .output()
+            .unwrap(),
+    );
+    let seed_run = seeded["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        snapshot_run(&source).await.as_deref(),
+        Some(seed_run.as_str())
+    );
+
+    // Every price changes, so every chunk has rows to write.
+    let repriced = write_csv(&format!("{prefix}.csv"), &prefix, rows, |i| {
+        format!("{i}.25")
+    });
+    let shim_from = stack().log("shim").lines().count();
+    let run = start_run(&repriced, &args);
+    let products = stack().database().await.collection::<Document>("products");
+    let repriced_rows = || {
+        let products = products.clone();
+        let prefix = prefix.clone();
+        async move {
+            products
+                .count_documents(
+                    doc! {"sku": {"$regex": format!("^{prefix}-")}, "_rev": {"$gte": 1}},
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let frozen = freeze_import_mid_run(|| async { repriced_rows().await > 0 }).await;
+    let written = repriced_rows().await;
+    assert!(
+        written < rows as u64,
+        "rows were still unwritten ({written} of {rows})"
+    );
+    // Part of the run is in the database; the snapshot is still the seed's.
+    assert_eq!(
+        snapshot_run(&source).await.as_deref(),
+        Some(seed_run.as_str())
+    );
+    stack().signal("mongo", "-KILL");
+    thaw(&frozen);
+    let run_tag = format!("run={prefix}-");
+    loop {
+        let failed = shim_lines_since(shim_from)
+            .iter()
+            .any(|l| l.contains("import/invocations: Chute.Transient") && l.contains(&run_tag));
+        if failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Stack::up();
+    let report = report_of(finish(run).await);
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(n(&report, "/written/updated"), rows as u64, "{report}");
+    assert_eq!(
+        snapshot_run(&source).await.as_deref(),
+        report["run_id"].as_str(),
+        "committed once every chunk was imported"
+    );
+    // The snapshot is what the database holds: the same file again skips every row, and every
+    // stored price is the file's.
+    let again = write_csv(&format!("{prefix}-again.csv"), &prefix, rows, |i| {
+        format!("{i}.25")
+    });
+    let again = report_of(
+        Stack::script("run-local")
+            .arg(&again)
+            .args(args)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
+    let mut cursor = products
+        .find(doc! {"sku": {"$regex": format!("^{prefix}-")}})
+        .await
+        .unwrap();
+    let mut checked = 0;
+    while cursor.advance().await.unwrap() {
+        let d: Document = cursor.deserialize_current().unwrap();
+        let sku = d.get_str("sku").unwrap();
+        let i: usize = sku.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(
+            d.get("price"),
+            Some(&Bson::Decimal128(format!("{i}.25").parse().unwrap())),
+            "{sku}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, rows);
 }

@@ -145,6 +145,25 @@ async fn exercise(store: &Store, schema: &Schema) {
         marked.unwrap();
         store.drop_stale_claims(&run).await.unwrap();
     }
+    // A delta run's stale marking: the keys come from the snapshots, the products by key.
+    let later = catalogue(40, "1.50");
+    store
+        .upsert_staged(
+            schema,
+            &staged(schema, &later),
+            &write_context("r3", "erp", Mode::Full),
+        )
+        .await
+        .unwrap();
+    let stale: Vec<String> = (40..50).map(|i| format!("P{i:04}")).collect();
+    for policy in [Stale::Deactivate, Stale::Delete] {
+        let run = stale_run(schema, "erp", "r3", policy);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let drain = async move { while rx.recv().await.is_some() {} };
+        let (marked, ()) = tokio::join!(store.mark_stale_keys(&run, &stale, 1000, tx), drain);
+        marked.unwrap();
+        store.drop_stale_claims(&run).await.unwrap();
+    }
 }
 
 /// The filters of a command that reads documents of `collection`, with what `explain` needs of it.

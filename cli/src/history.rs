@@ -76,6 +76,12 @@ pub struct RunLine {
     pub duration_ms: Option<u64>,
     /// `s3://bucket/reports/<run>/report.json`, once reported.
     pub report: Option<String>,
+    /// Delta import: `on` or `off`, and the rows the database was sent (new and changed), the
+    /// rows the snapshot proved unchanged and the database commands the run sent.
+    pub delta: Option<String>,
+    pub sent: Option<u64>,
+    pub skipped: Option<u64>,
+    pub commands: Option<u64>,
 }
 
 fn text(doc: &Document, path: &str) -> Option<String> {
@@ -125,6 +131,12 @@ impl RunLine {
             duration_ms: number(d, "report.timings.duration_ms"),
             report: text(d, "report.artifacts.report").map(|k| format!("s3://{bucket}/{k}")),
             bucket,
+            delta: text(d, "report.delta.status"),
+            sent: number(d, "report.delta.new")
+                .zip(number(d, "report.delta.changed"))
+                .map(|(new, changed)| new + changed),
+            skipped: number(d, "report.delta.unchanged"),
+            commands: number(d, "report.delta.commands"),
         }
     }
 }
@@ -212,17 +224,31 @@ pub fn runs(args: &RunsArgs, json: bool) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(
-        "{:<20}  {:<9}  {:>7}  {:>7}  {:>8}  {:>8}  {}\n",
-        "REQUESTED", "STATUS", "ROWS", "VALID", "REJECTED", "DURATION", "FILE (ETAG) · RUN"
+        "{:<20}  {:<9}  {:>7}  {:>7}  {:>8}  {:>5}  {:>7}  {:>7}  {:>6}  {:>8}  {}\n",
+        "REQUESTED",
+        "STATUS",
+        "ROWS",
+        "VALID",
+        "REJECTED",
+        "DELTA",
+        "SENT",
+        "SKIPPED",
+        "DB-CMD",
+        "DURATION",
+        "FILE (ETAG) · RUN"
     );
     for l in &lines {
         out += &format!(
-            "{:<20}  {:<9}  {:>7}  {:>7}  {:>8}  {:>8}  {} ({}) · {}\n",
+            "{:<20}  {:<9}  {:>7}  {:>7}  {:>8}  {:>5}  {:>7}  {:>7}  {:>6}  {:>8}  {} ({}) · {}\n",
             l.requested_at.get(..19).unwrap_or(&l.requested_at),
             l.status,
             count(l.rows),
             count(l.valid),
             count(l.rejected),
+            l.delta.as_deref().unwrap_or("-"),
+            count(l.sent),
+            count(l.skipped),
+            count(l.commands),
             duration(l.duration_ms),
             l.key,
             l.etag.get(..12).unwrap_or(&l.etag),
@@ -277,6 +303,21 @@ pub fn run(args: &RunArgs, json: bool) -> Outcome {
                 count(number(&doc, "report.written.inserted")),
                 count(number(&doc, "report.written.updated")),
                 count(number(&doc, "report.written.unchanged"))
+            );
+        }
+        if let Some(status) = &line.delta {
+            let why = text(&doc, "report.delta.reason")
+                .or_else(|| text(&doc, "report.delta.base_run").map(|r| format!("against run {r}")))
+                .unwrap_or_default();
+            out += &format!(
+                "delta     {status} ({why}): {} new, {} changed, {} unchanged (not sent), {} stale; \
+                 {} database commands; snapshot {}\n",
+                count(number(&doc, "report.delta.new")),
+                count(number(&doc, "report.delta.changed")),
+                count(line.skipped),
+                count(number(&doc, "report.delta.stale")),
+                count(line.commands),
+                text(&doc, "report.delta.snapshot").unwrap_or_else(|| "-".into())
             );
         }
         if let Ok(codes) = doc

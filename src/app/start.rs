@@ -216,6 +216,9 @@ mod tests {
             (dry.feed_source.as_str(), dry.mode, dry.force_stale),
             ("erp", Mode::DryRun, true)
         );
+        // A re-apply keeps the source's configured mode (validate turns delta off for it).
+        let reapply = input("incoming/erp/a.csv", &[("chute-mode", " Reapply ")]);
+        assert_eq!((reapply.mode, reapply.refused), (Mode::Full, None));
     }
 
     #[test]

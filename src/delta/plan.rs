@@ -20,6 +20,14 @@ pub struct SnapshotBase {
     /// The runs whose staged documents hold the entries' rows ([`super::Entry::run`] indexes it).
     #[serde(default)]
     pub runs: Vec<String>,
+    /// When a run that took the full path (every row to the database) last committed, in epoch
+    /// milliseconds: `reapply_days` counts from it.
+    #[serde(default)]
+    pub applied_at_ms: i64,
+    /// Each piece's size as written: a piece found with another size (truncated, replaced) turns
+    /// delta off instead of being trusted.
+    #[serde(default)]
+    pub piece_bytes: Vec<u64>,
 }
 
 impl SnapshotBase {
@@ -48,15 +56,29 @@ pub struct DeltaPlan {
 }
 
 impl DeltaPlan {
-    /// Decides: the current snapshot (if any) is used unless its fingerprint differs or the file
-    /// asks for a full re-apply (`chute-mode: reapply`).
-    pub fn decide(fingerprint: &str, current: Option<SnapshotBase>, reapply: bool) -> DeltaPlan {
+    /// Decides: the current snapshot (if any) is used unless its fingerprint differs, the file
+    /// asks for a full re-apply (`chute-mode: reapply`), or the source's `reapply_days` passed
+    /// since the last full apply (`now_ms`, epoch milliseconds).
+    pub fn decide(
+        fingerprint: &str,
+        current: Option<SnapshotBase>,
+        reapply: bool,
+        reapply_days: Option<u16>,
+        now_ms: i64,
+    ) -> DeltaPlan {
+        let due = |base: &SnapshotBase, days: u16| {
+            now_ms - base.applied_at_ms >= i64::from(days) * 86_400_000
+        };
         let off = match &current {
             None => Some("no snapshot of this source yet (its first run)".to_string()),
             Some(base) if base.fingerprint != fingerprint => Some(
                 "the schema, its feed settings or chute changed since the snapshot".to_string(),
             ),
             Some(_) if reapply => Some("chute-mode: reapply asked for a full re-apply".to_string()),
+            Some(base) if reapply_days.is_some_and(|d| due(base, d)) => Some(format!(
+                "reapply_days = {}: the last full apply is that old",
+                reapply_days.unwrap_or_default()
+            )),
             Some(_) => None,
         };
         DeltaPlan {
@@ -89,17 +111,30 @@ mod tests {
             entries: 10,
             fingerprint: fingerprint.into(),
             runs: vec!["r1".into()],
+            applied_at_ms: 0,
+            piece_bytes: vec![1, 1],
         }
     }
 
     #[test]
     fn delta_is_on_only_against_a_snapshot_of_the_same_fingerprint() {
-        let on = DeltaPlan::decide("f1", Some(base("f1")), false);
+        let day = 86_400_000;
+        let on = DeltaPlan::decide("f1", Some(base("f1")), false, Some(7), 6 * day);
         assert_eq!((on.base.is_some(), on.off), (true, None));
         for (plan, says) in [
-            (DeltaPlan::decide("f1", None, false), "first run"),
-            (DeltaPlan::decide("f2", Some(base("f1")), false), "changed"),
-            (DeltaPlan::decide("f1", Some(base("f1")), true), "reapply"),
+            (DeltaPlan::decide("f1", None, false, None, 0), "first run"),
+            (
+                DeltaPlan::decide("f2", Some(base("f1")), false, None, 0),
+                "changed",
+            ),
+            (
+                DeltaPlan::decide("f1", Some(base("f1")), true, None, 0),
+                "reapply",
+            ),
+            (
+                DeltaPlan::decide("f1", Some(base("f1")), false, Some(7), 7 * day),
+                "reapply_days = 7",
+            ),
         ] {
             assert!(plan.base.is_none());
             assert!(plan.off.unwrap().contains(says));

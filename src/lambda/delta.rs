@@ -31,17 +31,28 @@ pub async fn decide(
         .snapshot(&schema.collection, source)
         .await?
         .map(|m| m.current);
-    let plan = DeltaPlan::decide(&schema.fingerprint, current, reapply);
+    let reapply_days = schema.feed.for_source(source).reapply_days;
+    let now = bson::DateTime::now().timestamp_millis();
+    let plan = DeltaPlan::decide(&schema.fingerprint, current, reapply, reapply_days, now);
     if let Some(base) = &plan.base {
         for p in 0..base.pieces {
-            if let Err(e) = env.blob.head(&base.bucket, &base.piece_key(p)).await {
-                return Ok(DeltaPlan::off(
-                    &schema.fingerprint,
-                    format!(
-                        "the snapshot of run {} cannot be read (piece {p}: {e})",
-                        base.run_id
-                    ),
-                ));
+            let problem = match env.blob.head(&base.bucket, &base.piece_key(p)).await {
+                Err(e) => Some(e.to_string()),
+                Ok(found) => match base.piece_bytes.get(p as usize) {
+                    Some(&written) if written != found.size => Some(format!(
+                        "it is {} bytes, {written} were written",
+                        found.size
+                    )),
+                    _ => None,
+                },
+            };
+            if let Some(problem) = problem {
+                let reason = format!(
+                    "the snapshot of run {} cannot be read (piece {p}: {problem})",
+                    base.run_id
+                );
+                tracing::warn!(%reason, "delta off");
+                return Ok(DeltaPlan::off(&schema.fingerprint, reason));
             }
         }
     }
@@ -166,7 +177,7 @@ pub async fn commit(
         let finished = stale
             .refused_reason
             .as_deref()
-            .is_none_or(|r| !r.contains("did not finish"));
+            .is_none_or(|r| !r.starts_with(crate::report::STALE_UNFINISHED));
         let all_marked = marked_all(stale) || (stale.refused_reason.is_none() && stale.marked == 0);
         if !finished || (plan.base.is_none() && !all_marked) {
             return Ok(format!(
@@ -198,7 +209,7 @@ pub async fn commit(
     );
     let runs = prune_runs(&mut entries, runs);
     let pieces = pieces_for(entries.len() as u64, env.config.snapshot_piece_entries);
-    let next = SnapshotBase {
+    let mut next = SnapshotBase {
         run_id: record.run_id.clone(),
         bucket: bucket.clone(),
         prefix: env
@@ -208,11 +219,17 @@ pub async fn commit(
         entries: entries.len() as u64,
         fingerprint: plan.fingerprint.clone(),
         runs,
+        applied_at_ms: match &plan.base {
+            Some(base) => base.applied_at_ms,
+            None => bson::DateTime::now().timestamp_millis(),
+        },
+        piece_bytes: Vec::with_capacity(pieces as usize),
     };
     let mut rest = entries.as_slice();
     for p in 0..pieces {
         let end = rest.partition_point(|e| piece_of(e.key_hash, pieces) == p);
         let bytes = encode(&rest[..end]);
+        next.piece_bytes.push(bytes.len() as u64);
         env.blob
             .put(
                 bucket,
@@ -280,7 +297,7 @@ fn refused_keys(record: &RunRecord, current: &[Entry]) -> HashSet<String> {
 
 /// Whether a full refresh's stale step marked (tagged or dropped) the stale keys it found.
 pub fn marked_all(stale: &StaleReport) -> bool {
-    stale.refused_reason.is_none() && stale.policy != super::stale::stale_name(Stale::Keep)
+    stale.refused_reason.is_none() && stale.policy != Stale::Keep.as_str()
 }
 
 /// The report's delta section: the plan's decision, the chunks' counts, the run's commands and

@@ -17,10 +17,12 @@ use super::metrics::Metrics;
 use crate::app::Env;
 use crate::clock::elapsed_ms;
 use crate::error::Refusal;
+use crate::feed::Mode;
 use crate::run::{
     keep_sample, DeltaCounts, ImportProgress, ImportRecord, PlanRecord, TransformRecord,
+    WriteCounts,
 };
-use crate::store::{WriteContext, WriteOutcome};
+use crate::store::{WriteContext, WriteOutcome, WriteProgress};
 
 /// Left of the invocation's time when the import stops starting batches: one batch (1,000
 /// documents) still in flight, the S3 and ledger writes after it, and the peek at the next batch.
@@ -89,6 +91,16 @@ pub async fn handle(
         };
     }
     let schema = env.config.schema(&input.schema)?;
+    if input.mode != Mode::DryRun {
+        store
+            .renew_lease(
+                &schema.collection,
+                &input.feed_source,
+                &input.run_id,
+                env.config.lease_expiry(),
+            )
+            .await?;
+    }
     // Delta: the rows the source's snapshot has with the same content never reach the database.
     let plan: PlanRecord = env.blob.get_json(&input.bucket, &keys.plan()).await?;
     let diff = match plan.delta.as_ref().and_then(|d| d.base.as_ref()) {
@@ -97,10 +109,6 @@ pub async fn handle(
         ),
         None => None,
     };
-    let staged = env
-        .blob
-        .reader_from(&input.bucket, &input.staged_key, before.bytes, &staged_etag)
-        .await?;
     let ctx = WriteContext {
         run_id: input.run_id.clone(),
         object: format!("s3://{}/{}", input.bucket, input.key),
@@ -109,17 +117,39 @@ pub async fn handle(
         at: DateTime::now(),
         reapply: false,
     };
-    let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
-    let step = store
-        .upsert_stream_until(
-            &schema,
-            staged,
-            &ctx,
-            before.documents,
-            diff.as_ref(),
-            out_of_time,
-        )
-        .await?;
+    let valid = input.counts.valid;
+    let step = match &diff {
+        // Nothing in the chunk changed: not even the staged file is read.
+        Some(diff) if before.documents == 0 && diff.counts.unchanged == valid => WriteProgress {
+            outcome: WriteOutcome {
+                counts: WriteCounts {
+                    unchanged: valid,
+                    ..WriteCounts::default()
+                },
+                ..WriteOutcome::default()
+            },
+            documents: valid,
+            bytes: 0,
+            finished: true,
+        },
+        _ => {
+            let staged = env
+                .blob
+                .reader_from(&input.bucket, &input.staged_key, before.bytes, &staged_etag)
+                .await?;
+            let out_of_time = || budget.is_some_and(|b| started.elapsed() >= b);
+            store
+                .upsert_stream_until(
+                    &schema,
+                    staged,
+                    &ctx,
+                    before.documents,
+                    diff.as_ref(),
+                    out_of_time,
+                )
+                .await?
+        }
+    };
     let outcome = &step.outcome;
     let mut counts = before.counts;
     counts += outcome.counts;

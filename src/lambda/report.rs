@@ -149,46 +149,44 @@ async fn finish_delta(
     stale_found: Vec<String>,
     commands_before: u64,
 ) -> Option<DeltaReport> {
-    let plan = record.plan.as_ref()?.delta.clone()?;
+    let found = stale_found.len() as u64;
     let store = match env.store().await {
         Ok(store) => store,
-        Err(e) => {
-            let snapshot = format!("not advanced: {e}");
-            return delta::report(record, stale_found.len() as u64, 0, snapshot);
-        }
+        Err(e) => return delta::report(record, found, 0, format!("not advanced: {e}")),
     };
-    let found = stale_found.len() as u64;
-    let marked: HashSet<String> = match &record.stale {
-        Some(stale) if delta::marked_all(stale) => stale_found.into_iter().collect(),
-        _ => HashSet::new(),
-    };
-    let committed = match env.config.schema(&run.schema) {
-        Ok(schema) => {
+    let schema = env.config.schema(&run.schema);
+    let plan = record.plan.as_ref().and_then(|p| p.delta.clone());
+    let snapshot = match (&plan, &schema) {
+        (Some(plan), Ok(schema)) => {
+            let marked: HashSet<String> = match &record.stale {
+                Some(stale) if delta::marked_all(stale) => stale_found.into_iter().collect(),
+                _ => HashSet::new(),
+            };
             delta::commit(
                 env,
                 store,
                 record,
-                &schema,
-                &plan,
+                schema,
+                plan,
                 record.stale.as_ref(),
                 &marked,
             )
             .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "snapshot not committed");
+                format!("not advanced: {}", crate::error::redact(&e.to_string()))
+            })
         }
-        Err(e) => Err(e),
+        _ => String::new(),
     };
-    let snapshot = committed.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "snapshot not committed");
-        format!("not advanced: {}", crate::error::redact(&e.to_string()))
-    });
-    if run.mode != Mode::DryRun {
-        if let Ok(schema) = env.config.schema(&run.schema) {
-            if let Err(e) = store
-                .release_lease(&schema.collection, &run.feed_source, &run.run_id)
-                .await
-            {
-                tracing::warn!(error = %e, "the source's lease was not released; it expires");
-            }
+    // Once the snapshot is switched (never before: the next run must diff against it), the source
+    // is free again, whatever became of this run (one that failed before its plan took it too).
+    if let (true, Ok(schema)) = (run.mode != Mode::DryRun, &schema) {
+        if let Err(e) = store
+            .release_lease(&schema.collection, &run.feed_source, &run.run_id)
+            .await
+        {
+            tracing::warn!(error = %e, "the source's lease was not released; it expires");
         }
     }
     let commands = store.commands().saturating_sub(commands_before);

@@ -32,7 +32,8 @@ pub async fn mark(
         Err(e) => Ok(Some((
             StaleReport {
                 refused_reason: Some(format!(
-                    "the stale marking did not finish: {}",
+                    "{}: {}",
+                    crate::report::STALE_UNFINISHED,
                     crate::error::redact(&e.to_string())
                 )),
                 ..StaleReport::default()
@@ -62,7 +63,7 @@ async fn mark_stale(
     let schema = env.config.schema(&run.schema)?;
     let policy = schema.feed.for_source(&run.feed_source);
     let mut outcome = StaleReport {
-        policy: stale_name(policy.stale).to_string(),
+        policy: policy.stale.as_str().to_string(),
         ..StaleReport::default()
     };
     if !record.complete() {
@@ -210,12 +211,4 @@ async fn supplied(
         supplied.add_staged(schema, &staged)?;
     }
     Ok(supplied)
-}
-
-pub(super) fn stale_name(stale: Stale) -> &'static str {
-    match stale {
-        Stale::Deactivate => "deactivate",
-        Stale::Delete => "delete",
-        Stale::Keep => "keep",
-    }
 }

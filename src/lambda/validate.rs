@@ -210,9 +210,7 @@ async fn take_lease(
     collection: &str,
     input: &RunInput,
 ) -> Result<(), ChuteError> {
-    let expires = bson::DateTime::from_millis(
-        bson::DateTime::now().timestamp_millis() + env.config.lease.as_millis() as i64,
-    );
+    let expires = env.config.lease_expiry();
     match store
         .take_lease(collection, &input.feed_source, &input.run_id, expires)
         .await?
@@ -221,7 +219,7 @@ async fn take_lease(
         Err(holder) => Err(ChuteError::SourceBusy(format!(
             "source '{}' is being imported into {collection} by run {} (since {}); runs of one \
              source never interleave. This file was not imported: upload it again once that run \
-             reported (its lease expires at {} if it never does)",
+             reported (its lease expires at {} unless that run goes on)",
             input.feed_source,
             holder.run_id,
             holder.since.try_to_rfc3339_string().unwrap_or_default(),

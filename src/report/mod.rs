@@ -111,6 +111,10 @@ pub struct StaleReport {
     pub sample: Vec<String>,
 }
 
+/// How the reason of a stale step that failed (not one that refused to mark) begins: such a run
+/// commits no snapshot.
+pub const STALE_UNFINISHED: &str = "the stale marking did not finish";
+
 /// What delta import did for a run: whether it diffed against its source's snapshot, what the
 /// snapshot said of the rows, the database commands the run sent, and what became of the snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

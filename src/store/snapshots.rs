@@ -194,6 +194,28 @@ impl Store {
         })
     }
 
+    /// Moves the expiry of `source`'s lease to `expires` if `run_id` still holds it; returns
+    /// whether it does. Every step of a run renews it, so a run that died without its report frees
+    /// the source one lease period after its last step.
+    pub async fn renew_lease(
+        &self,
+        collection: &str,
+        source: &str,
+        run_id: &str,
+        expires: DateTime,
+    ) -> Result<bool, ChuteError> {
+        let renewed = self
+            .db
+            .collection::<Document>(LEASES)
+            .update_one(
+                doc! {"_id": snapshot_id(collection, source), "run_id": run_id},
+                doc! {"$set": {"expires": expires}},
+            )
+            .await
+            .map_err(classify)?;
+        Ok(renewed.matched_count == 1)
+    }
+
     /// Gives `source`'s lease back if `run_id` holds it (a run that never took it releases
     /// nothing).
     pub async fn release_lease(

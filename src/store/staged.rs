@@ -150,23 +150,76 @@ pub fn split_staged(mut bytes: &[u8]) -> Result<Vec<&RawDocument>, ChuteError> {
 }
 
 /// The digest entries ([`crate::delta::Entry`]: key text as the writer joins it, content hash,
-/// row) of a part of staged documents, unsorted.
+/// row) of a part of staged documents, unsorted. Reads only the key fields and `_import` of each
+/// document, in place.
 pub fn digest_part(
     bytes: &[u8],
     key_fields: &[&str],
 ) -> Result<Vec<crate::delta::Entry>, ChuteError> {
+    let bad = |what: String| ChuteError::Fatal(format!("staged document is malformed: {what}"));
     split_staged(bytes)?
         .into_iter()
         .map(|raw| {
-            let doc = StagedDoc::parse(raw, key_fields)?;
-            let hash = crate::delta::entries::parse_hash(&doc.hash).ok_or_else(|| {
-                ChuteError::Fatal(format!("row {}: _import.hash is not hex", doc.position.row))
-            })?;
-            Ok(crate::delta::Entry::new(
-                doc.key_text,
-                hash,
-                doc.position.row,
-            ))
+            let meta = raw
+                .get_document("_import")
+                .map_err(|_| bad("no _import".into()))?;
+            let row = meta
+                .get_i64("row")
+                .map_err(|_| bad("no _import.row".into()))? as u64;
+            let hash = meta
+                .get_str("hash")
+                .ok()
+                .and_then(crate::delta::entries::parse_hash)
+                .ok_or_else(|| bad(format!("row {row}: no hex _import.hash")))?;
+            let parts: Vec<String> = key_fields
+                .iter()
+                .map(|field| {
+                    raw_lookup(raw, field)
+                        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+                        .map(|v| bson_text(&v))
+                        .ok_or_else(|| bad(format!("row {row} has no key field {field}")))
+                })
+                .collect::<Result<_, _>>()?;
+            let key = join_key(parts.iter().map(String::as_str));
+            Ok(crate::delta::Entry::new(key, hash, row))
         })
         .collect()
+}
+
+/// The value at dotted `path` of a raw document.
+fn raw_lookup<'d>(doc: &'d RawDocument, path: &str) -> Option<bson::RawBsonRef<'d>> {
+    let mut parts = path.split('.');
+    let mut value = doc.get(parts.next()?).ok()??;
+    for part in parts {
+        value = value.as_document()?.get(part).ok()??;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_entry_has_the_key_and_hash_the_writer_reads() {
+        let mut staged = Vec::new();
+        for (sku, n) in [("A-1", 7_i64), ("B-2", 8)] {
+            let doc = bson::doc! {"sku": sku, "n": n, "attributes": {"size": n},
+            "_import": {"row": n, "line": n + 1, "hash": format!("{n:032x}")}};
+            doc.to_writer(&mut staged).unwrap();
+        }
+        for fields in [vec!["sku"], vec!["sku", "attributes.size"]] {
+            let digest = digest_part(&staged, &fields).unwrap();
+            let docs = split_staged(&staged).unwrap();
+            for (entry, raw) in digest.iter().zip(docs) {
+                let parsed = StagedDoc::parse(raw, &fields).unwrap();
+                assert_eq!(entry.key, parsed.key_text);
+                assert_eq!(entry.row, parsed.position.row);
+                assert_eq!(
+                    Some(entry.hash),
+                    crate::delta::entries::parse_hash(&parsed.hash)
+                );
+            }
+        }
+    }
 }

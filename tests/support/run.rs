@@ -22,8 +22,18 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Writes `bytes` as `name` in a fresh directory and runs it with `args`.
+/// Writes `bytes` as `name` in a fresh directory and runs it with `args`. Without `--source`,
+/// `--team` or `--resume` the run gets a source of its own: runs of one source wait for each
+/// other (delta import's lease), and tests of other things should not.
 pub fn run_local(name: &str, bytes: impl AsRef<[u8]>, args: &[&str]) -> Run {
+    let own = unique("t");
+    let mut args = args.to_vec();
+    if !args
+        .iter()
+        .any(|a| ["--source", "--team", "--resume"].contains(a))
+    {
+        args.extend(["--source", own.as_str()]);
+    }
     let dir = std::env::temp_dir().join(unique("chute-run-"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(name);
@@ -33,7 +43,7 @@ pub fn run_local(name: &str, bytes: impl AsRef<[u8]>, args: &[&str]) -> Run {
         .arg(&file)
         .arg("--out")
         .arg(&out)
-        .args(args)
+        .args(&args)
         .output()
         .expect("scripts/run-local runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
