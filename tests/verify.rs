@@ -325,4 +325,17 @@ async fn hand_edits_are_listed_and_repaired_and_expired_staging_is_checked_by_cl
         "HAND",
         "not the ERP's field: untouched"
     );
+
+    // A piece cut short is an error, not fewer products checked.
+    let piece0 = blob.get(s.bucket(), &base.piece_key(0)).await.unwrap();
+    blob.put(
+        s.bucket(),
+        &base.piece_key(0),
+        piece0[..piece0.len() - 1].to_vec(),
+        "application/octet-stream",
+    )
+    .await
+    .unwrap();
+    let damaged = store.verify_source(&blob, &request).await.unwrap_err();
+    assert!(damaged.to_string().contains("damaged"), "{damaged}");
 }

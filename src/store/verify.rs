@@ -180,6 +180,16 @@ impl Store {
         for piece in 0..base.pieces.max(1) {
             let key = base.piece_key(piece);
             let bytes = blob.get(&base.bucket, &key).await?;
+            if let Some(&size) = base.piece_bytes.get(piece as usize) {
+                if bytes.len() as u64 != size {
+                    return Err(ChuteError::Fatal(format!(
+                        "snapshot piece s3://{}/{key} is {} bytes; its run wrote {size}: the \
+                         snapshot is damaged (the next run of the source takes the full path)",
+                        base.bucket,
+                        bytes.len()
+                    )));
+                }
+            }
             let entries = decode(&bytes).map_err(|e| {
                 ChuteError::Fatal(format!(
                     "snapshot piece s3://{}/{key} is unreadable: {e}",

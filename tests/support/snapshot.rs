@@ -119,7 +119,7 @@ pub async fn commit_runs(
     let mut entries: Vec<Entry> = latest.into_values().collect();
     entries.sort();
     let last = runs.last().unwrap().run_id;
-    let base = SnapshotBase {
+    let mut base = SnapshotBase {
         run_id: last.to_string(),
         bucket: place.bucket.to_string(),
         prefix: format!("{}{}/{source}/{last}/", place.snapshots, schema.collection),
@@ -127,6 +127,8 @@ pub async fn commit_runs(
         entries: entries.len() as u64,
         fingerprint: "hand-built".into(),
         runs: runs.iter().map(|r| r.run_id.to_string()).collect(),
+        applied_at_ms: bson::DateTime::now().timestamp_millis(),
+        piece_bytes: Vec::new(),
     };
     for p in 0..pieces {
         let piece: Vec<Entry> = entries
@@ -134,12 +136,14 @@ pub async fn commit_runs(
             .filter(|e| piece_of(e.key_hash, pieces) == p)
             .cloned()
             .collect();
+        let bytes = encode(&piece);
+        base.piece_bytes.push(bytes.len() as u64);
         place
             .blob
             .put(
                 place.bucket,
                 &base.piece_key(p),
-                encode(&piece),
+                bytes,
                 "application/octet-stream",
             )
             .await
