@@ -132,9 +132,13 @@ impl RunLine {
             report: text(d, "report.artifacts.report").map(|k| format!("s3://{bucket}/{k}")),
             bucket,
             delta: text(d, "report.delta.status"),
-            sent: number(d, "report.delta.new")
-                .zip(number(d, "report.delta.changed"))
-                .map(|(new, changed)| new + changed),
+            // A run with delta off sent every document it staged.
+            sent: match text(d, "report.delta.status").as_deref() {
+                Some("off") => number(d, "report.staged"),
+                _ => number(d, "report.delta.new")
+                    .zip(number(d, "report.delta.changed"))
+                    .map(|(new, changed)| new + changed),
+            },
             skipped: number(d, "report.delta.unchanged"),
             commands: number(d, "report.delta.commands"),
         }

@@ -33,8 +33,8 @@ checked only, and the output says so.
 --repair re-applies exactly the drifted products: their staged rows are written again through \
 the importer's writer as their run (precedence still decides each field; a missing document is \
 inserted again), then the source is verified again and both results are printed. A product whose \
-staged row is gone cannot be repaired here: a file with object metadata chute-mode: reapply \
-restores it. A repair holds the source's lease while it writes, like a run: it is refused while a \
+staged row is gone cannot be repaired here: sending the source's file again with object metadata \
+chute-mode: reapply restores a deleted one, not an edited field. A repair holds the source's lease while it writes, like a run: it is refused while a \
 run of the source is under way (a plain verify notes such a run: its writes show as drift until \
 it commits its snapshot).
 

@@ -240,6 +240,19 @@ impl Blob {
             .map_err(|e| classify(&location(bucket, key), e))?;
         Ok(())
     }
+
+    /// Deletes the object (a retired snapshot piece); deleting one that is gone is no error.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ChuteError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(&location(bucket, key), e))?;
+        Ok(())
+    }
+
     /// Stores the parts arriving on `parts` as one object, uploading each while the producer fills
     /// the next: one part is a plain PUT, more are a multipart upload (every part but the last must
     /// be at least 5 MiB), none an empty object. On failure the multipart upload is aborted so no

@@ -136,18 +136,36 @@ fn rejected_keys(record: &RunRecord, schema: &Schema) -> HashSet<String> {
         .collect()
 }
 
+/// What the report step diffs: the snapshot the run diffed against (empty when delta was off)
+/// and every chunk's digest, read once for the stale keys and the next snapshot.
+pub struct Loaded {
+    base: Vec<Entry>,
+    current: Vec<Entry>,
+}
+
+/// Reads the run's snapshot and digests, when the run may use them: it has a delta decision and
+/// imported every chunk (else nothing is marked stale and nothing committed).
+pub async fn load(env: &Env, record: &RunRecord) -> Result<Option<Loaded>, ChuteError> {
+    let Some(plan) = record.plan.as_ref().and_then(|p| p.delta.as_ref()) else {
+        return Ok(None);
+    };
+    if !record.complete() {
+        return Ok(None);
+    }
+    let base = match &plan.base {
+        Some(base) => load_base(env, base).await?,
+        None => Vec::new(),
+    };
+    let current = load_current(env, &record.source.bucket, record).await?;
+    Ok(Some(Loaded { base, current }))
+}
+
 /// A full refresh's stale keys by the snapshots: in the snapshot, not listed by the file's staged
 /// rows nor by its rejected ones. Returns them with the snapshot's size.
-pub async fn stale_keys(
-    env: &Env,
-    record: &RunRecord,
-    schema: &Schema,
-    base: &SnapshotBase,
-) -> Result<(Vec<String>, u64), ChuteError> {
-    let base_entries = load_base(env, base).await?;
-    let current = load_current(env, &record.source.bucket, record).await?;
-    let stale = crate::delta::stale_keys(&base_entries, &current, &rejected_keys(record, schema));
-    Ok((stale, base_entries.len() as u64))
+pub fn stale_keys(loaded: &Loaded, record: &RunRecord, schema: &Schema) -> (Vec<String>, u64) {
+    let rejected = rejected_keys(record, schema);
+    let stale = crate::delta::stale_keys(&loaded.base, &loaded.current, &rejected);
+    (stale, loaded.base.len() as u64)
 }
 
 /// Writes the run's next snapshot and makes it current, when the run committed: not a dry run,
@@ -159,11 +177,14 @@ pub async fn commit(
     store: &Store,
     record: &RunRecord,
     schema: &Schema,
-    plan: &DeltaPlan,
-    stale: Option<&StaleReport>,
     marked: &HashSet<String>,
+    loaded: Option<Loaded>,
 ) -> Result<String, ChuteError> {
     let source = &record.feed.source;
+    let Some(plan) = record.plan.as_ref().and_then(|p| p.delta.as_ref()) else {
+        return Ok("not advanced: the run has no delta decision".into());
+    };
+    let stale = record.stale.as_ref();
     if record.dry_run {
         return Ok("unchanged (a dry run)".into());
     }
@@ -190,10 +211,12 @@ pub async fn commit(
         }
     }
     let bucket = &record.source.bucket;
-    let current = load_current(env, bucket, record).await?;
+    let Some(Loaded { base, current }) = loaded else {
+        return Ok("not advanced: the snapshot and the chunks' digests were not read".into());
+    };
     let refused = refused_keys(record, &current);
     let (base_entries, mut runs) = match &plan.base {
-        Some(base) => (load_base(env, base).await?, base.runs.clone()),
+        Some(snapshot) => (base, snapshot.runs.clone()),
         None => (fallback_base(record, schema), Vec::new()),
     };
     let run = runs.len() as u32;
@@ -246,18 +269,40 @@ pub async fn commit(
             .switch_snapshot(&schema.collection, source, based_on, &next)
             .await?
         {
-            Switched::Committed { .. } | Switched::Already => format!(
-                "committed ({} products in {} piece{})",
-                next.entries,
-                pieces,
-                if pieces == 1 { "" } else { "s" }
-            ),
+            Switched::Committed { retired } => {
+                // The snapshot before the replaced one: no run can be diffing against it now (a
+                // dry run started before this switch still finds the replaced one).
+                if let Some(old) = retired {
+                    retire(env, &old).await;
+                }
+                committed(&next)
+            }
+            Switched::Already => committed(&next),
             Switched::Conflict { current } => format!(
                 "not advanced: the current snapshot is run {}'s, not the one this run diffed against",
                 current.as_deref().unwrap_or("none")
             ),
         },
     )
+}
+
+/// What the report says of a committed snapshot.
+fn committed(next: &SnapshotBase) -> String {
+    format!(
+        "committed ({} products in {} piece{})",
+        next.entries,
+        next.pieces,
+        if next.pieces == 1 { "" } else { "s" }
+    )
+}
+
+/// Deletes a retired snapshot's pieces; one left behind costs storage only, so a failure is logged.
+async fn retire(env: &Env, old: &SnapshotBase) {
+    for p in 0..old.pieces {
+        if let Err(e) = env.blob.delete(&old.bucket, &old.piece_key(p)).await {
+            tracing::warn!(error = %e, run = %old.run_id, "a retired snapshot piece was not deleted");
+        }
+    }
 }
 
 /// The base a full-path run's next snapshot starts from: nothing, but for a full refresh the

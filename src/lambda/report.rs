@@ -71,14 +71,24 @@ pub async fn handle(
         Ok(store) => store.commands(),
         Err(_) => 0,
     };
+    // The snapshot and the digests, read once for the stale keys and the next snapshot. Transient
+    // trouble retries the step; any other leaves the stale step unfinished and nothing committed.
+    let loaded = match delta::load(env, &record).await {
+        Ok(loaded) => loaded,
+        Err(e @ ChuteError::Transient(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshot or a digest could not be read");
+            None
+        }
+    };
     let mut stale_found = Vec::new();
-    if let Some((stale, key, found)) = stale::mark(env, run, &record).await? {
+    if let Some((stale, key, found)) = stale::mark(env, run, &record, loaded.as_ref()).await? {
         record.stale = Some(stale);
         artifacts.stale = key;
         record.artifacts = artifacts.clone();
         stale_found = found;
     }
-    record.delta = finish_delta(env, run, &record, stale_found, commands).await;
+    record.delta = finish_delta(env, run, &record, stale_found, commands, loaded).await;
     let (mut report, rejects) = assemble(record, bson::DateTime::now());
 
     let links = links(env, &run.bucket, &artifacts).await;
@@ -148,6 +158,7 @@ async fn finish_delta(
     record: &RunRecord,
     stale_found: Vec<String>,
     commands_before: u64,
+    loaded: Option<delta::Loaded>,
 ) -> Option<DeltaReport> {
     let found = stale_found.len() as u64;
     let store = match env.store().await {
@@ -155,27 +166,19 @@ async fn finish_delta(
         Err(e) => return delta::report(record, found, 0, format!("not advanced: {e}")),
     };
     let schema = env.config.schema(&run.schema);
-    let plan = record.plan.as_ref().and_then(|p| p.delta.clone());
-    let snapshot = match (&plan, &schema) {
-        (Some(plan), Ok(schema)) => {
+    let has_plan = record.plan.as_ref().is_some_and(|p| p.delta.is_some());
+    let snapshot = match &schema {
+        Ok(schema) if has_plan => {
             let marked: HashSet<String> = match &record.stale {
                 Some(stale) if delta::marked_all(stale) => stale_found.into_iter().collect(),
                 _ => HashSet::new(),
             };
-            delta::commit(
-                env,
-                store,
-                record,
-                schema,
-                plan,
-                record.stale.as_ref(),
-                &marked,
-            )
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "snapshot not committed");
-                format!("not advanced: {}", crate::error::redact(&e.to_string()))
-            })
+            delta::commit(env, store, record, schema, &marked, loaded)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "snapshot not committed");
+                    format!("not advanced: {}", crate::error::redact(&e.to_string()))
+                })
         }
         _ => String::new(),
     };

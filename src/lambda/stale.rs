@@ -5,6 +5,7 @@
 //! repeats what the ledger recorded ([`crate::store::Store::recorded_stale`]) instead of marking
 //! twice.
 
+use super::delta::Loaded;
 use super::RunInput;
 use crate::app::Env;
 use crate::error::ChuteError;
@@ -22,11 +23,12 @@ pub async fn mark(
     env: &Env,
     run: &RunInput,
     record: &RunRecord,
+    loaded: Option<&Loaded>,
 ) -> Result<Option<(StaleReport, Option<String>, Vec<String>)>, ChuteError> {
     if !(run.mode == Mode::Full || (run.mode == Mode::DryRun && full_by_configuration(env, run)?)) {
         return Ok(None);
     }
-    match mark_stale(env, run, record).await {
+    match mark_stale(env, run, record, loaded).await {
         Ok(marked) => Ok(Some(marked)),
         Err(e @ ChuteError::Transient(_)) => Err(e),
         Err(e) => Ok(Some((
@@ -59,6 +61,7 @@ async fn mark_stale(
     env: &Env,
     run: &RunInput,
     record: &RunRecord,
+    loaded: Option<&Loaded>,
 ) -> Result<(StaleReport, Option<String>, Vec<String>), ChuteError> {
     let schema = env.config.schema(&run.schema)?;
     let policy = schema.feed.for_source(&run.feed_source);
@@ -77,12 +80,18 @@ async fn mark_stale(
         .as_ref()
         .and_then(|p| p.delta.as_ref())
         .and_then(|d| d.base.as_ref());
-    let (by_snapshot, supplied_before) = match base {
-        Some(base) => {
-            let (keys, supplied) = super::delta::stale_keys(env, record, &schema, base).await?;
+    let (by_snapshot, supplied_before) = match (base, loaded) {
+        (Some(_), Some(loaded)) => {
+            let (keys, supplied) = super::delta::stale_keys(loaded, record, &schema);
             (Some(keys), supplied)
         }
-        None => (None, 0),
+        (Some(base), None) => {
+            return Err(ChuteError::Fatal(format!(
+                "the snapshot of run {} was not read",
+                base.run_id
+            )))
+        }
+        (None, _) => (None, 0),
     };
     let store = env.store().await?;
     let key = env.config.keys(&run.run_id).stale();

@@ -239,8 +239,8 @@ pub struct Repaired {
     /// The writer's refusals, as `row N: message`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<String>,
-    /// Drifted products whose staged row is gone (staging expired): not repairable here; a run
-    /// with `chute-mode: reapply` restores them.
+    /// Drifted products whose staged row is gone (staging expired): not repairable here (a run
+    /// with `chute-mode: reapply` restores a deleted one, not an edited field).
     pub unrepairable: u64,
 }
 

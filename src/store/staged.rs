@@ -156,34 +156,40 @@ pub fn digest_part(
     bytes: &[u8],
     key_fields: &[&str],
 ) -> Result<Vec<crate::delta::Entry>, ChuteError> {
-    let bad = |what: String| ChuteError::Fatal(format!("staged document is malformed: {what}"));
     split_staged(bytes)?
         .into_iter()
-        .map(|raw| {
-            let meta = raw
-                .get_document("_import")
-                .map_err(|_| bad("no _import".into()))?;
-            let row = meta
-                .get_i64("row")
-                .map_err(|_| bad("no _import.row".into()))? as u64;
-            let hash = meta
-                .get_str("hash")
-                .ok()
-                .and_then(crate::delta::entries::parse_hash)
-                .ok_or_else(|| bad(format!("row {row}: no hex _import.hash")))?;
-            let parts: Vec<String> = key_fields
-                .iter()
-                .map(|field| {
-                    raw_lookup(raw, field)
-                        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
-                        .map(|v| bson_text(&v))
-                        .ok_or_else(|| bad(format!("row {row} has no key field {field}")))
-                })
-                .collect::<Result<_, _>>()?;
-            let key = join_key(parts.iter().map(String::as_str));
-            Ok(crate::delta::Entry::new(key, hash, row))
-        })
+        .map(|raw| digest_entry(raw, key_fields))
         .collect()
+}
+
+/// One staged document's digest entry, read in place.
+pub(super) fn digest_entry(
+    raw: &RawDocument,
+    key_fields: &[&str],
+) -> Result<crate::delta::Entry, ChuteError> {
+    let bad = |what: String| ChuteError::Fatal(format!("staged document is malformed: {what}"));
+    let meta = raw
+        .get_document("_import")
+        .map_err(|_| bad("no _import".into()))?;
+    let row = meta
+        .get_i64("row")
+        .map_err(|_| bad("no _import.row".into()))? as u64;
+    let hash = meta
+        .get_str("hash")
+        .ok()
+        .and_then(crate::delta::entries::parse_hash)
+        .ok_or_else(|| bad(format!("row {row}: no hex _import.hash")))?;
+    let parts: Vec<String> = key_fields
+        .iter()
+        .map(|field| {
+            raw_lookup(raw, field)
+                .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+                .map(|v| bson_text(&v))
+                .ok_or_else(|| bad(format!("row {row} has no key field {field}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let key = join_key(parts.iter().map(String::as_str));
+    Ok(crate::delta::Entry::new(key, hash, row))
 }
 
 /// The value at dotted `path` of a raw document.

@@ -16,9 +16,8 @@ use super::document::{
 };
 use super::filters::keys_filter;
 use super::paths::{bson_text, key_text, lookup};
-use super::staged::{read_staged, split_staged, StagedDoc};
+use super::staged::{digest_entry, read_staged, split_staged, StagedDoc};
 use super::Store;
-use crate::delta::entries::parse_hash;
 use crate::delta::ChunkDiff;
 use crate::error::{ChuteError, Refusal};
 use crate::feed::Mode;
@@ -124,26 +123,51 @@ impl Store {
         let mut batch = Vec::new();
         let mut read = skipped;
         loop {
+            // A batch is up to `batch_size` documents for the database: the unchanged ones read
+            // on the way are counted, not sent, so a 1 % change costs a handful of commands.
             batch.clear();
-            let mut in_batch = 0;
-            while in_batch < self.batch_size && read_staged(&mut staged, &mut batch, read).await? {
-                in_batch += 1;
+            let (mut in_batch, mut passed, mut passed_bytes, mut ended) = (0, 0u64, 0u64, false);
+            while in_batch < self.batch_size {
+                let start = batch.len();
+                if !read_staged(&mut staged, &mut batch, read).await? {
+                    ended = true;
+                    break;
+                }
                 read += 1;
+                if let Some(diff) = unchanged {
+                    let raw = RawDocument::from_bytes(&batch[start..]).map_err(|e| {
+                        ChuteError::Fatal(format!("staged document {read} is malformed: {e}"))
+                    })?;
+                    let entry = digest_entry(raw, &key_fields)?;
+                    if diff.is_unchanged(&entry.key, entry.hash) {
+                        passed += 1;
+                        passed_bytes += (batch.len() - start) as u64;
+                        batch.truncate(start);
+                        continue;
+                    }
+                }
+                in_batch += 1;
             }
-            if in_batch == 0 {
+            if in_batch == 0 && passed == 0 {
                 progress.finished = true;
                 return Ok(progress);
             }
             if progress.documents > 0 && out_of_time() {
                 return Ok(progress);
             }
-            let docs = split_staged(&batch)?;
-            progress.outcome.add(
-                self.upsert_batch(schema, &key_fields, &docs, ctx, unchanged)
-                    .await?,
-            );
-            progress.documents += in_batch as u64;
-            progress.bytes += batch.len() as u64;
+            if in_batch > 0 {
+                let docs = split_staged(&batch)?;
+                progress
+                    .outcome
+                    .add(self.upsert_batch(schema, &key_fields, &docs, ctx).await?);
+            }
+            progress.outcome.counts.unchanged += passed;
+            progress.documents += in_batch as u64 + passed;
+            progress.bytes += batch.len() as u64 + passed_bytes;
+            if ended {
+                progress.finished = true;
+                return Ok(progress);
+            }
         }
     }
 
@@ -156,7 +180,6 @@ impl Store {
         key_fields: &[&str],
         batch: &[&RawDocument],
         ctx: &WriteContext,
-        unchanged: Option<&ChunkDiff>,
     ) -> Result<WriteOutcome, ChuteError> {
         let staged: Vec<StagedDoc> = batch
             .iter()
@@ -164,17 +187,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let match_fields = schema.match_fields();
         let mut outcome = WriteOutcome::default();
-        let mut pending: Vec<&StagedDoc> = Vec::with_capacity(staged.len());
-        for doc in &staged {
-            let same = unchanged.is_some_and(|diff| {
-                parse_hash(&doc.hash).is_some_and(|hash| diff.is_unchanged(&doc.key_text, hash))
-            });
-            if same {
-                outcome.counts.unchanged += 1;
-            } else {
-                pending.push(doc);
-            }
-        }
+        let mut pending: Vec<&StagedDoc> = staged.iter().collect();
         for _ in 0..MAX_ROUNDS {
             if pending.is_empty() {
                 break;
