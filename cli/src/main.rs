@@ -8,6 +8,7 @@ mod explain;
 mod history;
 mod output;
 mod reading;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ SUBCOMMANDS
     run RUN_ID          one run: file, version, status, counts, duration, report location
     backfill            start runs for uploaded files that have none (same run ids as the trigger)
     explain KEY         one stored product field by field: value, source, run, file, row
+    verify --source S   a source's delta snapshot against the database: the drift (products
+                        edited or deleted by hand), per-piece checksums first; --repair
+                        re-applies exactly the drifted products
 
 SETTINGS
     The same environment variables as the functions: CHUTE_MONGODB_URI, CHUTE_DATABASE,
@@ -36,15 +40,16 @@ SETTINGS
         eval \"$(scripts/stack env)\"
 
 EXIT STATUS
-    0   done (a checked file would be SUCCEEDED or PARTIAL)
-    1   the file would be FAILED, or the run looked at FAILED
+    0   done (a checked file would be SUCCEEDED or PARTIAL; verify found no drift or repaired it)
+    1   the file would be FAILED, or the run looked at FAILED, or verify found drift
     2   usage error, or an environment problem (unreadable file, bad schema, unreachable service)
 
 EXAMPLES
     chute check incoming/products.csv
     chute check feed.csv --schema stock --out /tmp/feed-check
     chute --json check feed.csv | jq .rows
-    chute schema draft feed.csv --key sku > schemas/feed.toml";
+    chute schema draft feed.csv --key sku > schemas/feed.toml
+    chute verify --source erp --schema catalog --repair";
 
 #[derive(Parser)]
 #[command(name = "chute", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -74,6 +79,9 @@ enum Command {
     /// Show one stored product field by field: value, source, run, file and row, when.
     #[command(long_about = explain::LONG_ABOUT)]
     Explain(explain::Args),
+    /// Compare a source's delta snapshot with the database: list the drift, optionally repair it.
+    #[command(long_about = verify::LONG_ABOUT)]
+    Verify(verify::Args),
     /// Schemas: `chute schema draft FILE` writes one from a sample.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => backfill::run(&args, cli.json),
         Command::Explain(args) => explain::run(&args, cli.json),
         Command::Run(args) => history::run(&args, cli.json),
+        Command::Verify(args) => verify::run(&args, cli.json),
     };
     match result {
         Ok(code) => code,

@@ -377,3 +377,129 @@ fn explain_traces_each_field_to_the_source_that_supplied_it() {
     let missing = chute(&["explain", "--schema", "catalog", "--field", "weight", &key]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// Issue 25's "done when" for drift: a file of a source run twice through the local stack (the
+/// second run diffs against the first's snapshot and commits its own), a product's price edited
+/// and another product deleted by hand; `chute verify` lists both (exit 1), `--repair` restores
+/// both, and the source verifies clean (exit 0).
+#[tokio::test]
+async fn verify_lists_hand_edits_of_a_delta_snapshot_and_repair_restores_them() {
+    let s = stack();
+    let tag = unique("ve");
+    let source = tag.as_str();
+    let prefix = tag.to_uppercase();
+    // GTINs and MPNs no other test's catalog products have (`match_also` merges equal ones).
+    let gtin_base = 100_000_000_000u64 + (std::process::id() as u64 % 9_000) * 10_000_000;
+    let mut csv = String::from("sku,name,price,stock,gtin,mpn\n");
+    for i in 0..30u64 {
+        csv += &format!(
+            "{prefix}-{i:04},Item {i},{i}.50,{i},{},M-{prefix}-{i}\n",
+            gtin_base + (tag.len() as u64 * 1000) + i
+        );
+    }
+    let file = temp(&tag).join(format!("{tag}.csv"));
+    std::fs::write(&file, csv).unwrap();
+    for (n, delta) in [(1, "off"), (2, "on")] {
+        let out = temp(&unique("ve-out"));
+        let ran = run_ok(
+            Stack::script("run-local")
+                .arg(&file)
+                .args(["--schema", "catalog", "--source", source, "--out"])
+                .arg(&out),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+        assert_eq!(report["status"], "SUCCEEDED", "run {n}: {report}");
+        assert_eq!(report["delta"]["status"], delta, "run {n}: {report}");
+    }
+    let catalog = s.database().await.collection::<bson::Document>("catalog");
+    let (edited, deleted) = (format!("{prefix}-0003"), format!("{prefix}-0007"));
+    let price = |v: &str| bson::Bson::Decimal128(v.parse().unwrap());
+    let changed = catalog
+        .update_one(
+            bson::doc! {"sku": &edited},
+            bson::doc! {"$set": {"price": price("999.00")}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.modified_count, 1);
+    let gone = catalog
+        .delete_one(bson::doc! {"sku": &deleted})
+        .await
+        .unwrap();
+    assert_eq!(gone.deleted_count, 1);
+
+    let verify = ["verify", "--source", source, "--schema", "catalog"];
+    let out = chute(&[&["--json"][..], &verify].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let found = json(&out);
+    assert_eq!(
+        (found["checked"].as_u64(), found["drifted"].as_u64()),
+        (Some(30), Some(2))
+    );
+    let listed: Vec<(&str, &str, &str)> = found["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap(),
+                d["kind"].as_str().unwrap(),
+                d["field"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the price and the deleted product only: {listed:?}"
+    );
+    assert!(
+        listed.contains(&(edited.as_str(), "field", "price")),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&(deleted.as_str(), "missing", "-")),
+        "{listed:?}"
+    );
+    let text = String::from_utf8(chute(&verify).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{edited}  field price: stored `999.00`, snapshot `3.50`"
+        )),
+        "{text}"
+    );
+
+    let out = chute(&[&["--json"][..], &verify, &["--repair"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let repaired = json(&out);
+    assert_eq!(repaired["repaired"]["reapplied"], 2, "{repaired}");
+    assert_eq!(repaired["repaired"]["counts"]["inserted"], 1, "{repaired}");
+    assert_eq!(repaired["repaired"]["counts"]["updated"], 1, "{repaired}");
+    assert_eq!(repaired["after_repair"]["drifted"], 0, "{repaired}");
+    let restored = catalog
+        .find_one(bson::doc! {"sku": &edited})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.get("price"), Some(&price("3.50")));
+    let back = catalog
+        .find_one(bson::doc! {"sku": &deleted})
+        .await
+        .unwrap()
+        .expect("the deleted product is inserted again");
+    assert_eq!(back.get("price"), Some(&price("7.50")));
+    assert_eq!(back.get_str("name").unwrap(), "Item 7");
+
+    let out = chute(&verify);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("no drift: 30 products"));
+    assert_eq!(
+        chute(&["verify", "--source", "never-ran", "--schema", "catalog"])
+            .status
+            .code(),
+        Some(2),
+        "no snapshot is a setup error"
+    );
+}

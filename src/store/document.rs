@@ -227,13 +227,18 @@ pub(super) fn decide(
         }
         Target::Existing { stored, merged } => (stored, merged),
     };
-    if let Some(counted) = stored.written_by(ctx, &doc.hash) {
-        return Decision::Written(counted);
+    // A re-apply (`chute verify --repair`) writes the row again whatever its stamps say: the
+    // product was changed by hand since, so neither "written by this run" nor "same content as
+    // the source's last row" tells what the document holds.
+    if !ctx.reapply {
+        if let Some(counted) = stored.written_by(ctx, &doc.hash) {
+            return Decision::Written(counted);
+        }
     }
     let me = ctx.feed_source.as_str();
     let reactivated = stored.is_stale();
     let new_alias = merged && !stored.has_alias(&doc.key_text);
-    let same = stored.same_content(me, &doc.hash);
+    let same = !ctx.reapply && stored.same_content(me, &doc.hash);
     let stamp_fields = |outcome: Outcome, set: &mut Document| {
         let mut stamp = doc! {"run_id": &ctx.run_id, "at": ctx.at, "hash": &doc.hash, "outcome": outcome.as_str()};
         if reactivated {
@@ -352,10 +357,163 @@ pub(super) fn new_document(doc: &StagedDoc, ctx: &WriteContext) -> Document {
 
 /// A value as a person reads it in a report: strings as they are, the rest as relaxed Extended
 /// JSON (`19.99` for a decimal, an ISO date for a timestamp).
-fn display(value: &Bson) -> String {
+pub(super) fn display(value: &Bson) -> String {
     match value {
         Bson::String(_) => bson_text(value),
         Bson::Decimal128(d) => d.to_string(),
         other => other.clone().into_relaxed_extjson().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::process;
+    use crate::plan::PlanOptions;
+    use crate::schema::Schema;
+
+    fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
+        process(csv.as_bytes(), schema, &PlanOptions::default())
+            .unwrap()
+            .staged
+    }
+
+    fn context(run: &str, source: &str, reapply: bool) -> WriteContext {
+        WriteContext {
+            run_id: run.into(),
+            object: "s3://b/incoming/erp.csv".into(),
+            feed_source: source.into(),
+            mode: Mode::Incremental,
+            at: DateTime::from_millis(0),
+            reapply,
+        }
+    }
+
+    /// LAMP-1 as run r1 of the ERP wrote it, then edited by hand (price) with its brand-new
+    /// `name` supplied by a higher-ranked source than `source`.
+    fn edited(doc: &StagedDoc, name_owner: &str) -> Stored {
+        let mut stored = new_document(doc, &context("r1", "erp", false));
+        stored.insert("price", Bson::Decimal128("1.00".parse().unwrap()));
+        stored.insert("name", "Renamed");
+        stored
+            .get_document_mut("_provenance")
+            .unwrap()
+            .insert("name", name_owner);
+        stored.insert("_rev", 3_i64);
+        Stored::new(stored, doc.key_text.clone())
+    }
+
+    fn set_of(decision: &Decision) -> &Document {
+        match decision {
+            Decision::Update { statement, .. } => statement
+                .get_document("u")
+                .unwrap()
+                .get_document("$set")
+                .unwrap(),
+            _ => panic!("not an update"),
+        }
+    }
+
+    #[test]
+    fn a_reapply_sets_the_rows_fields_again_where_a_plain_write_sees_nothing_to_do() {
+        let schema = Schema::built_in("catalog").unwrap();
+        let bytes = staged(
+            &schema,
+            "sku,name,price,stock,gtin,mpn\nLAMP-1,Desk lamp,19.90,4,12345678,M-1\n",
+        );
+        let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
+        let doc = StagedDoc::parse(raw, &schema.key_fields()).unwrap();
+        let keys = schema.key_fields();
+        let stored = edited(&doc, "erp");
+        let target = || Target::Existing {
+            stored: &stored,
+            merged: false,
+        };
+        // The same run's stamp and hash: a plain write counts it as written before.
+        let same_run = decide(
+            &doc,
+            target(),
+            &context("r1", "erp", false),
+            &schema.feed,
+            &keys,
+        );
+        assert!(matches!(same_run, Decision::Written(_)));
+        // Another run with the same content: unchanged, nothing sent.
+        let later = decide(
+            &doc,
+            target(),
+            &context("r2", "erp", false),
+            &schema.feed,
+            &keys,
+        );
+        assert!(matches!(later, Decision::Unchanged { .. }));
+        // A re-apply writes the row's fields again, conditional on the revision read.
+        let again = decide(
+            &doc,
+            target(),
+            &context("r1", "erp", true),
+            &schema.feed,
+            &keys,
+        );
+        let set = set_of(&again);
+        assert_eq!(set.get("price"), doc.field("price"));
+        assert_eq!(set.get("name"), doc.field("name"));
+        assert_eq!(
+            set.get_document("_sources.erp")
+                .unwrap()
+                .get_str("hash")
+                .unwrap(),
+            doc.hash
+        );
+        let Decision::Update {
+            statement, counted, ..
+        } = &again
+        else {
+            unreachable!()
+        };
+        assert_eq!(counted.outcome, Outcome::Updated);
+        assert_eq!(
+            statement
+                .get_document("q")
+                .unwrap()
+                .get_i64("_rev")
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_reapply_still_respects_precedence() {
+        let schema = Schema::built_in("catalog").unwrap();
+        let bytes = staged(
+            &schema,
+            "sku,name,price,stock,gtin,mpn\nLAMP-1,Desk lamp,19.90,4,12345678,M-1\n",
+        );
+        let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
+        let doc = StagedDoc::parse(raw, &schema.key_fields()).unwrap();
+        let keys = schema.key_fields();
+        // supplier-a ranks below erp: the erp-owned name stays, its own fields are set again.
+        let stored = edited(&doc, "erp");
+        let target = Target::Existing {
+            stored: &stored,
+            merged: false,
+        };
+        let again = decide(
+            &doc,
+            target,
+            &context("s1", "supplier-a", true),
+            &schema.feed,
+            &keys,
+        );
+        let set = set_of(&again);
+        assert!(!set.contains_key("name"), "{set}");
+        assert!(!set.contains_key("price"), "{set}");
+        assert_eq!(
+            set.get_document("_sources.supplier-a")
+                .unwrap()
+                .get_str("hash")
+                .unwrap(),
+            doc.hash
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 mod classify;
 mod document;
+mod drift;
 mod filters;
 mod ledger;
 mod paths;
@@ -18,6 +19,7 @@ mod staged;
 mod stale;
 mod stale_keys;
 mod upsert;
+mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,12 +35,14 @@ use crate::schema::Schema;
 
 pub use classify::classify;
 pub use document::WriteContext;
+pub use drift::{ClaimsOnly, Drift, DriftKind, PieceCheck, Repaired, Verified, DRIFT_LISTED};
 pub use ledger::{RunStart, RUNS};
 pub use setup::json_schema;
 pub use snapshots::{snapshot_id, Lease, Manifest, Switched, LEASES, SNAPSHOTS};
 pub use staged::{digest_part, split_staged};
 pub use stale::{refusal as stale_refusal, StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
 pub use upsert::{WriteOutcome, WriteProgress};
+pub use verify::VerifyRequest;
 
 /// Statements per `update` command: large enough to amortise round trips, small enough that one
 /// command stays far below the 48 MB message limit with 1 MiB records.

@@ -434,7 +434,7 @@ impl Store {
         Ok(found)
     }
 
-    async fn find_products(
+    pub(super) async fn find_products(
         &self,
         schema: &Schema,
         key_fields: &[&str],
