@@ -147,6 +147,25 @@ fn shim_lines_since(from: usize) -> Vec<String> {
         .collect()
 }
 
+/// Kills MongoDB, lets the `frozen` import go on into the dead server, waits until the shim logs
+/// the import of the run of file `<prefix>.csv` failing transiently, and brings MongoDB back (same
+/// port, same data) for the retry.
+async fn kill_mongodb_until_the_import_fails(frozen: &[String], shim_from: usize, prefix: &str) {
+    stack().signal("mongo", "-KILL");
+    thaw(frozen);
+    let run_tag = format!("run={prefix}-");
+    loop {
+        let failed = shim_lines_since(shim_from)
+            .iter()
+            .any(|l| l.contains("import/invocations: Chute.Transient") && l.contains(&run_tag));
+        if failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Stack::up();
+}
+
 #[tokio::test]
 async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -165,20 +184,7 @@ async fn mongodb_killed_during_import_and_restarted_the_retry_finishes_exactly()
         written < rows as u64,
         "rows were still unwritten when MongoDB was killed ({written} of {rows})"
     );
-    stack().signal("mongo", "-KILL");
-    thaw(&frozen);
-    // The import fails transiently; once that failure is seen, MongoDB comes back for the retry.
-    let run_tag = format!("run={prefix}-");
-    loop {
-        let failed = shim_lines_since(shim_from)
-            .iter()
-            .any(|l| l.contains("import/invocations: Chute.Transient") && l.contains(&run_tag));
-        if failed {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Stack::up(); // restarts what died: same port, same data
+    kill_mongodb_until_the_import_fails(&frozen, shim_from, &prefix).await;
     let report = report_of(finish(run).await);
     every_row_once(&report, &prefix, rows).await;
 }
@@ -280,17 +286,7 @@ async fn an_import_process_killed_mid_chunk_is_retried_exactly() {
         snapshot_run(&source).await.as_deref(),
         report["run_id"].as_str()
     );
-    let again = write_csv(&format!("{prefix}-again.csv"), &prefix, rows, |i| {
-        format!("{i}")
-    });
-    let again = report_of(
-        Stack::script("run-local")
-            .arg(&again)
-            .args(args)
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
+    again_all_unchanged(&prefix, rows, |i| format!("{i}"), &args);
 }
 
 #[tokio::test]
@@ -393,6 +389,19 @@ async fn a_dead_lambda_service_stops_a_run_with_exit_2_and_up_recovers() {
     );
 }
 
+/// Runs `rows` rows priced by `price` again under `args`: a snapshot true to the database skips
+/// every one of them.
+fn again_all_unchanged(prefix: &str, rows: usize, price: impl Fn(usize) -> String, args: &[&str]) {
+    let again = write_csv(&format!("{prefix}-again.csv"), prefix, rows, price);
+    let output = Stack::script("run-local")
+        .arg(&again)
+        .args(args)
+        .output()
+        .unwrap();
+    let again = report_of(output);
+    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
+}
+
 /// The run the source's current snapshot was committed by (`chute_snapshots`).
 async fn snapshot_run(source: &str) -> Option<String> {
     stack()
@@ -470,19 +479,7 @@ async fn mongodb_killed_mid_delta_run_never_advances_the_snapshot_past_the_datab
         snapshot_run(&source).await.as_deref(),
         Some(seed_run.as_str())
     );
-    stack().signal("mongo", "-KILL");
-    thaw(&frozen);
-    let run_tag = format!("run={prefix}-");
-    loop {
-        let failed = shim_lines_since(shim_from)
-            .iter()
-            .any(|l| l.contains("import/invocations: Chute.Transient") && l.contains(&run_tag));
-        if failed {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Stack::up();
+    kill_mongodb_until_the_import_fails(&frozen, shim_from, &prefix).await;
     let report = report_of(finish(run).await);
     assert_eq!(report["status"], "SUCCEEDED", "{report}");
     assert_eq!(n(&report, "/written/updated"), rows as u64, "{report}");
@@ -493,17 +490,7 @@ async fn mongodb_killed_mid_delta_run_never_advances_the_snapshot_past_the_datab
     );
     // The snapshot is what the database holds: the same file again skips every row, and every
     // stored price is the file's.
-    let again = write_csv(&format!("{prefix}-again.csv"), &prefix, rows, |i| {
-        format!("{i}.25")
-    });
-    let again = report_of(
-        Stack::script("run-local")
-            .arg(&again)
-            .args(args)
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(n(&again, "/delta/unchanged"), rows as u64, "{again}");
+    again_all_unchanged(&prefix, rows, |i| format!("{i}.25"), &args);
     let mut cursor = products
         .find(doc! {"sku": {"$regex": format!("^{prefix}-")}})
         .await

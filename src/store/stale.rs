@@ -119,9 +119,21 @@ impl Store {
         for range in [below, above] {
             self.tag_stale(run, &claim, range).await?;
         }
-        // Under `delete`, the documents that go are counted here and dropped by
-        // [`Store::drop_stale_claims`] once the outcome is recorded: a retry before that finds the
-        // same tagged claims and counts the same (dropping first left a retry nothing to count).
+        self.list_tagged(run, &keys, &mut marked).await?;
+        Ok(marked)
+    }
+
+    /// Lists the claims this run tagged stale into `keys`, counting them in `marked` and, under
+    /// `delete`, the documents that will go. Those are dropped by [`Store::drop_stale_claims`]
+    /// once the outcome is recorded: a retry before that finds the same tagged claims and counts
+    /// the same (dropping first left a retry nothing to count).
+    pub(super) async fn list_tagged(
+        &self,
+        run: &StaleRun<'_>,
+        keys: &Sender<Vec<String>>,
+        marked: &mut StaleMarked,
+    ) -> Result<(), ChuteError> {
+        let tag_field = format!("_sources.{}.stale_run", run.feed_source);
         let deleting = run.policy == Stale::Delete;
         let only_here = AtomicU64::new(0);
         let also: &[&str] = if deleting { &["_sources"] } else { &[] };
@@ -130,17 +142,17 @@ impl Store {
             also,
             doc! {&tag_field: run.run_id},
             |doc, _| {
-                if deleting && only_source(doc, source) {
+                if deleting && only_source(doc, run.feed_source) {
                     only_here.fetch_add(1, Ordering::Relaxed);
                 }
                 true
             },
-            &keys,
-            &mut marked,
+            keys,
+            marked,
         )
         .await?;
         marked.deleted = only_here.into_inner();
-        Ok(marked)
+        Ok(())
     }
 
     /// Counts the claims of `keys` (the key cells of rows the file has but the transform
@@ -488,7 +500,7 @@ fn supplied_elsewhere(product: &Document, source: &str) -> bool {
 /// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
 /// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
 /// Whether `source` is the only source of the product `doc` (with `_sources` projected).
-pub(super) fn only_source(doc: &Document, source: &str) -> bool {
+fn only_source(doc: &Document, source: &str) -> bool {
     doc.get_document("_sources")
         .map(|s| s.keys().all(|k| k == source))
         .unwrap_or(true)

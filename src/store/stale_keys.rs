@@ -4,7 +4,6 @@
 //! the redrive count are [`super::stale`]'s.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bson::{doc, DateTime, Document};
 use tokio::sync::mpsc::Sender;
@@ -12,7 +11,7 @@ use tokio::sync::mpsc::Sender;
 use super::classify::classify;
 use super::filters::keys_filter;
 use super::paths::{key_text, lookup};
-use super::stale::{key_values, only_source, refusal, send, tag_statement};
+use super::stale::{key_values, refusal, send, tag_statement};
 use super::{StaleMarked, StaleRun, Store};
 use crate::error::ChuteError;
 use crate::feed::{check_source_name, Stale};
@@ -58,28 +57,10 @@ impl Store {
         self.ensure_stale_indexes(run.schema, run.feed_source)
             .await?;
         let claim = format!("_sources.{}", run.feed_source);
-        let tag_field = format!("{claim}.stale_run");
         for batch in stale.chunks(KEYS_PER_FIND) {
             self.tag_keys(run, &claim, batch).await?;
         }
-        let deleting = run.policy == Stale::Delete;
-        let only_here = AtomicU64::new(0);
-        let also: &[&str] = if deleting { &["_sources"] } else { &[] };
-        self.list_keys(
-            run.schema,
-            also,
-            doc! {&tag_field: run.run_id},
-            |doc, _| {
-                if deleting && only_source(doc, run.feed_source) {
-                    only_here.fetch_add(1, Ordering::Relaxed);
-                }
-                true
-            },
-            &keys,
-            &mut marked,
-        )
-        .await?;
-        marked.deleted = only_here.into_inner();
+        self.list_tagged(run, &keys, &mut marked).await?;
         Ok(marked)
     }
 
