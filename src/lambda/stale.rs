@@ -12,7 +12,7 @@ use crate::error::ChuteError;
 use crate::feed::{Mode, Stale};
 use crate::report::{stale_csv, RunRecord, StaleReport};
 use crate::schema::join_key;
-use crate::store::{stale_refusal, StaleMarked, StaleRun, Store, Supplied, STALE_SAMPLE};
+use crate::store::{list_stale, StaleRun, Store, Supplied};
 use crate::transform::STAGING_PART_BYTES;
 
 /// What the run's stale marking did and the key of its `stale.csv`; `None` when the run is no full
@@ -104,11 +104,10 @@ async fn mark_stale(
         max_stale_percent: f64::from(policy.max_stale_percent),
         force: run.force_stale,
     };
-    let found = by_snapshot.clone().unwrap_or_default();
     if !dry_run {
         if let Some(recorded) = store.recorded_stale(&run.run_id).await? {
             drop_if_deleting(store, &stale_run, &recorded).await?;
-            return Ok((recorded, Some(key), found));
+            return Ok((recorded, Some(key), by_snapshot.unwrap_or_default()));
         }
     }
     let (keys_tx, keys_rx) = tokio::sync::mpsc::channel(2);
@@ -116,13 +115,14 @@ async fn mark_stale(
     // Rows the file has but the transform rejected still supply their products.
     let rejected = record.rejected_keys(&schema);
     let marking = async {
-        match (by_snapshot, dry_run) {
+        match (by_snapshot.as_deref(), dry_run) {
             (Some(stale), true) => {
-                predict_from_snapshot(&stale_run, &stale, supplied_before, keys_tx).await
+                // A dry run's prediction from the snapshots alone: no database read.
+                list_stale(&stale_run, stale, supplied_before, keys_tx).await
             }
             (Some(stale), false) => {
                 store
-                    .mark_stale_keys(&stale_run, &stale, supplied_before, keys_tx)
+                    .mark_stale_keys(&stale_run, stale, supplied_before, keys_tx)
                     .await
             }
             (None, true) => {
@@ -157,35 +157,7 @@ async fn mark_stale(
         store.record_stale(&run.run_id, &outcome).await?;
         drop_if_deleting(store, &stale_run, &outcome).await?;
     }
-    Ok((outcome, Some(key), found))
-}
-
-/// A dry run's stale products by the snapshots: no database read at all. The guard decides
-/// whether the real run would mark them or only report them as candidates.
-async fn predict_from_snapshot(
-    run: &StaleRun<'_>,
-    stale: &[String],
-    supplied: u64,
-    keys: tokio::sync::mpsc::Sender<Vec<String>>,
-) -> Result<StaleMarked, ChuteError> {
-    let count = stale.len() as u64;
-    let mut marked = StaleMarked {
-        supplied,
-        refused_reason: stale_refusal(run, count, supplied, count),
-        sample: stale.iter().take(STALE_SAMPLE).cloned().collect(),
-        ..StaleMarked::default()
-    };
-    if marked.refused_reason.is_some() {
-        marked.candidates = count;
-    } else {
-        marked.marked = count;
-    }
-    for batch in stale.chunks(1000) {
-        if keys.send(batch.to_vec()).await.is_err() {
-            break;
-        }
-    }
-    Ok(marked)
+    Ok((outcome, Some(key), by_snapshot.unwrap_or_default()))
 }
 
 /// Under `delete`, drops the claims the marking tagged, once its outcome is recorded: a retry

@@ -40,7 +40,8 @@ pub use ledger::{RunStart, RUNS};
 pub use setup::json_schema;
 pub use snapshots::{snapshot_id, Lease, Manifest, Switched, LEASES, SNAPSHOTS};
 pub use staged::{digest_part, split_staged};
-pub use stale::{refusal as stale_refusal, StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
+pub use stale::{StaleMarked, StaleRun, Supplied, STALE_SAMPLE};
+pub use stale_keys::list_stale;
 pub use upsert::{WriteOutcome, WriteProgress};
 pub use verify::VerifyRequest;
 

@@ -497,8 +497,6 @@ fn supplied_elsewhere(product: &Document, source: &str) -> bool {
     })
 }
 
-/// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
-/// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
 /// Whether `source` is the only source of the product `doc` (with `_sources` projected).
 fn only_source(doc: &Document, source: &str) -> bool {
     doc.get_document("_sources")
@@ -506,7 +504,9 @@ fn only_source(doc: &Document, source: &str) -> bool {
         .unwrap_or(true)
 }
 
-pub fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
+/// Why a refresh marks nothing: `stale` of the source's `supplied` products would go, more than
+/// its `max_stale_percent` allows, `fresh` of them newly, and no `chute-force-stale`.
+pub(super) fn refusal(run: &StaleRun<'_>, stale: u64, supplied: u64, fresh: u64) -> Option<String> {
     if supplied == 0 || fresh == 0 || run.force {
         return None;
     }

@@ -20,6 +20,33 @@ use crate::schema::KEY_SEPARATOR;
 /// Keys asked for per `find`.
 const KEYS_PER_FIND: usize = 500;
 
+/// `stale` counted and sent to `keys` without touching the database: as candidates when the
+/// guard refuses to mark them, else as marked. What a refused or `keep` marking reports, and what
+/// a dry run predicts from the snapshots.
+pub async fn list_stale(
+    run: &StaleRun<'_>,
+    stale: &[String],
+    supplied: u64,
+    keys: Sender<Vec<String>>,
+) -> Result<StaleMarked, ChuteError> {
+    let count = stale.len() as u64;
+    let mut marked = StaleMarked {
+        supplied,
+        refused_reason: refusal(run, count, supplied, count),
+        sample: stale.iter().take(super::STALE_SAMPLE).cloned().collect(),
+        ..StaleMarked::default()
+    };
+    if marked.refused_reason.is_some() {
+        marked.candidates = count;
+    } else {
+        marked.marked = count;
+    }
+    for batch in stale.chunks(super::DEFAULT_BATCH) {
+        send(&keys, batch.to_vec()).await?;
+    }
+    Ok(marked)
+}
+
 impl Store {
     /// Marks `stale` (keys the source's snapshot has and this full refresh does not list) under
     /// `run.policy`, `supplied` being the snapshot's size (for `max_stale_percent`). Every stale
@@ -33,25 +60,15 @@ impl Store {
         keys: Sender<Vec<String>>,
     ) -> Result<StaleMarked, ChuteError> {
         check_source_name(run.feed_source).map_err(ChuteError::Config)?;
+        let count = stale.len() as u64;
+        if refusal(run, count, supplied, count).is_some() || run.policy == Stale::Keep {
+            return list_stale(run, stale, supplied, keys).await;
+        }
         let mut marked = StaleMarked {
             supplied,
             ..StaleMarked::default()
         };
         if stale.is_empty() {
-            return Ok(marked);
-        }
-        let count = stale.len() as u64;
-        marked.refused_reason = refusal(run, count, supplied, count);
-        if marked.refused_reason.is_some() || run.policy == Stale::Keep {
-            for batch in stale.chunks(self.batch_size) {
-                send(&keys, batch.to_vec()).await?;
-            }
-            marked.sample = stale.iter().take(super::STALE_SAMPLE).cloned().collect();
-            if marked.refused_reason.is_some() {
-                marked.candidates = count;
-            } else {
-                marked.marked = count;
-            }
             return Ok(marked);
         }
         self.ensure_stale_indexes(run.schema, run.feed_source)
