@@ -279,15 +279,7 @@ async fn a_damaged_snapshot_turns_delta_off_and_the_run_takes_the_full_path() {
     // Cut the snapshot's piece short, as a bad copy or a hand edit of the bucket would.
     stack().export();
     let env = chute::app::Env::load().await.unwrap();
-    let manifest = stack()
-        .database()
-        .await
-        .collection::<Document>("chute_snapshots")
-        .find_one(doc! {"_id": format!("products/{source}")})
-        .await
-        .unwrap()
-        .unwrap();
-    let current = manifest.get_document("current").unwrap();
+    let current = support::current_snapshot(&source).await.unwrap();
     let piece = format!("{}piece-000-of-001.bin", current.get_str("prefix").unwrap());
     let bucket = current.get_str("bucket").unwrap();
     let bytes = env.blob.get(bucket, &piece).await.unwrap();

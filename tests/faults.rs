@@ -404,20 +404,8 @@ fn again_all_unchanged(prefix: &str, rows: usize, price: impl Fn(usize) -> Strin
 
 /// The run the source's current snapshot was committed by (`chute_snapshots`).
 async fn snapshot_run(source: &str) -> Option<String> {
-    stack()
-        .database()
-        .await
-        .collection::<Document>("chute_snapshots")
-        .find_one(doc! {"_id": format!("products/{source}")})
-        .await
-        .unwrap()
-        .and_then(|m| {
-            m.get_document("current")
-                .ok()?
-                .get_str("run_id")
-                .ok()
-                .map(str::to_string)
-        })
+    let current = support::current_snapshot(source).await?;
+    current.get_str("run_id").ok().map(str::to_string)
 }
 
 #[tokio::test]

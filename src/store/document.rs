@@ -372,10 +372,16 @@ mod tests {
     use crate::plan::PlanOptions;
     use crate::schema::Schema;
 
-    fn staged(schema: &Schema, csv: &str) -> Vec<u8> {
-        process(csv.as_bytes(), schema, &PlanOptions::default())
+    /// The catalog schema and LAMP-1's row as its transform stages it.
+    fn lamp() -> (Schema, StagedDoc) {
+        let schema = Schema::built_in("catalog").unwrap();
+        let csv = "sku,name,price,stock,gtin,mpn\nLAMP-1,Desk lamp,19.90,4,12345678,M-1\n";
+        let bytes = process(csv.as_bytes(), &schema, &PlanOptions::default())
             .unwrap()
-            .staged
+            .staged;
+        let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
+        let doc = StagedDoc::parse(raw, &schema.key_fields()).unwrap();
+        (schema, doc)
     }
 
     fn context(run: &str, source: &str, reapply: bool) -> WriteContext {
@@ -416,13 +422,7 @@ mod tests {
 
     #[test]
     fn a_reapply_sets_the_rows_fields_again_where_a_plain_write_sees_nothing_to_do() {
-        let schema = Schema::built_in("catalog").unwrap();
-        let bytes = staged(
-            &schema,
-            "sku,name,price,stock,gtin,mpn\nLAMP-1,Desk lamp,19.90,4,12345678,M-1\n",
-        );
-        let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
-        let doc = StagedDoc::parse(raw, &schema.key_fields()).unwrap();
+        let (schema, doc) = lamp();
         let keys = schema.key_fields();
         let stored = edited(&doc, "erp");
         let target = || Target::Existing {
@@ -484,13 +484,7 @@ mod tests {
 
     #[test]
     fn a_reapply_still_respects_precedence() {
-        let schema = Schema::built_in("catalog").unwrap();
-        let bytes = staged(
-            &schema,
-            "sku,name,price,stock,gtin,mpn\nLAMP-1,Desk lamp,19.90,4,12345678,M-1\n",
-        );
-        let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
-        let doc = StagedDoc::parse(raw, &schema.key_fields()).unwrap();
+        let (schema, doc) = lamp();
         let keys = schema.key_fields();
         // supplier-a ranks below erp: the erp-owned name stays, its own fields are set again.
         let stored = edited(&doc, "erp");

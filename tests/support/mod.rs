@@ -456,3 +456,16 @@ pub fn accounting_holds(report: &serde_json::Value) {
         "inserted + updated + unchanged = valid: {report}"
     );
 }
+
+/// The current snapshot record (`chute_snapshots.current`) of `source` in `products`, if one was
+/// committed.
+pub async fn current_snapshot(source: &str) -> Option<bson::Document> {
+    stack()
+        .database()
+        .await
+        .collection::<bson::Document>("chute_snapshots")
+        .find_one(bson::doc! {"_id": format!("products/{source}")})
+        .await
+        .unwrap()
+        .and_then(|m| m.get_document("current").ok().cloned())
+}
